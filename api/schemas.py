@@ -1,0 +1,175 @@
+"""Pydantic models of the HTTP API: requests (`<Thing>Create`, queries) and responses (`<Thing>Read`)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from core.models import Job, JobEvent, JobResult
+from core.status import JobStatus
+
+QUEUE_PATTERN = r"^[A-Za-z0-9_.-]{1,100}$"
+MAX_DELAY_SECONDS = 366 * 24 * 3600
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class JobCreate(Strict):
+    type: str = Field(min_length=1, max_length=100, description="A job type name from GET /v1/job-types.")
+    payload: dict[str, Any] = Field(default_factory=dict, description="Validated against the job type's schema.")
+    priority: int | None = Field(default=None, ge=0, le=9, description="0–9, higher runs first; default per type.")
+    queue: str | None = Field(default=None, pattern=QUEUE_PATTERN, description="Override the job type's queue.")
+    run_at: AwareDatetime | None = Field(default=None, description="Do not start before this time (with offset).")
+    delay_seconds: float | None = Field(default=None, ge=0, le=MAX_DELAY_SECONDS, description="Or: start after this.")
+    max_attempts: int | None = Field(default=None, ge=1, le=100, description="Attempts before `failed`.")
+
+    @model_validator(mode="after")
+    def _one_start_time(self) -> JobCreate:
+        if self.run_at is not None and self.delay_seconds is not None:
+            raise ValueError("give either run_at or delay_seconds, not both")
+        return self
+
+
+class Progress(BaseModel):
+    done: int | None
+    total: int | None
+    message: str | None
+
+
+class JobRead(BaseModel):
+    id: uuid.UUID
+    type: str
+    queue: str
+    priority: int
+    status: JobStatus
+    payload: dict[str, Any]
+    attempt: int
+    max_attempts: int
+    run_at: datetime | None
+    next_attempt_at: datetime | None
+    progress: Progress | None
+    cancel_requested: bool
+    error: dict[str, Any] | None
+    worker: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, job: Job) -> JobRead:
+        progress = None
+        if job.progress_done is not None or job.progress_message is not None:
+            progress = Progress(done=job.progress_done, total=job.progress_total, message=job.progress_message)
+        return cls(
+            id=job.id,
+            type=job.type,
+            queue=job.queue,
+            priority=job.priority,
+            status=JobStatus(job.status),
+            payload=job.payload,
+            attempt=job.attempt,
+            max_attempts=job.max_attempts,
+            run_at=job.run_at,
+            next_attempt_at=job.next_attempt_at if job.status == JobStatus.RETRYING else None,
+            progress=progress,
+            cancel_requested=job.cancel_requested,
+            error=job.error,
+            worker=job.worker,
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+            updated_at=job.updated_at,
+        )
+
+
+class JobPage(BaseModel):
+    items: list[JobRead]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null on the last page.")
+
+
+class JobListQuery(Strict):
+    limit: int = Field(default=50, ge=1, le=200)
+    cursor: str | None = Field(default=None, max_length=500)
+    status: str | None = Field(default=None, description="Comma-separated statuses, e.g. `queued,running`.")
+    type: str | None = Field(default=None, max_length=100)
+    queue: str | None = Field(default=None, max_length=100)
+    created_after: AwareDatetime | None = None
+    created_before: AwareDatetime | None = None
+
+    @field_validator("status")
+    @classmethod
+    def _known_statuses(cls, value: str | None) -> str | None:
+        if value is not None:
+            unknown = [s for s in value.split(",") if s not in {m.value for m in JobStatus}]
+            if unknown:
+                raise ValueError(f"unknown status {', '.join(unknown)}; one of {', '.join(s.value for s in JobStatus)}")
+        return value
+
+
+class EventRead(BaseModel):
+    id: int
+    kind: str
+    attempt: int
+    worker: str | None
+    detail: dict[str, Any] | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, event: JobEvent) -> EventRead:
+        return cls(
+            id=event.id,
+            kind=event.kind,
+            attempt=event.attempt,
+            worker=event.worker,
+            detail=event.detail,
+            created_at=event.created_at,
+        )
+
+
+class EventList(BaseModel):
+    items: list[EventRead]
+
+
+class ResultRead(BaseModel):
+    job_id: uuid.UUID
+    data: dict[str, Any] | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, result: JobResult) -> ResultRead:
+        return cls(job_id=result.job_id, data=result.data, created_at=result.created_at)
+
+
+class JobTypeRead(BaseModel):
+    name: str
+    description: str
+    queue: str
+    priority: int
+    max_attempts: int
+    payload_schema: dict[str, Any]
+    result_schema: dict[str, Any]
+
+
+class JobTypeList(BaseModel):
+    items: list[JobTypeRead]
+
+
+class QueueRead(BaseModel):
+    name: str
+    counts: dict[str, int]
+    oldest_queued_age_seconds: float | None
+
+
+class QueueList(BaseModel):
+    items: list[QueueRead]
+
+
+class HealthRead(BaseModel):
+    status: str
+    checks: dict[str, str] = Field(default_factory=dict)

@@ -1,0 +1,1 @@
+"""The `conveyor` command: run the process group, migrate, and talk to the API."""

@@ -1,0 +1,144 @@
+"""`conveyor` commands: up, db upgrade, submit, status."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Any
+
+import click
+
+from cli.client import ApiClient, ApiError
+from cli.processes import NoRedisServer, process_commands
+from core.migrate import upgrade_database
+from core.settings import Settings
+
+TERMINAL = {"succeeded", "failed", "cancelled"}
+
+
+@click.group()
+def main() -> None:
+    """Conveyor: background jobs and data processing with a job ledger that never loses a job."""
+
+
+@main.command()
+def up() -> None:
+    """Migrate, then run api + worker + beat + flower (and the embedded broker) until Ctrl-C."""
+    from honcho.manager import Manager
+
+    settings = Settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade_database(settings.resolved_database_url)
+    try:
+        commands = process_commands(settings)
+    except NoRedisServer as exc:
+        raise click.ClickException(str(exc)) from None
+    env = {**os.environ, "CONVEYOR_DATA_DIR": str(settings.data_dir.resolve()), "PYTHONUNBUFFERED": "1"}
+    api = f"http://{settings.api_host}:{settings.api_port}"
+    click.echo(
+        f"Conveyor starting on {settings.resolved_database_url.split('://')[0]} + {settings.resolved_broker_url}\n"
+        f"  API     {api}/v1/jobs\n  Docs    {api}/docs\n"
+        f"  Flower  http://{settings.flower_host}:{settings.flower_port}\n  Data    {settings.data_dir.resolve()}\n"
+        "Press Ctrl-C to stop everything."
+    )
+    manager = Manager()
+    for name, command in commands.items():
+        manager.add_process(name, command, env=env)
+    manager.loop()
+    sys.exit(manager.returncode)
+
+
+@main.group()
+def db() -> None:
+    """Database schema commands."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Apply migrations to CONVEYOR_DATABASE_URL."""
+    settings = Settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade_database(settings.resolved_database_url, revision)
+    click.echo(f"database at {revision}")
+
+
+def _client(api: str | None) -> ApiClient:
+    settings = Settings()
+    return ApiClient(api or os.environ.get("CONVEYOR_API_URL") or f"http://{settings.api_host}:{settings.api_port}")
+
+
+def _describe(job: dict[str, Any]) -> str:
+    progress = job.get("progress") or {}
+    line = f"{job['id']}  {job['status']:<9}  attempt {job['attempt']}/{job['max_attempts']}"
+    if progress.get("total"):
+        line += f"  {100 * (progress.get('done') or 0) / progress['total']:5.1f}%"
+    if job.get("error") and job["status"] in ("failed", "retrying"):
+        line += f"  {job['error'].get('type')}: {job['error'].get('message')}"
+    return line
+
+
+@main.command()
+@click.argument("job_type")
+@click.option("--payload", default="{}", help="The job's payload as JSON.")
+@click.option("--priority", type=click.IntRange(0, 9))
+@click.option("--delay", "delay_seconds", type=float, help="Start after this many seconds.")
+@click.option("--idempotency-key")
+@click.option("--wait", is_flag=True, help="Wait for the job to finish, showing progress.")
+@click.option("--api", help="API base URL (default: CONVEYOR_API_URL or the local API).")
+def submit(
+    job_type: str,
+    payload: str,
+    priority: int | None,
+    delay_seconds: float | None,
+    idempotency_key: str | None,
+    wait: bool,
+    api: str | None,
+) -> None:
+    """Submit a job of JOB_TYPE; print its id (or, with --wait, follow it to the end)."""
+    try:
+        body: dict[str, Any] = {"type": job_type, "payload": json.loads(payload)}
+    except ValueError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="--payload") from None
+    if priority is not None:
+        body["priority"] = priority
+    if delay_seconds is not None:
+        body["delay_seconds"] = delay_seconds
+    client = _client(api)
+    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+    try:
+        job = client.request("POST", "/v1/jobs", body, headers=headers)
+    except (ApiError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if not wait:
+        click.echo(job["id"])
+        return
+    while job["status"] not in TERMINAL:
+        click.echo("\r" + _describe(job).ljust(100), nl=False, err=True)
+        time.sleep(0.3)
+        job = client.request("GET", f"/v1/jobs/{job['id']}")
+    click.echo("\r" + " " * 100 + "\r", nl=False, err=True)
+    click.echo(_describe(job))
+    if job["status"] == "succeeded":
+        click.echo(json.dumps(client.request("GET", f"/v1/jobs/{job['id']}/result")["data"]))
+    else:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("job_id")
+@click.option("--events", is_flag=True, help="Also print the job's audit trail.")
+@click.option("--api", help="API base URL (default: CONVEYOR_API_URL or the local API).")
+def status(job_id: str, events: bool, api: str | None) -> None:
+    """Show a job's status, progress and error."""
+    client = _client(api)
+    try:
+        job = client.request("GET", f"/v1/jobs/{job_id}")
+        click.echo(_describe(job))
+        if events:
+            for event in client.request("GET", f"/v1/jobs/{job_id}/events")["items"]:
+                click.echo(f"  {event['created_at']}  {event['kind']:<16} attempt {event['attempt']}  {event['worker'] or ''}")
+    except (ApiError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None

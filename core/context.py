@@ -1,0 +1,36 @@
+"""What a job handler gets: the `JobContext` interface (the worker provides the implementation)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Protocol
+
+from sqlalchemy.orm import Session
+
+
+class JobCancelled(Exception):  # noqa: N818 - reads as a state, like Celery's Terminated
+    """Raised by `progress()`/`check_cancelled()` when the job's cancellation was requested."""
+
+
+class LeaseLost(Exception):  # noqa: N818
+    """Raised when this attempt no longer owns the job (its lease expired and the job moved on)."""
+
+
+class JobContext(Protocol):
+    job_id: uuid.UUID
+    attempt: int
+    logger: logging.Logger
+
+    @property
+    def session(self) -> Session:
+        """The executor's unit of work: what the handler writes here commits together with the result."""
+        ...
+
+    def progress(self, done: int, total: int | None = None, message: str | None = None) -> None:
+        """Record progress, renew the lease and raise `JobCancelled` if cancellation was requested."""
+        ...
+
+    def cancelled(self) -> bool:
+        """True once cancellation was requested (no exception; for handlers that clean up themselves)."""
+        ...

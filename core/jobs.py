@@ -1,0 +1,338 @@
+"""The job state machine (one transition table) and the ledger operations that move a job through it.
+
+Every function takes the caller's session first and never commits: the caller owns the unit of work.
+Every transition is a conditional UPDATE (the row is the source of truth) plus one `job_events` row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from core.errors import IdempotencyMismatch, InvalidTransition, JobNotFound, PayloadInvalid, UnknownQueue, UnknownType
+from core.models import Job, JobEvent, JobResult
+from core.registry import Registry, UnknownJobType
+from core.status import JobStatus
+from core.types import utcnow
+
+S = JobStatus
+TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
+    S.SCHEDULED: frozenset({S.QUEUED, S.CANCELLED}),
+    S.QUEUED: frozenset({S.RUNNING, S.CANCELLED}),
+    S.RUNNING: frozenset({S.SUCCEEDED, S.RETRYING, S.FAILED, S.CANCELLED}),
+    S.RETRYING: frozenset({S.QUEUED, S.CANCELLED}),
+    S.FAILED: frozenset({S.QUEUED}),  # manual retry
+    S.SUCCEEDED: frozenset(),
+    S.CANCELLED: frozenset(),
+}
+
+
+def can_transition(source: JobStatus, target: JobStatus) -> bool:
+    return target in TRANSITIONS[source]
+
+
+def sources_of(target: JobStatus) -> list[str]:
+    """Statuses allowed to move to `target`: the WHERE clause of every conditional update."""
+    return [s.value for s, targets in TRANSITIONS.items() if target in targets]
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    id: uuid.UUID
+    type: str
+    payload: dict[str, Any]
+    attempt: int
+    max_attempts: int
+
+
+def record_event(
+    session: Session,
+    job_id: uuid.UUID,
+    kind: str,
+    *,
+    attempt: int = 0,
+    worker: str | None = None,
+    detail: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> None:
+    session.add(
+        JobEvent(job_id=job_id, kind=kind, attempt=attempt, worker=worker, detail=detail, created_at=now or utcnow())
+    )
+
+
+def request_fingerprint(body: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def submit_job(
+    session: Session,
+    *,
+    registry: Registry,
+    known_queues: list[str],
+    type: str,  # noqa: A002 - the API field is called type
+    payload: dict[str, Any],
+    priority: int | None = None,
+    queue: str | None = None,
+    run_at: datetime | None = None,
+    max_attempts: int | None = None,
+    tenant_id: str = "default",
+    idempotency_key: str | None = None,
+    request_hash: str | None = None,
+    now: datetime | None = None,
+) -> tuple[Job, bool]:
+    """Validate and insert a job (flushed, not committed). Returns (job, created); created is False when the
+    Idempotency-Key already names a job made from the same request."""
+    now = now or utcnow()
+    if idempotency_key is not None:
+        existing = _job_by_idempotency_key(session, tenant_id, idempotency_key)
+        if existing is not None:
+            return _same_request_or_raise(existing, request_hash), False
+    try:
+        spec = registry.get(type)
+    except UnknownJobType:
+        known = ", ".join(s.name for s in registry)
+        raise UnknownType(f"No job type named {type!r}. Known types: {known}.") from None
+    try:
+        model = spec.payload.model_validate(payload)
+    except ValidationError as exc:
+        raise PayloadInvalid(
+            f"The payload does not match the {type!r} job type's schema (GET /v1/job-types shows it).",
+            errors=[_field_error(("payload", *e["loc"]), e["msg"]) for e in exc.errors()],
+        ) from None
+    queue = queue or spec.queue
+    if queue not in known_queues:
+        raise UnknownQueue(f"No worker consumes queue {queue!r}. Known queues: {', '.join(known_queues)}.")
+    due = run_at is None or run_at <= now
+    job = Job(
+        id=uuid.uuid4(),
+        tenant_id=tenant_id,
+        type=type,
+        queue=queue,
+        priority=spec.priority if priority is None else priority,
+        status=(S.QUEUED if due else S.SCHEDULED).value,
+        payload=model.model_dump(mode="json"),
+        attempt=0,
+        max_attempts=max_attempts or spec.max_attempts,
+        run_at=run_at,
+        published_at=now if due else None,  # optimistic: the caller publishes after commit, or clears it on failure
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
+        cancel_requested=False,
+        created_at=now,
+        updated_at=now,
+    )
+    if idempotency_key is None:
+        session.add(job)
+        session.flush()
+    else:
+        try:
+            with session.begin_nested():
+                session.add(job)
+                session.flush()
+        except IntegrityError:
+            # A concurrent request with the same key won the race: answer with its job.
+            existing = _job_by_idempotency_key(session, tenant_id, idempotency_key)
+            if existing is None:
+                raise
+            return _same_request_or_raise(existing, request_hash), False
+    record_event(session, job.id, job.status, detail={"queue": queue, "run_at": _iso(run_at)}, now=now)
+    return job, True
+
+
+def _job_by_idempotency_key(session: Session, tenant_id: str, key: str) -> Job | None:
+    return session.scalars(select(Job).where(Job.tenant_id == tenant_id, Job.idempotency_key == key)).one_or_none()
+
+
+def _same_request_or_raise(existing: Job, request_hash: str | None) -> Job:
+    if existing.request_hash != request_hash:
+        raise IdempotencyMismatch(
+            "This Idempotency-Key was already used with a different request body. Use a new key for a new job.",
+        )
+    return existing
+
+
+def _field_error(loc: tuple[Any, ...], msg: str) -> dict[str, Any]:
+    return {"field": ".".join(str(p) for p in loc), "message": msg}
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def claim_job(
+    session: Session, *, job_id: uuid.UUID, worker: str, lease_seconds: float, now: datetime | None = None
+) -> ClaimedJob | None:
+    """Take a queued job for one attempt. None means a duplicate or stale delivery: the caller does nothing."""
+    now = now or utcnow()
+    row = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status.in_(sources_of(S.RUNNING)), Job.cancel_requested.is_(False))
+        .values(
+            status=S.RUNNING.value,
+            attempt=Job.attempt + 1,
+            lease_until=now + timedelta(seconds=lease_seconds),
+            worker=worker,
+            started_at=now,
+            updated_at=now,
+            progress_done=None,
+            progress_total=None,
+            progress_message=None,
+        )
+        .returning(Job.type, Job.payload, Job.attempt, Job.max_attempts)
+    ).one_or_none()
+    if row is None:
+        return None
+    record_event(session, job_id, S.RUNNING.value, attempt=row.attempt, worker=worker, now=now)
+    return ClaimedJob(id=job_id, type=row.type, payload=row.payload, attempt=row.attempt, max_attempts=row.max_attempts)
+
+
+def _owned(job_id: uuid.UUID, attempt: int) -> Any:
+    """The condition that this attempt still owns the running job (its lease was not taken over)."""
+    return (Job.id == job_id) & (Job.status == S.RUNNING.value) & (Job.attempt == attempt)
+
+
+def renew_lease(
+    session: Session,
+    *,
+    job_id: uuid.UUID,
+    attempt: int,
+    lease_seconds: float,
+    progress: tuple[int, int | None, str | None] | None = None,
+    now: datetime | None = None,
+) -> bool | None:
+    """Extend the lease (and record progress). Returns cancel_requested, or None if the attempt lost the job."""
+    now = now or utcnow()
+    values: dict[str, Any] = {"lease_until": now + timedelta(seconds=lease_seconds), "updated_at": now}
+    if progress is not None:
+        values.update(progress_done=progress[0], progress_total=progress[1], progress_message=progress[2])
+    cancel = session.execute(
+        update(Job).where(_owned(job_id, attempt)).values(**values).returning(Job.cancel_requested)
+    ).scalar_one_or_none()
+    return None if cancel is None else bool(cancel)
+
+
+def complete_job(
+    session: Session, *, job_id: uuid.UUID, attempt: int, worker: str, data: dict[str, Any], now: datetime | None = None
+) -> bool:
+    """Result and success together. False if this attempt no longer owns the job (nothing is written)."""
+    now = now or utcnow()
+    moved = session.execute(
+        update(Job)
+        .where(_owned(job_id, attempt))
+        .values(status=S.SUCCEEDED.value, finished_at=now, updated_at=now, lease_until=None, error=None)
+        .returning(Job.id)
+    ).scalar_one_or_none()
+    if moved is None:
+        return False
+    session.add(JobResult(job_id=job_id, data=data, created_at=now))
+    record_event(session, job_id, S.SUCCEEDED.value, attempt=attempt, worker=worker, now=now)
+    return True
+
+
+def backoff_delay(attempt: int, base: float, cap: float) -> float:
+    """Exponential backoff with jitter: base·2^(attempt-1), capped, then scaled by a random 0.5–1.0."""
+    return min(cap, base * 2 ** max(attempt - 1, 0)) * random.uniform(0.5, 1.0)  # noqa: S311 - not crypto
+
+
+def fail_attempt(
+    session: Session,
+    *,
+    job_id: uuid.UUID,
+    attempt: int,
+    worker: str | None,
+    error: dict[str, Any],
+    retryable: bool,
+    backoff: float,
+    backoff_cap: float,
+    event: str | None = None,
+    now: datetime | None = None,
+) -> JobStatus | None:
+    """Record a failed attempt: `retrying` with next_attempt_at, or `failed` when attempts are exhausted or the
+    error is not retryable. None if this attempt no longer owns the job."""
+    now = now or utcnow()
+    job = session.scalars(select(Job).where(_owned(job_id, attempt)).with_for_update()).one_or_none()
+    if job is None:
+        return None
+    if retryable and job.attempt < job.max_attempts:
+        next_at = now + timedelta(seconds=backoff_delay(job.attempt, backoff, backoff_cap))
+        job.status, job.next_attempt_at, job.finished_at = S.RETRYING.value, next_at, None
+    else:
+        job.status, job.finished_at, next_at = S.FAILED.value, now, None
+    job.error, job.lease_until, job.updated_at = error, None, now
+    detail = {"error": error, "next_attempt_at": _iso(next_at)}
+    if event is not None:  # the cause, when it is not the handler's own exception (e.g. lease_expired)
+        record_event(session, job_id, event, attempt=attempt, worker=worker, now=now)
+    record_event(session, job_id, job.status, attempt=attempt, worker=worker, detail=detail, now=now)
+    return JobStatus(job.status)
+
+
+def mark_cancelled(
+    session: Session, *, job_id: uuid.UUID, attempt: int, worker: str, now: datetime | None = None
+) -> bool:
+    """A running job that stopped at a cancellation check."""
+    now = now or utcnow()
+    moved = session.execute(
+        update(Job)
+        .where(_owned(job_id, attempt))
+        .values(status=S.CANCELLED.value, finished_at=now, updated_at=now, lease_until=None)
+        .returning(Job.id)
+    ).scalar_one_or_none()
+    if moved is not None:
+        record_event(session, job_id, S.CANCELLED.value, attempt=attempt, worker=worker, now=now)
+    return moved is not None
+
+
+def locked_job(session: Session, job_id: uuid.UUID, tenant_id: str) -> Job:
+    job = session.scalars(
+        select(Job).where(Job.id == job_id, Job.tenant_id == tenant_id).with_for_update()
+    ).one_or_none()
+    if job is None:
+        raise JobNotFound(f"No job with id {job_id}.")
+    return job
+
+
+def cancel_job(session: Session, job_id: uuid.UUID, *, tenant_id: str = "default", now: datetime | None = None) -> Job:
+    """Cancel: a job not yet running becomes `cancelled` at once; a running one at its next progress check."""
+    now = now or utcnow()
+    job = locked_job(session, job_id, tenant_id)
+    status = JobStatus(job.status)
+    if status is S.CANCELLED:
+        return job  # cancelling twice is harmless
+    if status.terminal:
+        raise InvalidTransition(f"Job {job_id} already {status.value}; only unfinished jobs can be cancelled.")
+    job.cancel_requested, job.updated_at = True, now
+    if status is S.RUNNING:
+        record_event(session, job_id, "cancel_requested", attempt=job.attempt, worker=job.worker, now=now)
+    else:
+        job.status, job.finished_at = S.CANCELLED.value, now
+        record_event(session, job_id, S.CANCELLED.value, attempt=job.attempt, detail={"from": status.value}, now=now)
+    return job
+
+
+def retry_job(session: Session, job_id: uuid.UUID, *, tenant_id: str = "default", now: datetime | None = None) -> Job:
+    """Re-queue a failed job as one more attempt; its events keep every earlier attempt and error."""
+    now = now or utcnow()
+    job = locked_job(session, job_id, tenant_id)
+    if job.status != S.FAILED.value:
+        raise InvalidTransition(f"Job {job_id} is {job.status}; only failed jobs can be retried.")
+    job.status, job.max_attempts = S.QUEUED.value, max(job.max_attempts, job.attempt + 1)
+    job.finished_at, job.next_attempt_at, job.error = None, None, None
+    job.published_at, job.updated_at = now, now
+    record_event(session, job_id, "retried", attempt=job.attempt, now=now)
+    return job
+
+
+def mark_unpublished(session: Session, job_ids: list[uuid.UUID]) -> None:
+    """The publish after commit failed: the reconciler publishes these rows again as soon as it can."""
+    if job_ids:
+        session.execute(update(Job).where(Job.id.in_(job_ids)).values(published_at=None))

@@ -1,0 +1,122 @@
+"""Read-side queries of the ledger: one job, pages of jobs, events, results, queue statistics."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select, tuple_
+from sqlalchemy.orm import Session
+
+from core.errors import ConveyorError, JobNotFound, ResultNotReady
+from core.models import Job, JobEvent, JobResult
+from core.status import JobStatus
+from core.types import utcnow
+
+
+class BadCursor(ConveyorError):
+    slug, status, title = "bad-cursor", 400, "Invalid cursor"
+
+
+def get_job(session: Session, job_id: uuid.UUID, *, tenant_id: str = "default") -> Job:
+    job = session.scalars(select(Job).where(Job.id == job_id, Job.tenant_id == tenant_id)).one_or_none()
+    if job is None:
+        raise JobNotFound(f"No job with id {job_id}.")
+    return job
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    status: list[str] | None = None
+    type: str | None = None
+    queue: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+
+def encode_cursor(job: Job) -> str:
+    raw = json.dumps([job.created_at.isoformat(), str(job.id)]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created, job_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        return datetime.fromisoformat(created), uuid.UUID(job_id)
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise BadCursor("The cursor is not one this API returned; start again without it.") from None
+
+
+def list_jobs(
+    session: Session, *, filters: JobFilter, limit: int, cursor: str | None = None, tenant_id: str = "default"
+) -> tuple[list[Job], str | None]:
+    """Newest first, keyset-paginated on (created_at, id). Returns the page and the next cursor (or None)."""
+    query = select(Job).where(Job.tenant_id == tenant_id)
+    if filters.status:
+        query = query.where(Job.status.in_(filters.status))
+    if filters.type:
+        query = query.where(Job.type == filters.type)
+    if filters.queue:
+        query = query.where(Job.queue == filters.queue)
+    if filters.created_after:
+        query = query.where(Job.created_at >= filters.created_after)
+    if filters.created_before:
+        query = query.where(Job.created_at < filters.created_before)
+    if cursor:
+        created, job_id = decode_cursor(cursor)
+        query = query.where(tuple_(Job.created_at, Job.id) < tuple_(created, job_id))
+    rows = list(session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)))
+    next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    return rows[:limit], next_cursor
+
+
+def list_events(session: Session, job_id: uuid.UUID, *, tenant_id: str = "default") -> list[JobEvent]:
+    get_job(session, job_id, tenant_id=tenant_id)
+    return list(session.scalars(select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id)))
+
+
+def get_result(session: Session, job_id: uuid.UUID, *, tenant_id: str = "default") -> JobResult:
+    job = get_job(session, job_id, tenant_id=tenant_id)
+    result = session.scalars(select(JobResult).where(JobResult.job_id == job_id)).one_or_none()
+    if result is None:
+        raise ResultNotReady(f"Job {job_id} is {job.status}; a result exists once it has succeeded.")
+    return result
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    name: str
+    counts: dict[str, int]
+    oldest_queued_age_seconds: float | None
+
+
+def queue_stats(session: Session, queues: list[str], *, tenant_id: str = "default") -> list[QueueStats]:
+    counts: dict[str, dict[str, int]] = {q: dict.fromkeys((s.value for s in JobStatus), 0) for q in queues}
+    rows = session.execute(
+        select(Job.queue, Job.status, func.count()).where(Job.tenant_id == tenant_id).group_by(Job.queue, Job.status)
+    )
+    for queue, status, count in rows:
+        counts.setdefault(queue, dict.fromkeys((s.value for s in JobStatus), 0))[status] = count
+    oldest = dict(
+        session.execute(
+            select(Job.queue, func.min(Job.updated_at))
+            .where(Job.tenant_id == tenant_id, Job.status == JobStatus.QUEUED.value)
+            .group_by(Job.queue)
+        ).all()
+    )
+    now = utcnow()
+    stats = []
+    for name, by_status in counts.items():
+        since = oldest.get(name)
+        if isinstance(since, str):  # SQLite's MIN() bypasses the column type
+            since = datetime.fromisoformat(since)
+        if since is not None and since.tzinfo is None:
+            since = since.replace(tzinfo=utcnow().tzinfo)
+        age = (now - since).total_seconds() if since else None
+        stats.append(QueueStats(name=name, counts=by_status, oldest_queued_age_seconds=age))
+    return stats

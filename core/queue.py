@@ -1,0 +1,142 @@
+"""The broker side of the ledger: Celery configuration and publishing wake-up calls by task name after commit.
+
+The only module in core that imports celery. A message carries nothing but the job id: the row is the truth.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from celery import Celery
+
+from core.queue_names import QueueNames
+from core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PRIORITY_LEVELS = 10  # API priority 0..9, higher runs first
+
+
+@dataclass(frozen=True)
+class Wakeup:
+    """What a publish needs to know about a job: which task, which queue, which priority."""
+
+    job_id: uuid.UUID
+    type: str
+    queue: str
+    priority: int
+
+    @property
+    def task_name(self) -> str:
+        return task_name(self.type)
+
+
+def task_name(job_type: str) -> str:
+    return f"jobs.{job_type}"
+
+
+class Publisher(Protocol):
+    def publish(self, wakeups: Sequence[Wakeup]) -> list[uuid.UUID]:
+        """Publish each wake-up; return the ids whose publish failed (their rows stay for the reconciler)."""
+        ...
+
+
+class RecordingPublisher:
+    """An in-memory publisher for API tests: records what would have been sent; can be told to fail."""
+
+    def __init__(self) -> None:
+        self.sent: list[Wakeup] = []
+        self.fail = False
+
+    def publish(self, wakeups: Sequence[Wakeup]) -> list[uuid.UUID]:
+        if self.fail:
+            return [w.job_id for w in wakeups]
+        self.sent.extend(wakeups)
+        return []
+
+
+class CeleryPublisher:
+    """Publishes through a Celery app's pooled producer; never raises (a failed publish is the reconciler's)."""
+
+    def __init__(self, app: Celery) -> None:
+        self.app = app
+        self.redis = app.conf.broker_url.split(":", 1)[0].startswith("redis")
+
+    def publish(self, wakeups: Sequence[Wakeup]) -> list[uuid.UUID]:
+        failed: list[uuid.UUID] = []
+        for wakeup in wakeups:
+            try:
+                self.app.send_task(
+                    wakeup.task_name,
+                    args=[str(wakeup.job_id)],
+                    queue=wakeup.queue,
+                    priority=self.broker_priority(wakeup.priority),
+                )
+            except Exception:
+                log.warning("publish of job %s failed; the reconciler will publish it", wakeup.job_id, exc_info=True)
+                failed.append(wakeup.job_id)
+        return failed
+
+    def broker_priority(self, priority: int) -> int:
+        # kombu's Redis transport serves priority 0 first; AMQP serves the highest number first.
+        return PRIORITY_LEVELS - 1 - priority if self.redis else priority
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """The Celery settings baseline of DESIGN.md §4, shared by the API's producer and the worker."""
+    transport: dict[str, Any] = {
+        "visibility_timeout": settings.visibility_timeout,
+        "socket_connect_timeout": settings.publish_timeout,
+        "socket_timeout": max(10.0, settings.publish_timeout),
+        "socket_keepalive": True,
+        "retry_on_timeout": True,
+        "priority_steps": list(range(PRIORITY_LEVELS)),
+        "queue_order_strategy": "priority",
+        "max_retries": 2,
+    }
+    return {
+        "broker_url": settings.resolved_broker_url,
+        "broker_connection_timeout": settings.publish_timeout,
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": transport,
+        "broker_heartbeat": 30,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "result_serializer": "json",
+        "task_ignore_result": True,
+        "result_backend": None,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_acks_on_failure_or_timeout": True,
+        "worker_prefetch_multiplier": settings.worker_prefetch_multiplier,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "task_default_queue": QueueNames.DEFAULT,
+        "task_create_missing_queues": True,
+        "task_publish_retry": True,
+        "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
+        "enable_utc": True,
+        "timezone": "UTC",
+        "worker_hijack_root_logger": False,
+    }
+
+
+def make_celery(settings: Settings, name: str = "conveyor") -> Celery:
+    """A Celery app configured with the baseline; the worker adds its tasks, the API only publishes."""
+    app = Celery(name, set_as_current=False)
+    app.config_from_object(celery_config(settings))
+    return app
+
+
+def broker_reachable(app: Celery, timeout: float) -> bool:
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=timeout)
+        return True
+    except Exception:
+        return False

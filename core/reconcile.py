@@ -1,0 +1,91 @@
+"""The reconciler: brings the broker back in line with the ledger (run by beat every few seconds).
+
+It publishes what should be in the broker and is not (never published, publish failed, message lost), wakes
+due `scheduled` and `retrying` jobs, and recovers jobs whose worker vanished (lease expired).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from core.jobs import fail_attempt, record_event
+from core.models import Job
+from core.queue import Wakeup
+from core.status import JobStatus
+from core.types import utcnow
+
+S = JobStatus
+UNPUBLISHED_GRACE = timedelta(seconds=2)  # the API commits, then publishes: don't race it
+
+
+@dataclass
+class ReconcileReport:
+    to_publish: list[Wakeup] = field(default_factory=list)
+    woken: int = 0
+    leases_expired: int = 0
+    republished: int = 0
+
+
+def _batch(session: Session, *conditions: object, limit: int) -> list[Job]:
+    # SKIP LOCKED lets two reconcilers (two beats) share the work on PostgreSQL; SQLite has one writer anyway.
+    query = select(Job).where(*conditions).order_by(Job.created_at).limit(limit)  # type: ignore[arg-type]
+    return list(session.scalars(query.with_for_update(skip_locked=True)))
+
+
+def _wakeup(job: Job) -> Wakeup:
+    return Wakeup(job_id=job.id, type=job.type, queue=job.queue, priority=job.priority)
+
+
+def reconcile(
+    session: Session,
+    *,
+    republish_after: float,
+    backoff_cap: float,
+    batch: int = 500,
+    now: datetime | None = None,
+) -> ReconcileReport:
+    """One tick. The caller commits, then publishes `report.to_publish`."""
+    now = now or utcnow()
+    report = ReconcileReport()
+
+    for job in _batch(session, Job.status == S.RUNNING.value, Job.lease_until < now, limit=batch):
+        error = {"type": "WorkerLost", "message": f"the worker {job.worker} stopped renewing its lease"}
+        fail_attempt(
+            session,
+            job_id=job.id,
+            attempt=job.attempt,
+            worker=job.worker,
+            error=error,
+            retryable=True,
+            backoff=0.0,  # the worker is gone, not the job's fault: run again at once (still bounded by max_attempts)
+            backoff_cap=backoff_cap,
+            event="lease_expired",
+            now=now,
+        )
+        report.leases_expired += 1
+    session.flush()
+
+    due = or_(
+        (Job.status == S.SCHEDULED.value) & (Job.run_at <= now),
+        (Job.status == S.RETRYING.value) & (Job.next_attempt_at <= now),
+    )
+    for job in _batch(session, due, limit=batch):
+        record_event(session, job.id, S.QUEUED.value, attempt=job.attempt, detail={"from": job.status}, now=now)
+        job.status, job.published_at, job.updated_at = S.QUEUED.value, now, now
+        report.to_publish.append(_wakeup(job))
+        report.woken += 1
+
+    stale = or_(
+        Job.published_at.is_(None) & (Job.updated_at < now - UNPUBLISHED_GRACE),
+        Job.published_at < now - timedelta(seconds=republish_after),
+    )
+    for job in _batch(session, Job.status == S.QUEUED.value, stale, limit=batch):
+        record_event(session, job.id, "republished", attempt=job.attempt, now=now)
+        job.published_at = now
+        report.to_publish.append(_wakeup(job))
+        report.republished += 1
+    return report

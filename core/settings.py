@@ -1,0 +1,65 @@
+"""Conveyor's settings: one pydantic-settings class read from `CONVEYOR_*` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob Conveyor has. Passed into factories; never read at import time."""
+
+    model_config = SettingsConfigDict(env_prefix="CONVEYOR_", extra="ignore")
+
+    data_dir: Path = Field(default=Path("./var"), description="Where the embedded database, broker socket and Flower state live.")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default: a SQLite file in DATA_DIR.")
+    broker_url: str | None = Field(
+        default=None, description="Celery broker URL; default: a private Redis on a unix socket in DATA_DIR."
+    )
+    api_host: str = Field(default="127.0.0.1", description="Address `conveyor up` binds the API to.")
+    api_port: int = Field(default=8000, description="Port of the API.")
+    api_workers: int = Field(default=2, ge=1, description="gunicorn worker processes started by `conveyor up`.")
+    flower_host: str = Field(default="127.0.0.1", description="Address Flower binds to.")
+    flower_port: int = Field(default=5555, description="Port of Flower.")
+    flower_basic_auth: str | None = Field(default=None, description="`user:password` for Flower; required outside dev.")
+    max_request_bytes: int = Field(default=1 << 20, ge=1024, description="Largest JSON request body accepted (413 above).")
+    queues: Annotated[list[str], NoDecode] = Field(default=["default"], description="Queues the worker consumes (comma-separated).")
+    worker_concurrency: int = Field(default=2, ge=1, description="Worker processes per `conveyor up` worker.")
+    worker_prefetch_multiplier: int = Field(default=1, ge=1, description="Messages reserved per worker process.")
+    lease_seconds: float = Field(default=30.0, gt=0, description="A running job's lease; renewed by a heartbeat.")
+    reconcile_interval: float = Field(default=2.0, gt=0, description="Seconds between reconciler ticks (beat).")
+    republish_after: float = Field(
+        default=60.0, gt=0, description="A `queued` row unclaimed for this long is published again."
+    )
+    retry_backoff_max: float = Field(default=600.0, gt=0, description="Upper bound of one retry delay, in seconds.")
+    publish_timeout: float = Field(default=2.0, gt=0, description="Seconds a publish may block before giving up.")
+    visibility_timeout: int = Field(
+        default=7200, gt=0, description="Redis visibility timeout; keep it above the longest job's time limit."
+    )
+    log_level: str = Field(default="INFO", description="Log level of every process.")
+
+    @field_validator("queues", mode="before")
+    @classmethod
+    def _split_queues(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip().startswith("["):
+            return [q.strip() for q in value.split(",") if q.strip()]
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'conveyor.db'}"
+
+    @property
+    def embedded_broker(self) -> bool:
+        return self.broker_url is None
+
+    @property
+    def broker_socket(self) -> Path:
+        return self.data_dir.resolve() / "redis.sock"
+
+    @property
+    def resolved_broker_url(self) -> str:
+        return self.broker_url or f"redis+socket://{self.broker_socket}"

@@ -1,0 +1,86 @@
+"""The generic executor: claim → run the handler under a heartbeat → record success, failure or cancellation."""
+
+from __future__ import annotations
+
+import logging
+import os
+import traceback
+import uuid
+from typing import Any
+
+from pydantic import ValidationError
+
+from core.context import JobCancelled, LeaseLost
+from core.jobs import claim_job, complete_job, fail_attempt, mark_cancelled
+from core.registry import JobSpec
+from worker.context import Heartbeat, WorkerJobContext
+from worker.runtime import WorkerRuntime
+
+log = logging.getLogger(__name__)
+TRACEBACK_LINES = 20
+
+
+def error_info(exc: BaseException) -> dict[str, Any]:
+    lines = traceback.format_exception(exc)
+    return {
+        "type": type(exc).__name__,
+        "message": str(exc)[:2000],
+        "traceback": "".join(lines[-TRACEBACK_LINES:])[-8000:],
+    }
+
+
+def execute_job(runtime: WorkerRuntime, spec: JobSpec, raw_job_id: str, hostname: str) -> str:
+    """Run one delivery of a job. Returns what happened (for logs); raises the handler's exception after
+    recording it, so Celery and Flower see the failure too."""
+    worker = f"{hostname}:{os.getpid()}"
+    try:
+        job_id = uuid.UUID(str(raw_job_id))
+    except ValueError:
+        log.error("message for %s carries a malformed job id %r; dropped", spec.name, raw_job_id)
+        return "malformed"
+
+    # 1. Claim: one conditional update. No row back means a duplicate or stale delivery.
+    with runtime.sessions() as session, session.begin():
+        claimed = claim_job(session, job_id=job_id, worker=worker, lease_seconds=runtime.settings.lease_seconds)
+    if claimed is None:
+        runtime.duplicate_deliveries += 1
+        log.info("job %s not claimable (duplicate, stale or cancelled delivery); acked without running", job_id)
+        return "skipped"
+
+    # 2. Run under a heartbeat; 3. result and success in one transaction.
+    try:
+        with runtime.sessions() as session:
+            ctx = WorkerJobContext(runtime, claimed, session, worker)
+            with Heartbeat(ctx, interval=runtime.settings.lease_seconds / 3):
+                payload = spec.payload.model_validate(claimed.payload)
+                result = spec.handler(payload, ctx)
+                ctx.check()
+                data = spec.result.model_validate(result, from_attributes=True).model_dump(mode="json")
+            if complete_job(session, job_id=job_id, attempt=claimed.attempt, worker=worker, data=data):
+                session.commit()
+                return "succeeded"
+            session.rollback()
+            log.warning("job %s attempt %s finished after losing its lease; result discarded", job_id, claimed.attempt)
+            return "lease_lost"
+    except JobCancelled:
+        with runtime.sessions() as session, session.begin():
+            mark_cancelled(session, job_id=job_id, attempt=claimed.attempt, worker=worker)
+        return "cancelled"
+    except LeaseLost:
+        log.warning("job %s attempt %s lost its lease; another attempt owns it", job_id, claimed.attempt)
+        return "lease_lost"
+    except Exception as exc:
+        # 4. Failure: a fresh session (the handler's may be broken), retrying with backoff or failed.
+        retryable = isinstance(exc, spec.retry_on) and not isinstance(exc, ValidationError)
+        with runtime.sessions() as session, session.begin():
+            fail_attempt(
+                session,
+                job_id=job_id,
+                attempt=claimed.attempt,
+                worker=worker,
+                error=error_info(exc),
+                retryable=retryable,
+                backoff=spec.retry_backoff,
+                backoff_cap=runtime.settings.retry_backoff_max,
+            )
+        raise

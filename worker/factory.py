@@ -1,0 +1,66 @@
+"""The Celery app factory: the baseline config, one task per job type (`jobs.<type>`), beat's schedule, signals."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery, Task
+from celery.signals import worker_process_init
+
+from core.queue import make_celery, task_name
+from core.queue_names import QueueNames
+from core.registry import JobSpec, Registry, load_registry
+from core.settings import Settings
+from worker.executor import execute_job
+from worker.maintenance import run_reconcile
+from worker.runtime import WorkerRuntime
+
+RECONCILE_TASK = "maintenance.reconcile"
+
+
+def create_worker_app(settings: Settings | None = None, registry: Registry | None = None) -> Celery:
+    settings = settings or Settings()
+    registry = registry or load_registry()
+    app = make_celery(settings, name="conveyor")
+    runtime = WorkerRuntime(settings, registry, app)
+    app.conf.conveyor_runtime = runtime
+
+    for spec in registry:
+        _register_job_task(app, runtime, spec)
+
+    @app.task(name=RECONCILE_TASK, bind=True, ignore_result=True, acks_late=False)
+    def reconcile_task(self: Task) -> dict[str, Any]:
+        return run_reconcile(runtime)
+
+    app.conf.task_routes = {RECONCILE_TASK: {"queue": QueueNames.MAINTENANCE}}
+    app.conf.beat_schedule = {
+        "reconcile": {
+            "task": RECONCILE_TASK,
+            "schedule": settings.reconcile_interval,
+            # A tick nobody ran in time is worthless: the next one does the same work.
+            "options": {"queue": QueueNames.MAINTENANCE, "expires": max(settings.reconcile_interval * 3, 5)},
+        }
+    }
+
+    def _reset_after_fork(**_: Any) -> None:
+        runtime.after_fork()
+
+    worker_process_init.connect(_reset_after_fork, weak=False)
+    return app
+
+
+def _register_job_task(app: Celery, runtime: WorkerRuntime, spec: JobSpec) -> None:
+    def run_job(self: Task, job_id: str) -> str:
+        return execute_job(runtime, spec, job_id, hostname=self.request.hostname or "worker")
+
+    run_job.__name__ = run_job.__qualname__ = f"job_{spec.name}"
+    app.task(
+        name=task_name(spec.name),
+        bind=True,
+        queue=spec.queue,
+        acks_late=True,
+        reject_on_worker_lost=True,
+        ignore_result=True,
+        time_limit=spec.time_limit,
+        soft_time_limit=spec.soft_time_limit,
+    )(run_job)

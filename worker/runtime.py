@@ -1,0 +1,35 @@
+"""Per-process worker state: settings, registry, the one engine (created lazily, reset after fork), the publisher."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from celery import Celery
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.db import make_engine, make_sessionmaker
+from core.queue import CeleryPublisher
+from core.registry import Registry
+from core.settings import Settings
+
+
+class WorkerRuntime:
+    def __init__(self, settings: Settings, registry: Registry, app: Celery) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.publisher = CeleryPublisher(app)
+        self.duplicate_deliveries = 0
+
+    @cached_property
+    def engine(self) -> Engine:
+        return make_engine(self.settings.resolved_database_url)
+
+    @cached_property
+    def sessions(self) -> sessionmaker[Session]:
+        return make_sessionmaker(self.engine)
+
+    def after_fork(self) -> None:
+        """In a prefork child: drop the parent's pooled connections without closing them under the parent."""
+        if "engine" in self.__dict__:
+            self.engine.dispose(close=False)
