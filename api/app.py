@@ -23,7 +23,9 @@ def create_app(
     settings: Settings | None = None, *, publisher: Publisher | None = None, registry: Registry | None = None
 ) -> APIFlask:
     settings = settings or Settings()
-    app = APIFlask(__name__, title="Conveyor", version=version("conveyor"), docs_path="/docs", spec_path="/openapi.json")
+    app = APIFlask(
+        __name__, title="Conveyor", version=version("conveyor"), docs_path="/docs", spec_path="/openapi.json"
+    )
     app.json_provider_class = StrictJSONProvider
     app.json = StrictJSONProvider(app)
     app.config.update(

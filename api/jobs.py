@@ -41,7 +41,7 @@ def idempotency_key() -> str | None:
     if key is None:
         return None
     if not 1 <= len(key) <= IDEMPOTENCY_KEY_MAX or not key.isprintable():
-        raise BadIdempotencyKey(f"Idempotency-Key must be 1–{IDEMPOTENCY_KEY_MAX} printable characters.")
+        raise BadIdempotencyKey(f"Idempotency-Key must be 1-{IDEMPOTENCY_KEY_MAX} printable characters.")
     return key
 
 

@@ -19,5 +19,8 @@ bp = APIBlueprint("queues", __name__, url_prefix="/v1/queues", tag="Queues")
 def list_all() -> Any:
     stats = queue_stats(db(), conveyor().settings.queues)
     return QueueList(
-        items=[QueueRead(name=s.name, counts=s.counts, oldest_queued_age_seconds=s.oldest_queued_age_seconds) for s in stats]
+        items=[
+            QueueRead(name=s.name, counts=s.counts, oldest_queued_age_seconds=s.oldest_queued_age_seconds)
+            for s in stats
+        ]
     )

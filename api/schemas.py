@@ -22,7 +22,7 @@ class Strict(BaseModel):
 class JobCreate(Strict):
     type: str = Field(min_length=1, max_length=100, description="A job type name from GET /v1/job-types.")
     payload: dict[str, Any] = Field(default_factory=dict, description="Validated against the job type's schema.")
-    priority: int | None = Field(default=None, ge=0, le=9, description="0–9, higher runs first; default per type.")
+    priority: int | None = Field(default=None, ge=0, le=9, description="0-9, higher runs first; default per type.")
     queue: str | None = Field(default=None, pattern=QUEUE_PATTERN, description="Override the job type's queue.")
     run_at: AwareDatetime | None = Field(default=None, description="Do not start before this time (with offset).")
     delay_seconds: float | None = Field(default=None, ge=0, le=MAX_DELAY_SECONDS, description="Or: start after this.")

@@ -139,6 +139,8 @@ def status(job_id: str, events: bool, api: str | None) -> None:
         click.echo(_describe(job))
         if events:
             for event in client.request("GET", f"/v1/jobs/{job_id}/events")["items"]:
-                click.echo(f"  {event['created_at']}  {event['kind']:<16} attempt {event['attempt']}  {event['worker'] or ''}")
+                click.echo(
+                    f"  {event['created_at']}  {event['kind']:<16} attempt {event['attempt']}  {event['worker'] or ''}"
+                )
     except (ApiError, OSError) as exc:
         raise click.ClickException(str(exc)) from None

@@ -9,11 +9,11 @@ from typing import Protocol
 from sqlalchemy.orm import Session
 
 
-class JobCancelled(Exception):  # noqa: N818 - reads as a state, like Celery's Terminated
+class JobCancelled(Exception):
     """Raised by `progress()`/`check_cancelled()` when the job's cancellation was requested."""
 
 
-class LeaseLost(Exception):  # noqa: N818
+class LeaseLost(Exception):
     """Raised when this attempt no longer owns the job (its lease expired and the job moved on)."""
 
 

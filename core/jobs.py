@@ -79,7 +79,7 @@ def submit_job(
     *,
     registry: Registry,
     known_queues: list[str],
-    type: str,  # noqa: A002 - the API field is called type
+    type: str,
     payload: dict[str, Any],
     priority: int | None = None,
     queue: str | None = None,
@@ -240,8 +240,9 @@ def complete_job(
 
 
 def backoff_delay(attempt: int, base: float, cap: float) -> float:
-    """Exponential backoff with jitter: base·2^(attempt-1), capped, then scaled by a random 0.5–1.0."""
-    return min(cap, base * 2 ** max(attempt - 1, 0)) * random.uniform(0.5, 1.0)  # noqa: S311 - not crypto
+    """Exponential backoff with jitter: base·2^(attempt-1), capped, then scaled by a random 0.5-1.0."""
+    delay: float = min(cap, base * 2.0 ** max(attempt - 1, 0))
+    return delay * random.uniform(0.5, 1.0)  # noqa: S311 - not crypto
 
 
 def fail_attempt(

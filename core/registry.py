@@ -36,7 +36,7 @@ class JobSpec:
     tags: tuple[str, ...] = field(default_factory=tuple)
 
 
-class DuplicateJobType(Exception):  # noqa: N818
+class DuplicateJobType(Exception):
     pass
 
 

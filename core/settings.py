@@ -14,7 +14,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="CONVEYOR_", extra="ignore")
 
-    data_dir: Path = Field(default=Path("./var"), description="Where the embedded database, broker socket and Flower state live.")
+    data_dir: Path = Field(
+        default=Path("./var"), description="Where the embedded database, broker socket and Flower state live."
+    )
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default: a SQLite file in DATA_DIR.")
     broker_url: str | None = Field(
         default=None, description="Celery broker URL; default: a private Redis on a unix socket in DATA_DIR."
@@ -25,8 +27,12 @@ class Settings(BaseSettings):
     flower_host: str = Field(default="127.0.0.1", description="Address Flower binds to.")
     flower_port: int = Field(default=5555, description="Port of Flower.")
     flower_basic_auth: str | None = Field(default=None, description="`user:password` for Flower; required outside dev.")
-    max_request_bytes: int = Field(default=1 << 20, ge=1024, description="Largest JSON request body accepted (413 above).")
-    queues: Annotated[list[str], NoDecode] = Field(default=["default"], description="Queues the worker consumes (comma-separated).")
+    max_request_bytes: int = Field(
+        default=1 << 20, ge=1024, description="Largest JSON request body accepted (413 above)."
+    )
+    queues: Annotated[list[str], NoDecode] = Field(
+        default=["default"], description="Queues the worker consumes (comma-separated)."
+    )
     worker_concurrency: int = Field(default=2, ge=1, description="Worker processes per `conveyor up` worker.")
     worker_prefetch_multiplier: int = Field(default=1, ge=1, description="Messages reserved per worker process.")
     lease_seconds: float = Field(default=30.0, gt=0, description="A running job's lease; renewed by a heartbeat.")
