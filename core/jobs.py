@@ -261,7 +261,8 @@ def fail_attempt(
     """Record a failed attempt: `retrying` with next_attempt_at, or `failed` when attempts are exhausted or the
     error is not retryable. None if this attempt no longer owns the job."""
     now = now or utcnow()
-    job = session.scalars(select(Job).where(_owned(job_id, attempt)).with_for_update()).one_or_none()
+    query = select(Job).where(_owned(job_id, attempt)).with_for_update().execution_options(populate_existing=True)
+    job = session.scalars(query).one_or_none()
     if job is None:
         return None
     if retryable and job.attempt < job.max_attempts:
@@ -294,9 +295,8 @@ def mark_cancelled(
 
 
 def locked_job(session: Session, job_id: uuid.UUID, tenant_id: str) -> Job:
-    job = session.scalars(
-        select(Job).where(Job.id == job_id, Job.tenant_id == tenant_id).with_for_update()
-    ).one_or_none()
+    query = select(Job).where(Job.id == job_id, Job.tenant_id == tenant_id).with_for_update()
+    job = session.scalars(query.execution_options(populate_existing=True)).one_or_none()
     if job is None:
         raise JobNotFound(f"No job with id {job_id}.")
     return job
@@ -329,7 +329,9 @@ def retry_job(session: Session, job_id: uuid.UUID, *, tenant_id: str = "default"
     job.status, job.max_attempts = S.QUEUED.value, max(job.max_attempts, job.attempt + 1)
     job.finished_at, job.next_attempt_at, job.error = None, None, None
     job.published_at, job.updated_at = now, now
-    record_event(session, job_id, "retried", attempt=job.attempt, now=now)
+    record_event(
+        session, job_id, S.QUEUED.value, attempt=job.attempt, detail={"from": "failed", "by": "retry"}, now=now
+    )
     return job
 
 

