@@ -10,7 +10,7 @@ from flask import request
 from api import health, job_types, jobs, queues
 from api.extension import Conveyor, close_db
 from api.jsonio import StrictJSONProvider
-from api.problems import problem, register_problem_handlers
+from api.problems import PROBLEM_SCHEMA, problem, register_problem_handlers
 from core.db import make_engine, make_sessionmaker
 from core.queue import CeleryPublisher, Publisher, broker_reachable, make_celery
 from core.registry import Registry, load_registry
@@ -33,6 +33,8 @@ def create_app(
         OPENAPI_VERSION="3.1.0",
         VALIDATION_ERROR_STATUS_CODE=422,
         VALIDATION_ERROR_DESCRIPTION="Request validation failed",
+        HTTP_ERROR_SCHEMA=PROBLEM_SCHEMA,
+        VALIDATION_ERROR_SCHEMA=PROBLEM_SCHEMA,
         SYNC_LOCAL_SPEC=False,
         DOCS_FAVICON=None,
         INFO={"description": "Submit background jobs, poll their status, read their results and audit trail."},

@@ -42,6 +42,31 @@ HINTS = {
 }
 
 
+# The OpenAPI description of every error body (RFC 9457), used for APIFlask's generic and validation errors.
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status"],
+    "properties": {
+        "type": {"type": "string", "description": "A URN naming the problem, e.g. urn:conveyor:problem:not-found"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string", "description": "What went wrong and what to do next."},
+        "instance": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "field": {"type": "string", "description": "Dotted path, e.g. payload.message"},
+                    "location": {"type": "string"},
+                    "message": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+
+
 def problem_type(slug: str) -> str:
     return f"urn:conveyor:problem:{slug}"
 

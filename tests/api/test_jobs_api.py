@@ -42,7 +42,9 @@ def run_to_end(app: APIFlask, job_id: str, *, fail: bool = False) -> None:
         session.commit()
 
 
-def test_submit_accepts_commits_and_publishes(client: FlaskClient, app: APIFlask, publisher: RecordingPublisher) -> None:
+def test_submit_accepts_commits_and_publishes(
+    client: FlaskClient, app: APIFlask, publisher: RecordingPublisher
+) -> None:
     response = submit(client)
     assert response.status_code == 202
     job = response.json

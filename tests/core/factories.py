@@ -20,7 +20,7 @@ def insert_job(
     max_attempts: int = 3,
     now: datetime | None = None,
     lease_until: datetime | None = None,
-    type: str = "echo",  # noqa: A002
+    type: str = "echo",
 ) -> Job:
     now = now or utcnow()
     job = Job(

@@ -1,0 +1,93 @@
+"""docker-compose.yml and the Dockerfile, checked without Docker: schema, references, queues, settings."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from cli.processes import process_commands
+from core.queue_names import QueueNames
+from core.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE = ROOT / "docker-compose.yml"
+CONVEYOR_SERVICES = {"api", "worker", "maintenance", "beat", "flower"}
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
+    return loaded
+
+
+def test_compose_matches_the_compose_specification() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec", str(COMPOSE)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_depends_on_names_services(compose: dict[str, Any]) -> None:
+    services = set(compose["services"])
+    for name, service in compose["services"].items():
+        for dependency in service.get("depends_on", {}):
+            assert dependency in services, f"{name} depends on unknown service {dependency}"
+
+
+def test_every_role_runs(compose: dict[str, Any]) -> None:
+    assert CONVEYOR_SERVICES <= set(compose["services"])
+    commands = {name: " ".join(compose["services"][name]["command"]) for name in CONVEYOR_SERVICES}
+    assert "api:create_app()" in commands["api"]
+    assert "worker.app beat" in commands["beat"] and "worker.app flower" in commands["flower"]
+
+
+def test_worker_queues_cover_the_code(compose: dict[str, Any]) -> None:
+    consumed: set[str] = set()
+    for service in compose["services"].values():
+        command = service.get("command") or []
+        if "worker" in command and "-Q" in command:
+            consumed |= set(command[command.index("-Q") + 1].split(","))
+    assert consumed == set(QueueNames.all())
+    settings_queues = compose["x-conveyor"]["environment"]["CONVEYOR_QUEUES"].split(",")
+    assert set(settings_queues) <= consumed
+
+
+def test_env_names_are_settings(compose: dict[str, Any]) -> None:
+    fields = {f"CONVEYOR_{name.upper()}" for name in Settings.model_fields}
+    for service in compose["services"].values():
+        for name in service.get("environment") or {}:
+            if name.startswith("CONVEYOR_"):
+                assert name in fields, f"{name} is not a setting"
+    assert compose["services"]["redis"]["command"][1:3] == ["--appendonly", "yes"]
+
+
+def test_flower_requires_auth_and_postgres_is_used(compose: dict[str, Any]) -> None:
+    flower = compose["services"]["flower"]
+    assert "FLOWER_BASIC_AUTH" in flower["environment"]
+    env = compose["x-conveyor"]["environment"]
+    assert env["CONVEYOR_DATABASE_URL"].startswith("postgresql+psycopg://")
+    assert env["CONVEYOR_BROKER_URL"].startswith("redis://")
+
+
+def test_dockerfile_copies_every_package() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    for package in ("core", "api", "worker", "tasks", "cli"):
+        assert re.search(rf"^COPY {package} {package}$", dockerfile, re.M), package
+
+
+def test_conveyor_up_runs_the_same_roles(tmp_path: Path) -> None:
+    commands = process_commands(Settings(data_dir=tmp_path))
+    assert {"redis", "api", "worker", "maintenance", "beat", "flower"} == set(commands)
+    assert f"-Q {QueueNames.DEFAULT}" in commands["worker"]
+    assert f"-Q {QueueNames.MAINTENANCE}" in commands["maintenance"]
+    assert "--address=127.0.0.1" in commands["flower"] and "--persistent=True" in commands["flower"]
+    external = process_commands(Settings(data_dir=tmp_path, broker_url="redis://127.0.0.1:6379/0"))
+    assert "redis" not in external
