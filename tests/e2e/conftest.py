@@ -1,0 +1,38 @@
+"""End-to-end backends: embedded (SQLite + a private Redis on a unix socket, as `conveyor up` runs) and services
+(PostgreSQL + Redis of this machine, in a database and Redis DB number of this run's own)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.harness import Cluster
+from tests.support.backends import RedisServer, postgres_database, service_redis_db
+
+pytestmark = pytest.mark.e2e
+
+
+def backend_urls(kind: str, directory: Path, stack: ExitStack) -> tuple[str, str]:
+    if kind == "embedded":
+        redis = RedisServer(directory / "broker")
+        redis.start()
+        stack.callback(redis.stop)
+        return f"sqlite:///{directory / 'conveyor.db'}", redis.url
+    return stack.enter_context(postgres_database()), stack.enter_context(service_redis_db())
+
+
+@pytest.fixture(scope="module", params=["embedded", "services"])
+def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """One running deployment per backend, shared by a module's scenarios."""
+    directory = tmp_path_factory.mktemp(f"e2e-{request.param}")
+    with ExitStack() as stack:
+        database_url, broker_url = backend_urls(request.param, directory, stack)
+        cluster = Cluster(directory, database_url, broker_url)
+        stack.callback(cluster.close)
+        cluster.start()
+        cluster.wait_ready()
+        cluster.wait_workers()
+        yield cluster

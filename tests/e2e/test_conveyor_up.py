@@ -1,0 +1,81 @@
+"""`conveyor up`, the newcomer's command: everything starts on the embedded default, a job goes through the CLI,
+Flower answers, and Ctrl-C stops every process it started."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.e2e.harness import ROOT, free_port
+
+pytestmark = pytest.mark.e2e
+CONVEYOR = str(Path(sys.executable).with_name("conveyor"))
+
+
+def children_of(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True).stdout.strip()
+    return bool(state) and not state.startswith("Z")
+
+
+def test_conveyor_up_runs_and_stops_cleanly(tmp_path: Path) -> None:
+    api_port, flower_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "CONVEYOR_DATA_DIR": str(tmp_path / "var"),
+        "CONVEYOR_API_PORT": str(api_port),
+        "CONVEYOR_FLOWER_PORT": str(flower_port),
+    }
+    env.pop("CONVEYOR_DATABASE_URL", None)
+    env.pop("CONVEYOR_BROKER_URL", None)
+    log = open(tmp_path / "up.log", "wb")
+    up = subprocess.Popen([CONVEYOR, "up"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                          start_new_session=True)  # fmt: skip
+    try:
+        base = f"http://127.0.0.1:{api_port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.3)
+        else:
+            pytest.fail((tmp_path / "up.log").read_text())
+
+        submitted = subprocess.run(
+            [CONVEYOR, "submit", "sleep", "--payload", '{"seconds": 0.5}', "--wait", "--api", base],
+            capture_output=True, text=True, timeout=60, env=env,
+        )  # fmt: skip
+        assert submitted.returncode == 0, submitted.stderr + (tmp_path / "up.log").read_text()[-2000:]
+        job_id = submitted.stdout.split()[0]
+        assert requests.get(f"{base}/v1/jobs/{job_id}", timeout=5).json()["status"] == "succeeded"
+        status = subprocess.run([CONVEYOR, "status", job_id, "--events", "--api", base], capture_output=True, text=True)
+        assert "succeeded" in status.stdout and "running" in status.stdout
+
+        assert (tmp_path / "var" / "conveyor.db").exists() and (tmp_path / "var" / "redis.sock").exists()
+        flower = requests.get(f"http://127.0.0.1:{flower_port}/", timeout=10)
+        assert flower.status_code == 200 and "Flower" in flower.text
+        roles = children_of(up.pid)
+        assert len(roles) == 6, "redis, api, worker, maintenance, beat, flower"
+    finally:
+        os.killpg(up.pid, signal.SIGINT)
+        up.wait(30)
+    assert up.returncode in (0, 130)
+    time.sleep(0.5)
+    assert [pid for pid in roles if alive(pid)] == []

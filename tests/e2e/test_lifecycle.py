@@ -1,0 +1,118 @@
+"""Jobs through real api/worker/beat processes over HTTP, on each backend."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+from datetime import datetime
+
+import pytest
+from celery import Celery
+from sqlalchemy import func, select
+
+from core.models import Job, JobResult
+from core.queue import make_celery
+from tests.e2e.harness import Cluster
+
+pytestmark = pytest.mark.e2e
+
+
+def test_200_echo_jobs_each_succeed_with_exactly_one_result(cluster: Cluster) -> None:
+    ids = [cluster.submit("echo", {"message": f"m{i}"})["id"] for i in range(200)]
+    for job_id in ids:
+        cluster.wait_job(job_id, timeout=120)
+    with cluster.session() as session:
+        jobs = {str(j.id): j for j in session.scalars(select(Job).where(Job.id.in_(list(map(_uuid, ids)))))}
+        results = session.execute(
+            select(JobResult.job_id, func.count()).where(JobResult.job_id.in_(list(map(_uuid, ids))))
+            .group_by(JobResult.job_id)
+        ).all()  # fmt: skip
+    assert {j.status for j in jobs.values()} == {"succeeded"}
+    assert len(results) == 200 and {count for _, count in results} == {1}
+    assert {j.attempt for j in jobs.values()} == {1}
+    assert cluster.request("GET", f"/v1/jobs/{ids[7]}/result").json()["data"] == {"message": "m7"}
+
+
+def test_fail_twice_then_succeed_on_attempt_3(cluster: Cluster) -> None:
+    job = cluster.wait_job(cluster.submit("fail", {"times": 2})["id"])
+    assert job["status"] == "succeeded" and job["attempt"] == 3
+    events = cluster.events(job["id"])
+    assert [e["kind"] for e in events if e["kind"] in ("running", "retrying", "succeeded")] == [
+        "running", "retrying", "running", "retrying", "running", "succeeded",
+    ]  # fmt: skip
+    assert [e["attempt"] for e in events if e["kind"] == "running"] == [1, 2, 3]
+    assert cluster.request("GET", f"/v1/jobs/{job['id']}/result").json()["data"] == {"attempts": 3}
+
+
+def test_exhausted_attempts_end_failed_with_the_error(cluster: Cluster) -> None:
+    job = cluster.wait_job(cluster.submit("fail", {"times": 5}, max_attempts=3)["id"])
+    assert job["status"] == "failed" and job["attempt"] == 3
+    assert job["error"]["type"] == "DeliberateFailure" and "attempt 3" in job["error"]["message"]
+    assert "Traceback" in job["error"]["traceback"]
+    assert cluster.request("GET", f"/v1/jobs/{job['id']}/result").status_code == 409
+    kinds = cluster.event_kinds(job["id"])
+    assert kinds.count("running") == 3 and kinds[-1] == "failed"
+
+
+def test_cancelled_queued_job_never_runs(cluster: Cluster) -> None:
+    blockers = [cluster.submit("sleep", {"seconds": 2})["id"] for _ in range(2)]
+    for job_id in blockers:
+        cluster.wait_job(job_id, {"running"})
+    queued = cluster.submit("echo", {"message": "never"})["id"]
+    response = cluster.request("POST", f"/v1/jobs/{queued}/cancel")
+    assert response.status_code == 200 and response.json()["status"] == "cancelled"
+    for job_id in blockers:
+        cluster.wait_job(job_id)
+    time.sleep(1.5)  # its message is delivered after the blockers: give the worker time to (not) run it
+    row = cluster.row(queued)
+    assert row.status == "cancelled" and row.attempt == 0 and row.started_at is None
+    assert "running" not in cluster.event_kinds(queued)
+
+
+def test_cancel_running_sleep_stops_at_next_tick(cluster: Cluster) -> None:
+    job_id = cluster.submit("sleep", {"seconds": 30})["id"]
+    cluster.wait_job(job_id, {"running"})
+    response = cluster.request("POST", f"/v1/jobs/{job_id}/cancel")
+    assert response.status_code == 200 and response.json()["cancel_requested"] is True
+    job = cluster.wait_job(job_id, timeout=10)
+    assert job["status"] == "cancelled"
+    assert cluster.event_kinds(job_id)[-2:] == ["cancel_requested", "cancelled"]
+    assert cluster.request("GET", f"/v1/jobs/{job_id}/result").status_code == 409
+
+
+def test_delayed_job_does_not_start_before_run_at(cluster: Cluster) -> None:
+    job = cluster.submit("echo", {"message": "later"}, delay_seconds=2)
+    assert job["status"] == "scheduled"
+    done = cluster.wait_job(job["id"], timeout=30)
+    assert done["status"] == "succeeded"
+    assert datetime.fromisoformat(done["started_at"]) >= datetime.fromisoformat(job["run_at"])
+
+
+def test_sigkill_of_the_worker_child_completes_exactly_once(cluster: Cluster) -> None:
+    job_id = cluster.submit("sleep", {"seconds": 2})["id"]
+    cluster.wait_job(job_id, {"running"})
+    child_pid = int(cluster.row(job_id).worker.rsplit(":", 1)[1])  # type: ignore[union-attr]
+    os.kill(child_pid, signal.SIGKILL)
+    job = cluster.wait_job(job_id, timeout=60)
+    assert job["status"] == "succeeded" and job["attempt"] == 2
+    kinds = cluster.event_kinds(job_id)
+    assert kinds.count("succeeded") == 1 and "lease_expired" in kinds
+    with cluster.session() as session:
+        assert session.scalar(select(func.count()).select_from(JobResult).where(JobResult.job_id == _uuid(job_id))) == 1
+
+
+def test_duplicate_broker_messages_run_once(cluster: Cluster) -> None:
+    job_id = cluster.submit("sleep", {"seconds": 1})["id"]
+    producer: Celery = make_celery(cluster.settings(), name="duplicate-sender")
+    for _ in range(3):  # the API's own publish plus three more copies of the same wake-up call
+        producer.send_task("jobs.sleep", args=[job_id], queue="default")
+    job = cluster.wait_job(job_id)
+    time.sleep(1.5)  # let the copies be delivered and dropped
+    assert job["status"] == "succeeded" and cluster.row(job_id).attempt == 1
+    assert cluster.event_kinds(job_id).count("running") == 1
+
+
+def _uuid(value: str) -> uuid.UUID:
+    return uuid.UUID(value)
