@@ -4,6 +4,7 @@ its own process group, started and stopped by PID; the tests talk HTTP and read 
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -71,7 +72,7 @@ class Cluster:
         for role in roles or self.ROLES:
             log = open(self.directory / f"{role}.log", "ab")
             self.procs[role] = subprocess.Popen(
-                commands[role], shell=True, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                shlex.split(commands[role]), cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )  # fmt: skip
 
