@@ -136,7 +136,7 @@ def make_celery(settings: Settings, name: str = "conveyor") -> Celery:
 def broker_reachable(app: Celery, timeout: float) -> bool:
     try:
         with app.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=1, timeout=timeout)
+            conn.ensure_connection(max_retries=0, timeout=timeout)  # one try, no sleeping between tries
         return True
     except Exception:
         return False
