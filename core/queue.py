@@ -115,7 +115,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_prefetch_multiplier": settings.worker_prefetch_multiplier,
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         "worker_send_task_events": True,
-        "task_send_sent_event": True,
+        "task_send_sent_event": False,  # one more broker write per job; Flower learns of tasks from -E events
         "task_default_queue": QueueNames.DEFAULT,
         "task_create_missing_queues": True,
         "task_publish_retry": True,

@@ -181,3 +181,27 @@ def test_reconciler_republishes_unpublished_and_stale_queued(session: Session, r
     assert fresh.id not in {w.job_id for w in report.to_publish}
     # published again now: the next tick leaves them alone
     assert reconcile(session, republish_after=60, backoff_cap=60, now=later).to_publish == []
+
+
+def test_concurrent_submits_with_one_idempotency_key_make_one_job(
+    session: Session, registry: Registry, clean_db: object
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from core.db import make_sessionmaker
+
+    sessions = make_sessionmaker(session.get_bind())  # type: ignore[arg-type]
+
+    def attempt(_: int) -> str:
+        with sessions() as own:
+            job, _created = submit_job(
+                own, registry=registry, known_queues=QUEUES, type="echo", payload={"message": "once"},
+                idempotency_key="race", request_hash="same",
+            )  # fmt: skip
+            own.commit()
+            return str(job.id)
+
+    with ThreadPoolExecutor(10) as pool:
+        ids = set(pool.map(attempt, range(20)))
+    assert len(ids) == 1
+    assert session.scalar(select(func.count()).select_from(Job)) == 1

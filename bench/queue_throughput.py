@@ -1,0 +1,134 @@
+"""End-to-end no-op throughput: Conveyor (HTTP submit → worker → succeeded row) vs bare Celery (apply_async →
+worker, no database, no result) on the same broker, worker count and machine, in the same run.
+
+    .venv/bin/python bench/queue_throughput.py [--jobs 2000] [--concurrency 2] [--backends embedded,services]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from pathlib import Path
+
+import requests
+from sqlalchemy import func, select
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.bare_celery import COUNTER_KEY, make_bare_app
+from core.models import Job
+from tests.e2e.harness import ROOT, Cluster
+from tests.support.backends import RedisServer, postgres_database, service_redis_db
+
+RESULTS = ROOT / "bench" / "results"
+SUBMIT_CONNECTIONS = 8
+
+
+def conveyor_run(directory: Path, database_url: str, broker_url: str, jobs: int, concurrency: int) -> float:
+    cluster = Cluster(directory, database_url, broker_url, worker_concurrency=str(concurrency),
+                      lease_seconds="30", reconcile_interval="2", api_workers="4")  # fmt: skip
+    try:
+        cluster.start()
+        cluster.wait_ready()
+        cluster.wait_workers()
+        with cluster.session() as session:
+            before = session.scalar(select(func.count()).select_from(Job).where(Job.status == "succeeded")) or 0
+        local = __import__("threading").local()
+
+        def submit(i: int) -> None:
+            if not hasattr(local, "http"):
+                local.http = requests.Session()
+            body = {"type": "echo", "payload": {"message": str(i)}}
+            response = local.http.post(f"{cluster.base}/v1/jobs", json=body, timeout=30)
+            response.raise_for_status()
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(SUBMIT_CONNECTIONS) as pool:
+            list(pool.map(submit, range(jobs)))
+        submitted = time.perf_counter()
+        while True:
+            with cluster.session() as session:
+                done = session.scalar(select(func.count()).select_from(Job).where(Job.status == "succeeded")) or 0
+            if done - before >= jobs:
+                end = time.perf_counter()
+                print(
+                    f"  conveyor: submit {jobs / (submitted - started):.0f}/s, end to end {jobs / (end - started):.0f}/s"
+                )
+                return jobs / (end - started)
+            time.sleep(0.05)
+    finally:
+        cluster.close()
+
+
+def bare_celery_run(directory: Path, broker_url: str, counter_url: str, jobs: int, concurrency: int) -> float:
+    env = {**os.environ, "BENCH_BROKER_URL": broker_url, "BENCH_COUNTER_URL": counter_url}
+    command = [sys.executable, "-m", "celery", "-A", "bench.bare_celery", "worker", "-c", str(concurrency),
+               "-Q", "bare", "-n", "bare@%h", "-E", "--loglevel", "INFO"]  # fmt: skip
+    log = open(directory / "bare.log", "wb")
+    worker = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    app, counter = make_bare_app(broker_url, counter_url)
+    try:
+        counter.set(COUNTER_KEY, 0)
+        app.send_task("bench.noop", args=[0], queue="bare")  # warm-up: the worker is consuming
+        while int(counter.get(COUNTER_KEY) or 0) < 1:
+            time.sleep(0.05)
+        counter.set(COUNTER_KEY, 0)
+        started = time.perf_counter()
+        for i in range(jobs):
+            app.send_task("bench.noop", args=[i], queue="bare")
+        while int(counter.get(COUNTER_KEY) or 0) < jobs:
+            time.sleep(0.02)
+        return jobs / (time.perf_counter() - started)
+    finally:
+        os.killpg(worker.pid, 15)
+        worker.wait(30)
+
+
+def run_backend(kind: str, jobs: int, concurrency: int) -> dict[str, object]:
+    with ExitStack() as stack:
+        directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"bench-{kind}-")))
+        if kind == "embedded":
+            broker = RedisServer(directory / "broker")
+            broker.start()
+            stack.callback(broker.stop)
+            database_url, broker_url = f"sqlite:///{directory / 'conveyor.db'}", broker.url
+            counter_url = f"unix://{broker.socket}"
+        else:
+            database_url = stack.enter_context(postgres_database())
+            broker_url = stack.enter_context(service_redis_db())
+            counter_url = broker_url
+        bare = bare_celery_run(directory, broker_url, counter_url, jobs, concurrency)
+        conveyor = conveyor_run(directory, database_url, broker_url, jobs, concurrency)
+    return {"backend": kind, "jobs": jobs, "worker_processes": concurrency, "bare_celery_jobs_per_s": round(bare, 1),
+            "conveyor_jobs_per_s": round(conveyor, 1), "ratio": round(conveyor / bare, 3)}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--backends", default="embedded,services")
+    args = parser.parse_args()
+    rows = [run_backend(kind, args.jobs, args.concurrency) for kind in args.backends.split(",")]
+    print(f"{'backend':<10} {'jobs':>6} {'procs':>5} {'bare celery/s':>14} {'conveyor/s':>11} {'ratio':>6}")
+    for r in rows:
+        print(f"{r['backend']:<10} {r['jobs']:>6} {r['worker_processes']:>5} {r['bare_celery_jobs_per_s']:>14} "
+              f"{r['conveyor_jobs_per_s']:>11} {r['ratio']:>6}")  # fmt: skip
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    record = {"benchmark": "queue_throughput", "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+              "command": shlex.join([Path(sys.executable).name, *sys.argv]), "results": rows}  # fmt: skip
+    (RESULTS / "queue_throughput.json").write_text(json.dumps(record, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
