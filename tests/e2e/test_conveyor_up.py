@@ -72,6 +72,17 @@ def test_conveyor_up_runs_and_stops_cleanly(tmp_path: Path) -> None:
         assert (tmp_path / "var" / "conveyor.db").exists() and (tmp_path / "var" / "redis.sock").exists()
         flower = requests.get(f"http://127.0.0.1:{flower_port}/", timeout=10)
         assert flower.status_code == 200 and "Flower" in flower.text
+        deadline = time.monotonic() + 20  # Flower learns of tasks and workers from the workers' events
+        tasks: dict[str, dict[str, object]] = {}
+        while time.monotonic() < deadline:
+            tasks = requests.get(f"http://127.0.0.1:{flower_port}/api/tasks", timeout=10).json()
+            if any(t.get("name") == "jobs.sleep" and t.get("args") == f"['{job_id}']" for t in tasks.values()):
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail(f"Flower never showed the jobs.sleep task: {tasks}")
+        workers = requests.get(f"http://127.0.0.1:{flower_port}/api/workers?refresh=1", timeout=20).json()
+        assert any(name.startswith("jobs@") for name in workers), workers
         roles = children_of(up.pid)
         assert len(roles) == 6, "redis, api, worker, maintenance, beat, flower"
     finally:

@@ -116,3 +116,15 @@ def test_duplicate_broker_messages_run_once(cluster: Cluster) -> None:
 
 def _uuid(value: str) -> uuid.UUID:
     return uuid.UUID(value)
+
+
+def test_higher_priority_runs_first_when_workers_are_busy(cluster: Cluster) -> None:
+    blockers = [cluster.submit("sleep", {"seconds": 1.5})["id"] for _ in range(2)]
+    for job_id in blockers:
+        cluster.wait_job(job_id, {"running"})
+    low = [cluster.submit("echo", {"message": f"low {i}"}, priority=0)["id"] for i in range(4)]
+    high = [cluster.submit("echo", {"message": f"high {i}"}, priority=9)["id"] for i in range(4)]
+    for job_id in low + high:
+        cluster.wait_job(job_id)
+    started = {job_id: cluster.row(job_id).started_at for job_id in low + high}
+    assert max(started[j] for j in high) <= min(started[j] for j in low)  # type: ignore[type-var]
