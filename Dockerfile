@@ -14,4 +14,4 @@ RUN pip install -c constraints.txt . \
     && mkdir -p /data && chown conveyor /data
 USER conveyor
 EXPOSE 8000 5555
-CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--workers", "4", "api:create_app()"]
+CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--workers", "4", "--worker-class", "gthread", "--threads", "8", "api:create_app()"]

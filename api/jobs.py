@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import uuid
 from datetime import timedelta
 from typing import Any
 
 from apiflask import APIBlueprint
 from flask import Response, request, url_for
+from sqlalchemy.exc import SQLAlchemyError
 
 from api.extension import conveyor, db
 from api.schemas import EventList, EventRead, JobCreate, JobListQuery, JobPage, JobRead, ResultRead
@@ -21,6 +23,7 @@ from core.status import JobStatus
 from core.types import utcnow
 
 bp = APIBlueprint("jobs", __name__, url_prefix="/v1/jobs", tag="Jobs")
+log = logging.getLogger(__name__)
 
 IDEMPOTENCY_KEY_MAX = 255
 
@@ -51,8 +54,14 @@ def publish_after_commit(jobs: list[Job]) -> None:
     failed = conveyor().publisher.publish(wakeups)
     if failed:
         session = db()
-        mark_unpublished(session, failed)
-        session.commit()
+        try:
+            mark_unpublished(session, failed)
+            session.commit()
+        except SQLAlchemyError:
+            # The job is committed and will be re-published after REPUBLISH_AFTER anyway: answer 202, not 503,
+            # or the client would submit it a second time.
+            session.rollback()
+            log.warning("could not mark %s unpublished; the reconciler re-publishes them later", failed, exc_info=True)
 
 
 def job_location(job: Job) -> dict[str, str]:

@@ -70,6 +70,8 @@ def process_commands(settings: Settings) -> dict[str, str]:
             sys.executable, "-m", "gunicorn",
             "--bind", f"{settings.api_host}:{settings.api_port}",
             "--workers", str(settings.api_workers),
+            # threads: event streams and slow clients must not hold a whole worker process each
+            "--worker-class", "gthread", "--threads", "8",
             "--access-logfile", "-",
             "api:create_app()",
         ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -278,3 +279,18 @@ def test_bad_input_gets_problem_json(
 def test_payload_error_points_at_the_field(client: FlaskClient) -> None:
     body = submit(client, {"type": "echo", "payload": {"message": 1}}).json
     assert body["errors"] == [{"field": "payload.message", "message": "Input should be a valid string"}]
+
+
+def test_stream_sends_the_job_and_ends_when_finished(client: FlaskClient, app: APIFlask) -> None:
+    job_id = submit(client).json["id"]
+    run_to_end(app, job_id)
+    response = client.get(f"/v1/jobs/{job_id}/stream", buffered=True)
+    assert response.status_code == 200 and response.mimetype == "text/event-stream"
+    frames = [f for f in response.get_data(as_text=True).split("\n\n") if f]
+    assert len(frames) == 1 and frames[0].startswith("event: job\ndata: ")
+    assert json.loads(frames[0].split("data: ", 1)[1])["status"] == "succeeded"
+
+
+def test_stream_of_unknown_job_is_404_problem(client: FlaskClient) -> None:
+    response = client.get(f"/v1/jobs/{uuid.uuid4()}/stream")
+    assert response.status_code == 404 and response.content_type == PROBLEM

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -128,3 +129,17 @@ def test_higher_priority_runs_first_when_workers_are_busy(cluster: Cluster) -> N
         cluster.wait_job(job_id)
     started = {job_id: cluster.row(job_id).started_at for job_id in low + high}
     assert max(started[j] for j in high) <= min(started[j] for j in low)  # type: ignore[type-var]
+
+
+def test_event_stream_follows_a_job_to_the_end(cluster: Cluster) -> None:
+    job_id = cluster.submit("sleep", {"seconds": 1.5})["id"]
+    seen: list[dict[str, object]] = []
+    with cluster.http.get(f"{cluster.base}/v1/jobs/{job_id}/stream", stream=True, timeout=30) as response:
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        for line in response.iter_lines(decode_unicode=True):
+            if line.startswith("data: "):
+                seen.append(json.loads(line[len("data: ") :]))
+    statuses = [job["status"] for job in seen]
+    assert statuses[-1] == "succeeded" and "running" in statuses
+    done = [job["progress"]["done"] for job in seen if job["status"] == "running" and job["progress"]]  # type: ignore[index]
+    assert len(done) >= 2 and done == sorted(done)

@@ -1,0 +1,66 @@
+"""/v1/jobs/{id}/stream: a job's status as Server-Sent Events, one event per change, until it finishes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from apiflask import APIBlueprint
+from flask import Response, stream_with_context
+from sqlalchemy.exc import SQLAlchemyError
+
+from api.extension import close_db, conveyor, db
+from api.jobs import parse_job_id
+from api.schemas import JobRead
+from core.errors import ConveyorError
+from core.queries import get_job
+
+bp = APIBlueprint("job_stream", __name__, url_prefix="/v1/jobs", tag="Live updates")
+
+POLL_SECONDS = 0.5
+KEEPALIVE_SECONDS = 15.0
+MAX_STREAM_SECONDS = 600.0  # then the stream ends; EventSource clients reconnect on their own
+
+STREAM_RESPONSE = {
+    "description": "`event: job` with the job as JSON (the same body as GET /v1/jobs/{id}) whenever it changes; "
+    "the stream ends after a finished status (succeeded, failed, cancelled).",
+    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+}
+
+
+def sse(event: str, data: str) -> str:
+    return f"event: {event}\ndata: {data}\n\n"
+
+
+@bp.get("/<job_id>/stream")
+@bp.doc(summary="Follow a job live (Server-Sent Events)", responses={200: STREAM_RESPONSE, 404: "No such job"})
+def stream(job_id: str) -> Any:
+    job_uuid = parse_job_id(job_id)
+    first = JobRead.of(get_job(db(), job_uuid))  # a 404 is answered before the stream starts
+    close_db()  # don't hold the request's connection for the life of the stream
+    sessions = conveyor().sessions
+
+    def events() -> Iterator[str]:
+        job, sent, started = first, "", time.monotonic()
+        last_write = started
+        while True:
+            body = job.model_dump_json()
+            if body != sent:
+                yield sse("job", body)
+                sent, last_write = body, time.monotonic()
+            elif time.monotonic() - last_write > KEEPALIVE_SECONDS:
+                yield ": keep-alive\n\n"
+                last_write = time.monotonic()
+            if job.status.terminal or time.monotonic() - started > MAX_STREAM_SECONDS:
+                return
+            time.sleep(POLL_SECONDS)
+            try:
+                with sessions() as session:
+                    job = JobRead.of(get_job(session, job_uuid))
+            except (ConveyorError, SQLAlchemyError) as exc:
+                yield sse("error", f'{{"detail": "stream interrupted: {type(exc).__name__}; reconnect to resume"}}')
+                return
+
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return Response(stream_with_context(events()), mimetype="text/event-stream", headers=headers)
