@@ -212,9 +212,11 @@ def renew_lease(
 ) -> bool | None:
     """Extend the lease (and record progress). Returns cancel_requested, or None if the attempt lost the job."""
     now = now or utcnow()
-    values: dict[str, Any] = {"lease_until": now + timedelta(seconds=lease_seconds), "updated_at": now}
+    # A bare lease renewal keeps updated_at, so the job's ETag only changes when something a client sees does.
+    values: dict[str, Any] = {"lease_until": now + timedelta(seconds=lease_seconds), "updated_at": Job.updated_at}
     if progress is not None:
         values.update(progress_done=progress[0], progress_total=progress[1], progress_message=progress[2])
+        values["updated_at"] = now
     cancel = session.execute(
         update(Job).where(_owned(job_id, attempt)).values(**values).returning(Job.cancel_requested)
     ).scalar_one_or_none()

@@ -205,3 +205,16 @@ def test_concurrent_submits_with_one_idempotency_key_make_one_job(
         ids = set(pool.map(attempt, range(20)))
     assert len(ids) == 1
     assert session.scalar(select(func.count()).select_from(Job)) == 1
+
+
+def test_lease_renewal_alone_keeps_updated_at(session: Session) -> None:
+    job = insert_job(session, JobStatus.RUNNING, attempt=1, now=utcnow() - timedelta(minutes=1))
+    before = job.updated_at
+    assert renew_lease(session, job_id=job.id, attempt=1, lease_seconds=30) is False
+    session.commit()
+    session.refresh(job)
+    assert job.updated_at == before and job.lease_until is not None and job.lease_until > utcnow()
+    renew_lease(session, job_id=job.id, attempt=1, lease_seconds=30, progress=(1, 2, "half"))
+    session.commit()
+    session.refresh(job)
+    assert job.updated_at > before and job.progress_done == 1
