@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -65,9 +65,12 @@ def record_event(
     detail: dict[str, Any] | None = None,
     now: datetime | None = None,
 ) -> None:
-    session.add(
-        JobEvent(job_id=job_id, kind=kind, attempt=attempt, worker=worker, detail=detail, created_at=now or utcnow())
-    )
+    # A Core INSERT: events are never read back in the same unit of work, so the ORM's flush bookkeeping is waste.
+    session.execute(
+        insert(JobEvent),
+        {"job_id": job_id, "kind": kind, "attempt": attempt, "worker": worker, "detail": detail,
+         "created_at": now or utcnow()},
+    )  # fmt: skip
 
 
 def request_fingerprint(body: dict[str, Any]) -> str:
@@ -189,6 +192,7 @@ def claim_job(
             progress_message=None,
         )
         .returning(Job.type, Job.payload, Job.attempt, Job.max_attempts)
+        .execution_options(synchronize_session=False)
     ).one_or_none()
     if row is None:
         return None
@@ -218,7 +222,11 @@ def renew_lease(
         values.update(progress_done=progress[0], progress_total=progress[1], progress_message=progress[2])
         values["updated_at"] = now
     cancel = session.execute(
-        update(Job).where(_owned(job_id, attempt)).values(**values).returning(Job.cancel_requested)
+        update(Job)
+        .where(_owned(job_id, attempt))
+        .values(**values)
+        .returning(Job.cancel_requested)
+        .execution_options(synchronize_session=False)
     ).scalar_one_or_none()
     return None if cancel is None else bool(cancel)
 
@@ -233,6 +241,7 @@ def complete_job(
         .where(_owned(job_id, attempt))
         .values(status=S.SUCCEEDED.value, finished_at=now, updated_at=now, lease_until=None, error=None)
         .returning(Job.id)
+        .execution_options(synchronize_session=False)
     ).scalar_one_or_none()
     if moved is None:
         return False
