@@ -9,7 +9,7 @@ from flask import request
 
 from api import health, job_stream, job_types, jobs, queues
 from api.extension import Conveyor, close_db
-from api.jsonio import StrictJSONProvider
+from api.jsonio import JSONRequest, StrictJSONProvider
 from api.problems import PROBLEM_SCHEMA, problem, register_problem_handlers
 from core.db import make_engine, make_sessionmaker
 from core.queue import CeleryPublisher, Publisher, broker_reachable, make_celery
@@ -27,6 +27,7 @@ def create_app(
         __name__, title="Conveyor", version=version("conveyor"), docs_path="/docs", spec_path="/openapi.json"
     )
     app.json_provider_class = StrictJSONProvider
+    app.request_class = JSONRequest
     app.json = StrictJSONProvider(app)
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_request_bytes,

@@ -1,11 +1,14 @@
-"""Strict JSON parsing: NaN/Infinity and pathological nesting are malformed JSON (400), never a 500."""
+"""Strict JSON in: NaN/Infinity, pathological nesting, NUL characters and lone surrogates are malformed JSON
+(400 with the reason), never a 500 from the database that cannot store them."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+from flask import Request
 from flask.json.provider import DefaultJSONProvider
+from werkzeug.exceptions import BadRequest
 
 
 def _reject_constant(name: str) -> Any:
@@ -15,6 +18,32 @@ def _reject_constant(name: str) -> Any:
 class StrictJSONProvider(DefaultJSONProvider):
     def loads(self, s: str | bytes, **kwargs: Any) -> Any:
         try:
-            return json.loads(s, parse_constant=_reject_constant, **kwargs)
+            value = json.loads(s, parse_constant=_reject_constant, **kwargs)
         except RecursionError:
             raise ValueError("JSON nested too deeply") from None
+        if isinstance(s, bytes) and b"\\u0000" not in s and b"\\ud" not in s.lower():
+            return value  # no escape that could hide a NUL or a surrogate: the common case costs nothing more
+        _check_strings(value)
+        return value
+
+
+def _check_strings(value: Any) -> None:
+    """Every string must be storable: no NUL (PostgreSQL text and JSONB refuse it), no lone surrogate."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            if "\x00" in item:
+                raise ValueError("strings may not contain NUL (\\u0000) characters")
+            item.encode("utf-8")  # UnicodeEncodeError (a ValueError) on a lone surrogate such as \ud800
+
+
+class JSONRequest(Request):
+    def on_json_loading_failed(self, e: ValueError | None) -> Any:
+        reason = f": {e}" if e else ""
+        raise BadRequest(f"The body is not valid JSON{reason}. Send a JSON object with Content-Type: application/json.")

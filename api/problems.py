@@ -11,6 +11,7 @@ from apiflask.exceptions import HTTPError
 from flask import Response, request
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from werkzeug.exceptions import BadRequest
 
 from core.errors import ConveyorError
 
@@ -110,6 +111,10 @@ def register_problem_handlers(app: APIFlask) -> None:
         errors = _validation_errors(error.detail) if status == 422 else []
         detail = "One or more fields are invalid; see errors." if errors else (HINTS.get(status) or error.message)
         return problem(status, title=error.message, detail=detail, errors=errors, headers=dict(error.headers or {}))
+
+    @app.errorhandler(BadRequest)
+    def bad_request(error: BadRequest) -> Response:
+        return problem(400, title="Bad Request", detail=error.description or HINTS[400])
 
     @app.errorhandler(ConveyorError)
     def conveyor_error(error: ConveyorError) -> Response:

@@ -20,9 +20,10 @@ from core.queue import RecordingPublisher
 from core.settings import Settings
 
 
-def fuzz_app(directory: Path) -> APIFlask:
-    url = f"sqlite:///{directory / 'fuzz.db'}"
-    upgrade_database(url)
+def fuzz_app(directory: Path, url: str | None = None) -> APIFlask:
+    if url is None:
+        url = f"sqlite:///{directory / 'fuzz.db'}"
+        upgrade_database(url)
     return create_app(Settings(data_dir=directory, database_url=url), publisher=RecordingPublisher())
 
 
@@ -36,8 +37,10 @@ def operation_labels() -> list[str]:
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=lambda m: m.value)
 @pytest.mark.parametrize("label", operation_labels())
-def test_no_input_produces_a_server_error(label: str, mode: GenerationMode, tmp_path: Path) -> None:
-    schema = schemathesis.openapi.from_wsgi("/openapi.json", fuzz_app(tmp_path))
+def test_no_input_produces_a_server_error(
+    label: str, mode: GenerationMode, tmp_path: Path, database_url: str, clean_db: object
+) -> None:
+    schema = schemathesis.openapi.from_wsgi("/openapi.json", fuzz_app(tmp_path, database_url))
     operation = next(r.ok() for r in schema.get_all_operations() if r.ok().label == label)
 
     @given(case=operation.as_strategy(generation_mode=mode))

@@ -294,3 +294,13 @@ def test_stream_sends_the_job_and_ends_when_finished(client: FlaskClient, app: A
 def test_stream_of_unknown_job_is_404_problem(client: FlaskClient) -> None:
     response = client.get(f"/v1/jobs/{uuid.uuid4()}/stream")
     assert response.status_code == 404 and response.content_type == PROBLEM
+
+
+@pytest.mark.parametrize("text", ["nul \u0000 byte", "lone surrogate \ud800", "emoji 🚀 and ünïcödé"])
+def test_any_json_string_is_stored_or_refused_cleanly(client: FlaskClient, app: APIFlask, text: str) -> None:
+    response = submit(client, {"type": "echo", "payload": {"message": text}})
+    assert response.status_code in (202, 400), response.get_data(as_text=True)
+    if response.status_code == 202:
+        assert client.get(f"/v1/jobs/{response.json['id']}").json["payload"] == {"message": text}
+    else:
+        assert response.content_type == PROBLEM and count_jobs(app) == 0
