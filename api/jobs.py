@@ -73,7 +73,11 @@ def job_location(job: Job) -> dict[str, str]:
 @bp.output(JobRead, status_code=202, description="Accepted; poll the Location.")
 @bp.doc(
     summary="Submit a job",
-    responses={200: "The same request was already accepted under this Idempotency-Key", 415: "Not JSON"},
+    responses={
+        200: "Nothing new was made: the Idempotency-Key names an earlier identical request, or an unfinished job "
+        "holds the unique_key; the body is that job",
+        415: "Not JSON",
+    },
 )
 def create(body: JobCreate) -> Any:
     ext = conveyor()
@@ -93,6 +97,7 @@ def create(body: JobCreate) -> Any:
         queue=body.queue,
         run_at=run_at,
         max_attempts=body.max_attempts,
+        unique_key=body.unique_key,
         idempotency_key=key,
         request_hash=request_fingerprint(body.model_dump(mode="json")) if key else None,
         now=now,

@@ -27,6 +27,13 @@ class JobCreate(Strict):
     run_at: AwareDatetime | None = Field(default=None, description="Do not start before this time (with offset).")
     delay_seconds: float | None = Field(default=None, ge=0, le=MAX_DELAY_SECONDS, description="Or: start after this.")
     max_attempts: int | None = Field(default=None, ge=1, le=100, description="Attempts before `failed`.")
+    unique_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=255,
+        description="At most one unfinished job per key: while one is scheduled, queued, running or retrying, "
+        "submitting another with the same key returns that job (200) instead of creating one.",
+    )
 
     @model_validator(mode="after")
     def _one_start_time(self) -> JobCreate:

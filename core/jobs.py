@@ -91,15 +91,16 @@ def submit_job(
     tenant_id: str = "default",
     idempotency_key: str | None = None,
     request_hash: str | None = None,
+    unique_key: str | None = None,
     now: datetime | None = None,
 ) -> tuple[Job, bool]:
-    """Validate and insert a job (flushed, not committed). Returns (job, created); created is False when the
-    Idempotency-Key already names a job made from the same request."""
+    """Validate and insert a job (flushed, not committed). Returns (job, created). created is False when the
+    Idempotency-Key names a job made from the same request, or when an unfinished job holds the unique_key
+    (the policy: the existing active job is returned, nothing new is made)."""
     now = now or utcnow()
-    if idempotency_key is not None:
-        existing = _job_by_idempotency_key(session, tenant_id, idempotency_key)
-        if existing is not None:
-            return _same_request_or_raise(existing, request_hash), False
+    existing = _existing_job(session, tenant_id, idempotency_key, request_hash, unique_key)
+    if existing is not None:
+        return existing, False
     try:
         spec = registry.get(type)
     except UnknownJobType:
@@ -130,11 +131,12 @@ def submit_job(
         published_at=now if due else None,  # optimistic: the caller publishes after commit, or clears it on failure
         idempotency_key=idempotency_key,
         request_hash=request_hash,
+        unique_key=unique_key,
         cancel_requested=False,
         created_at=now,
         updated_at=now,
     )
-    if idempotency_key is None:
+    if idempotency_key is None and unique_key is None:
         session.add(job)
         session.flush()
     else:
@@ -143,25 +145,32 @@ def submit_job(
                 session.add(job)
                 session.flush()
         except IntegrityError:
-            # A concurrent request with the same key won the race: answer with its job.
-            existing = _job_by_idempotency_key(session, tenant_id, idempotency_key)
+            # A concurrent request with the same key won the race (the unique indexes decide): answer with its job.
+            existing = _existing_job(session, tenant_id, idempotency_key, request_hash, unique_key)
             if existing is None:
                 raise
-            return _same_request_or_raise(existing, request_hash), False
+            return existing, False
     record_event(session, job.id, job.status, detail={"queue": queue, "run_at": _iso(run_at)}, now=now)
     return job, True
 
 
-def _job_by_idempotency_key(session: Session, tenant_id: str, key: str) -> Job | None:
-    return session.scalars(select(Job).where(Job.tenant_id == tenant_id, Job.idempotency_key == key)).one_or_none()
-
-
-def _same_request_or_raise(existing: Job, request_hash: str | None) -> Job:
-    if existing.request_hash != request_hash:
-        raise IdempotencyMismatch(
-            "This Idempotency-Key was already used with a different request body. Use a new key for a new job.",
-        )
-    return existing
+def _existing_job(
+    session: Session, tenant_id: str, idempotency_key: str | None, request_hash: str | None, unique_key: str | None
+) -> Job | None:
+    if idempotency_key is not None:
+        query = select(Job).where(Job.tenant_id == tenant_id, Job.idempotency_key == idempotency_key)
+        existing = session.scalars(query).one_or_none()
+        if existing is not None:
+            if existing.request_hash != request_hash:
+                raise IdempotencyMismatch(
+                    "This Idempotency-Key was already used with a different request body. Use a new key for a new job."
+                )
+            return existing
+    if unique_key is not None:
+        active = [s.value for s in JobStatus if not s.terminal]
+        query = select(Job).where(Job.tenant_id == tenant_id, Job.unique_key == unique_key, Job.status.in_(active))
+        return session.scalars(query).one_or_none()
+    return None
 
 
 def _field_error(loc: tuple[Any, ...], msg: str) -> dict[str, Any]:

@@ -304,3 +304,17 @@ def test_any_json_string_is_stored_or_refused_cleanly(client: FlaskClient, app: 
         assert client.get(f"/v1/jobs/{response.json['id']}").json["payload"] == {"message": text}
     else:
         assert response.content_type == PROBLEM and count_jobs(app) == 0
+
+
+def test_unique_key_answers_with_the_active_job(
+    client: FlaskClient, app: APIFlask, publisher: RecordingPublisher
+) -> None:
+    body = {"type": "echo", "payload": {"message": "a"}, "unique_key": "daily-report"}
+    first = submit(client, body)
+    second = submit(client, {**body, "payload": {"message": "b"}})
+    assert (first.status_code, second.status_code) == (202, 200)
+    assert second.json["id"] == first.json["id"] and second.headers["Location"] == first.headers["Location"]
+    assert count_jobs(app) == 1 and len(publisher.sent) == 1
+    client.post(f"/v1/jobs/{first.json['id']}/cancel")
+    third = submit(client, body)
+    assert third.status_code == 202 and third.json["id"] != first.json["id"]

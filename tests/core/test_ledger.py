@@ -218,3 +218,41 @@ def test_lease_renewal_alone_keeps_updated_at(session: Session) -> None:
     session.commit()
     session.refresh(job)
     assert job.updated_at > before and job.progress_done == 1
+
+
+def test_unique_key_returns_the_active_job_until_it_finishes(session: Session, registry: Registry) -> None:
+    first = submit(session, registry, unique_key="report-2026-11-26")
+    again, created = submit_job(
+        session, registry=registry, known_queues=QUEUES, type="echo", payload={"message": "other"},
+        unique_key="report-2026-11-26",
+    )  # fmt: skip
+    assert not created and again.id == first.id
+    claim_job(session, job_id=first.id, worker="w", lease_seconds=30)
+    complete_job(session, job_id=first.id, attempt=1, worker="w", data={"message": "hi"})
+    session.commit()
+    after = submit(session, registry, unique_key="report-2026-11-26")
+    assert after.id != first.id and after.status == "queued"
+
+
+def test_concurrent_submits_with_one_unique_key_make_one_active_job(
+    session: Session, registry: Registry, clean_db: object
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from core.db import make_sessionmaker
+
+    sessions = make_sessionmaker(session.get_bind())  # type: ignore[arg-type]
+
+    def attempt(i: int) -> str:
+        with sessions() as own:
+            job, _created = submit_job(
+                own, registry=registry, known_queues=QUEUES, type="echo", payload={"message": str(i)},
+                unique_key="nightly",
+            )  # fmt: skip
+            own.commit()
+            return str(job.id)
+
+    with ThreadPoolExecutor(10) as pool:
+        ids = set(pool.map(attempt, range(30)))
+    assert len(ids) == 1
+    assert session.scalar(select(func.count()).select_from(Job)) == 1
