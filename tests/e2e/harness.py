@@ -76,12 +76,17 @@ class Cluster:
                 start_new_session=True,
             )  # fmt: skip
 
-    def stop(self, *roles: str, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
+    def stop(self, *roles: str, sig: int = signal.SIGTERM, timeout: float = 20, group: bool = True) -> None:
+        """Signal each role's process group (or, group=False, only its main process, as Docker and systemd
+        do), then SIGKILL the group if it has not exited within the timeout."""
         for role in roles or tuple(self.procs):
             proc = self.procs.pop(role, None)
             if proc is None or proc.poll() is not None:
                 continue
-            os.killpg(proc.pid, sig)
+            if group:
+                os.killpg(proc.pid, sig)
+            else:
+                proc.send_signal(sig)
             try:
                 proc.wait(timeout)
             except subprocess.TimeoutExpired:

@@ -89,26 +89,36 @@ def redis_server_binary() -> str:
 
 
 class RedisServer:
-    """A private redis-server on a unix socket (what `conveyor up` runs), started and stopped by PID."""
+    """A private redis-server started and stopped by PID: on a unix socket (what `conveyor up` runs) or, with a
+    port, on 127.0.0.1:port; optionally with AOF persistence. Restartable on the same address and directory."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, port: int | None = None, aof: bool = False) -> None:
         self.directory = directory
         self.socket = directory / "redis.sock"
+        self.port = port
+        self.aof = aof
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis+socket://{self.socket}"
+        return f"redis://127.0.0.1:{self.port}/0" if self.port else f"redis+socket://{self.socket}"
+
+    def client(self) -> redis.Redis:
+        if self.port:
+            return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2)
+        return redis.Redis(unix_socket_path=str(self.socket), socket_timeout=2)
 
     def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        args = [redis_server_binary(), "--port", "0", "--unixsocket", str(self.socket), "--unixsocketperm", "700",
-                "--dir", str(self.directory), "--save", "", "--appendonly", "no"]  # fmt: skip
+        listen = ["--port", str(self.port), "--bind", "127.0.0.1"] if self.port else [
+            "--port", "0", "--unixsocket", str(self.socket), "--unixsocketperm", "700"]  # fmt: skip
+        persistence = ["--appendonly", "yes", "--appendfsync", "always"] if self.aof else ["--appendonly", "no"]
+        args = [redis_server_binary(), *listen, "--dir", str(self.directory), "--save", "", *persistence]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
-                if redis.Redis(unix_socket_path=str(self.socket)).ping():
+                if self.client().ping():
                     return
             except (redis.ConnectionError, FileNotFoundError):
                 time.sleep(0.05)

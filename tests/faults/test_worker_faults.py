@@ -1,0 +1,106 @@
+"""Worker faults: SIGKILL of a child or the whole worker, poison pills, graceful shutdown, jobs longer than the
+Redis visibility timeout. Each scenario asserts its ledger."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+
+import pytest
+from kombu import Connection
+from sqlalchemy import select
+
+from core.models import Job
+from tests.faults.conftest import Scenario
+
+pytestmark = pytest.mark.e2e
+
+
+def running_workers(s: Scenario, at_least: int = 1, timeout: float = 30) -> list[str]:
+    """The `worker` column (host:pid of the child) of jobs now running."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with s.cluster.session() as session:
+            workers = list(session.scalars(select(Job.worker).where(Job.status == "running")))
+        if len(workers) >= at_least:
+            return [w for w in workers if w]
+        time.sleep(0.05)
+    raise AssertionError("no job started running")
+
+
+@pytest.mark.parametrize("backend", ["embedded", "services"])
+def test_sigkill_worker_child_mid_job(scenario: Callable[..., Scenario], backend: str) -> None:
+    s = scenario("sigkill_child", backend)
+    s.submit_many(30, payload={"seconds": 0.3})
+    child = int(running_workers(s)[0].rsplit(":", 1)[1])
+    os.kill(child, signal.SIGKILL)
+    s.fault_over()
+    s.drain(90)
+    ledger = s.ledger()
+    ledger.assert_no_loss_no_duplicates()
+    assert ledger.completed == 30
+    assert ledger.duplicate_executions_expected >= 1  # the killed attempt ran again after its lease expired
+
+
+def test_sigkill_whole_worker_with_jobs_in_flight(scenario: Callable[..., Scenario]) -> None:
+    s = scenario("sigkill_worker", "services")
+    s.submit_many(30, payload={"seconds": 0.5})
+    running_workers(s, at_least=2)
+    s.cluster.stop("worker", sig=signal.SIGKILL)  # parent and children, prefetched messages unacked
+    time.sleep(1)
+    s.cluster.start("worker")
+    s.fault_over()
+    s.drain(120)
+    ledger = s.ledger()
+    ledger.assert_no_loss_no_duplicates()
+    assert ledger.completed == 30 and ledger.duplicate_executions_expected >= 2
+
+
+def test_poison_job_fails_at_the_attempt_cap_and_spares_the_rest(scenario: Callable[..., Scenario]) -> None:
+    s = scenario("poison_pill", "services")
+    poison = s.submit_many(1, "crash", connections=1)[0]
+    s.submit_many(20, payload={"seconds": 0.1})
+    s.drain(120)
+    ledger = s.ledger()
+    ledger.assert_no_loss_no_duplicates()
+    assert ledger.completed == 20 and ledger.failed_visible == 1
+    row = s.cluster.row(poison)
+    assert row.status == "failed" and row.attempt == 3 and row.error is not None
+    assert row.error["type"] == "WorkerLost"
+
+
+def test_sigterm_lets_in_flight_jobs_finish(scenario: Callable[..., Scenario]) -> None:
+    s = scenario("graceful_sigterm", "services")
+    s.submit_many(6, payload={"seconds": 2})
+    running_workers(s, at_least=2)
+    # Celery's warm shutdown: SIGTERM to the main process only, as Docker, systemd and Kubernetes send it.
+    s.cluster.stop("worker", sig=signal.SIGTERM, timeout=30, group=False)
+    s.cluster.start("worker")
+    s.fault_over()
+    s.drain(90)
+    ledger = s.ledger()
+    ledger.assert_no_loss_no_duplicates()
+    assert ledger.completed == 6
+    assert ledger.duplicate_executions_expected == 0  # nothing was interrupted, so nothing ran twice
+
+
+def test_job_longer_than_visibility_timeout_never_runs_twice_at_once(scenario: Callable[..., Scenario]) -> None:
+    s = scenario("visibility_timeout", "services", visibility_timeout="2")
+    s.submit_many(1, payload={"seconds": 8}, connections=1)  # one job: the other worker process is free to take a copy
+    running_workers(s)
+    time.sleep(3)  # the message is now unacked for longer than the visibility timeout
+    redis = s.redis.client()
+    unacked_before = redis.hlen("unacked")
+    # What kombu's periodic sweep does (every unacked_restore_interval x throttle seconds): put the messages back.
+    with Connection(s.cluster.env["CONVEYOR_BROKER_URL"], transport_options={"visibility_timeout": 2}) as conn:
+        conn.default_channel.qos.restore_visible(num=100)
+    redelivered = unacked_before - redis.hlen("unacked") + redis.llen("default")
+    s.drain(60)
+    ledger = s.ledger(visibility_timeout_seconds=2, job_seconds=8, messages_redelivered=unacked_before)
+    ledger.assert_no_loss_no_duplicates()
+    assert unacked_before == 1 and redelivered == 1
+    assert ledger.completed == 1 and ledger.executions == 1
+    for job_id in s.client.accepted:
+        assert s.cluster.event_kinds(job_id).count("running") == 1
