@@ -42,7 +42,7 @@ def create_app(
     )
 
     engine = make_engine(settings.resolved_database_url)
-    celery = make_celery(settings, name="conveyor-api") if publisher is None else None
+    celery = make_celery(settings, name="conveyor-api", producer=True) if publisher is None else None
     app.extensions["conveyor"] = Conveyor(
         settings=settings,
         engine=engine,

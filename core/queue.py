@@ -86,17 +86,27 @@ class CeleryPublisher:
         return PRIORITY_LEVELS - 1 - priority if self.redis else priority
 
 
-def celery_config(settings: Settings) -> dict[str, Any]:
-    """The Celery settings baseline of DESIGN.md §4, shared by the API's producer and the worker."""
+def celery_config(settings: Settings, *, producer: bool = False) -> dict[str, Any]:
+    """The Celery settings baseline of DESIGN.md §4, shared by the API's producer and the worker.
+
+    A producer (the API) gets tight broker timeouts and one publish retry: a broker that accepts connections but
+    never answers (a network blackhole) must cost a request a few seconds, not minutes; the job is committed and
+    the reconciler publishes it later. Workers keep longer socket timeouts for their acks and publishes."""
     transport: dict[str, Any] = {
         "visibility_timeout": settings.visibility_timeout,
         "socket_connect_timeout": settings.publish_timeout,
-        "socket_timeout": max(10.0, settings.publish_timeout),
+        "socket_timeout": settings.publish_timeout if producer else max(10.0, settings.publish_timeout),
         "socket_keepalive": True,
-        "retry_on_timeout": True,
+        "retry_on_timeout": not producer,
         "priority_steps": list(range(PRIORITY_LEVELS)),
         "queue_order_strategy": "priority",
-        "max_retries": 2,
+        "max_retries": 1 if producer else 2,
+    }
+    publish_retry = {
+        "max_retries": 1 if producer else 2,
+        "interval_start": 0,
+        "interval_step": 0.2,
+        "interval_max": 0.5,
     }
     return {
         "broker_url": settings.resolved_broker_url,
@@ -119,17 +129,17 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_default_queue": QueueNames.DEFAULT,
         "task_create_missing_queues": True,
         "task_publish_retry": True,
-        "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
+        "task_publish_retry_policy": publish_retry,
         "enable_utc": True,
         "timezone": "UTC",
         "worker_hijack_root_logger": False,
     }
 
 
-def make_celery(settings: Settings, name: str = "conveyor") -> Celery:
-    """A Celery app configured with the baseline; the worker adds its tasks, the API only publishes."""
+def make_celery(settings: Settings, name: str = "conveyor", *, producer: bool = False) -> Celery:
+    """A Celery app configured with the baseline; the worker adds its tasks, the API (producer=True) only publishes."""
     app = Celery(name, set_as_current=False)
-    app.config_from_object(celery_config(settings))
+    app.config_from_object(celery_config(settings, producer=producer))
     return app
 
 

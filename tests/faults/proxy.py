@@ -1,7 +1,8 @@
 """A small asyncio TCP proxy put in front of the broker or the database to inject network faults.
 
-Modes: `pass`, `latency` (delay every chunk), `blackhole` (accept and swallow, answer nothing), `reset` (cut every
-connection with a TCP RST), `refuse` (stop listening: connection refused).
+Modes: `pass`, `latency` (delay every chunk), `blackhole` (a partition: connections are accepted but nothing flows
+either way until the mode changes, when the held bytes flow again, as TCP retransmission delivers them after a
+partition heals), `reset` (cut every connection with a TCP RST), `refuse` (stop listening: connection refused).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ class TCPProxy:
         self._server: asyncio.base_events.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._thread = threading.Thread(target=self._loop.run_forever, name="tcp-proxy", daemon=True)
+        self._flowing = asyncio.Event()
+        self._flowing.set()
 
     def start(self) -> TCPProxy:
         self._thread.start()
@@ -41,6 +44,7 @@ class TCPProxy:
         """Switch modes; `reset` and `refuse` also cut the connections already open."""
         self.latency = latency
         previous, self.mode = self.mode, mode
+        self._loop.call_soon_threadsafe(self._flowing.clear if mode == "blackhole" else self._flowing.set)
         if mode in ("reset", "refuse"):
             self._call(self._close_all(listening=mode == "refuse"))
         elif previous == "refuse":
@@ -73,9 +77,12 @@ class TCPProxy:
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            while data := await reader.read(65536):
-                if self.mode == "blackhole":
-                    continue  # swallowed: the peer waits for an answer that never comes
+            while True:
+                await self._flowing.wait()  # a partition holds the bytes in the kernel's buffers
+                data = await reader.read(65536)
+                if not data:
+                    break
+                await self._flowing.wait()
                 if self.mode == "latency" and self.latency:
                     await asyncio.sleep(self.latency)
                 writer.write(data)
