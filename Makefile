@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: up install install-test test test-fast lint fmt bench clean
+.PHONY: up install install-test test test-fast chaos lint fmt bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,13 +26,17 @@ install-test: $(TEST_STAMP)
 up: install
 	$(BIN)/conveyor up
 
-## test: the whole suite, on the embedded default and (when they answer) PostgreSQL + Redis
+## test: the suite, on the embedded default and (when they answer) PostgreSQL + Redis, with the fault-injection smoke subset
 test: install-test
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not chaos"
+
+## chaos: every fault-injection scenario; prints the ledger table and writes var/chaos/*.json
+chaos: install-test
+	$(BIN)/python -m pytest -q tests/faults
 
 ## test-fast: everything but the end-to-end tests
 test-fast: install-test
-	$(BIN)/python -m pytest -q -m "not e2e"
+	$(BIN)/python -m pytest -q -m "not e2e and not chaos"
 
 lint: install-test
 	$(BIN)/ruff check .

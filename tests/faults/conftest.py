@@ -20,7 +20,7 @@ from core.types import utcnow
 from tests.e2e.harness import TERMINAL, Cluster, free_port
 from tests.faults.ledger import RESULTS_DIR, ClientLog, Ledger, compute_ledger, test_metadata
 from tests.faults.proxy import TCPProxy
-from tests.support.backends import RedisServer, postgres_database
+from tests.support.backends import PostgresServer, RedisServer, postgres_database
 
 WRITTEN: list[Path] = []
 
@@ -32,6 +32,7 @@ class Scenario:
     cluster: Cluster
     redis: RedisServer
     proxy: TCPProxy | None
+    postgres: PostgresServer | None = None
     client: ClientLog = field(default_factory=ClientLog)
     fault_ended_at: datetime | None = None
 
@@ -80,8 +81,9 @@ class Scenario:
 
 @pytest.fixture
 def scenario(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., Scenario]]:
-    """Build a running deployment for one scenario: PostgreSQL (own database) + a Redis of the test's own,
-    optionally behind a TCP proxy and with AOF; or the embedded SQLite backend."""
+    """Build a running deployment for one scenario: PostgreSQL (a database of the machine's server, or a private
+    server the test may stop) + a Redis of the test's own, optionally behind a TCP proxy and with AOF; or the
+    embedded SQLite backend."""
     with ExitStack() as stack:
 
         def build(name: str, backend: str = "services", *, aof: bool = False, proxy: bool = False,
@@ -95,8 +97,14 @@ def scenario(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callabl
                 tcp_proxy = TCPProxy(redis.port or 0).start()
                 stack.callback(tcp_proxy.stop)
                 broker_url = f"redis://127.0.0.1:{tcp_proxy.port}/0"
+            postgres = None
             if backend == "services":
                 database_url = stack.enter_context(postgres_database())
+            elif backend == "private-postgres":  # a server this test may stop and restart
+                postgres = PostgresServer(free_port())
+                postgres.start()
+                stack.callback(postgres.remove)
+                database_url = postgres.url
             else:
                 database_url = f"sqlite:///{tmp_path / 'conveyor.db'}"
             cluster = Cluster(tmp_path, database_url, broker_url, **settings)
@@ -106,7 +114,9 @@ def scenario(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callabl
             cluster.wait_ready()
             if "worker" in start:
                 cluster.wait_workers()
-            return Scenario(name=name, backend=backend, cluster=cluster, redis=redis, proxy=tcp_proxy)
+            return Scenario(
+                name=name, backend=backend, cluster=cluster, redis=redis, proxy=tcp_proxy, postgres=postgres
+            )
 
         yield build
 

@@ -33,7 +33,7 @@ def test_crash_between_commit_and_publish_is_completed_by_the_reconciler(scenari
     assert all("republished" in s.cluster.event_kinds(job_id) for job_id in s.client.accepted)
 
 
-@pytest.mark.parametrize("aof", [False, True], ids=["no-persistence", "aof"])
+@pytest.mark.parametrize("aof", [False, pytest.param(True, marks=pytest.mark.chaos)], ids=["no-persistence", "aof"])
 def test_redis_restart_loses_no_job(scenario: Callable[..., Scenario], aof: bool) -> None:
     s = scenario(f"redis_restart_{'aof' if aof else 'no_persistence'}", "services", aof=aof)
     s.submit_many(60, payload={"seconds": 0.2})  # a backlog of ~6 s for two worker processes
@@ -48,6 +48,7 @@ def test_redis_restart_loses_no_job(scenario: Callable[..., Scenario], aof: bool
     assert ledger.completed == 60
 
 
+@pytest.mark.chaos
 def test_broker_blackhole_hangs_no_request_and_loses_no_job(scenario: Callable[..., Scenario]) -> None:
     s = scenario("broker_blackhole_10s", "services", proxy=True)
     assert s.proxy is not None

@@ -44,6 +44,7 @@ def test_sigkill_worker_child_mid_job(scenario: Callable[..., Scenario], backend
     assert ledger.duplicate_executions_expected >= 1  # the killed attempt ran again after its lease expired
 
 
+@pytest.mark.chaos
 def test_sigkill_whole_worker_with_jobs_in_flight(scenario: Callable[..., Scenario]) -> None:
     s = scenario("sigkill_worker", "services")
     s.submit_many(30, payload={"seconds": 0.5})

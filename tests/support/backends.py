@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -128,3 +129,62 @@ class RedisServer:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(10)
+
+
+def postgres_bin_dir() -> Path | None:
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"), reverse=True)
+    found = shutil.which("postgres")
+    return Path(found).parent if found else (candidates[0].parent if candidates else None)
+
+
+class PostgresServer:
+    """A private PostgreSQL cluster on 127.0.0.1:port, started and stopped by PID (never the machine's server).
+    As root it runs as the `postgres` user, since PostgreSQL refuses to run as root."""
+
+    def __init__(self, port: int) -> None:
+        bin_dir = postgres_bin_dir()
+        services_or_skip("PostgreSQL server binaries", bin_dir is not None)
+        assert bin_dir is not None
+        self.bin_dir = bin_dir
+        self.port = port
+        self.root = Path(tempfile.mkdtemp(prefix="conveyor-pg-"))  # outside pytest's 0700 tmp: postgres must read it
+        self.data = self.root / "data"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._as_postgres = os.geteuid() == 0
+        if self._as_postgres:
+            shutil.chown(self.root, "postgres", "postgres")
+        self._run([str(bin_dir / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync"])
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _command(self, args: list[str]) -> list[str]:
+        return ["runuser", "-u", "postgres", "--", *args] if self._as_postgres else args
+
+    def _run(self, args: list[str]) -> None:
+        subprocess.run(self._command(args), check=True, capture_output=True)
+
+    def start(self) -> None:
+        args = [str(self.bin_dir / "postgres"), "-D", str(self.data), "-p", str(self.port), "-h", "127.0.0.1",
+                "-k", str(self.root), "-c", "fsync=off", "-c", "max_connections=200"]  # fmt: skip
+        log = open(self.root / "postgres.log", "ab")
+        self.proc = subprocess.Popen(self._command(args), stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    time.sleep(0.3)  # listening precedes accepting logins by a moment
+                    return
+            time.sleep(0.1)
+        raise RuntimeError("private PostgreSQL did not start: " + (self.root / "postgres.log").read_text()[-500:])
+
+    def stop(self) -> None:
+        """Fast shutdown (SIGINT to the postmaster): open sessions are cut, as in a crash of the connection."""
+        if self.proc and self.proc.poll() is None:
+            subprocess.run(["pkill", "-INT", "-f", f"postgres -D {self.data}"], check=False)
+            self.proc.wait(30)
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
