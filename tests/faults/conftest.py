@@ -135,4 +135,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     terminalreporter.section("fault-injection ledger")
     for row in table:
         terminalreporter.write_line("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
-    terminalreporter.write_line(f"records: {RESULTS_DIR}")
+    markdown = ["| " + " | ".join(row) + " |" for row in table]
+    markdown.insert(1, "|" + "---|" * len(short))
+    (RESULTS_DIR / "ledger.md").write_text("\n".join(markdown) + "\n")
+    terminalreporter.write_line(f"records: {RESULTS_DIR} (one JSON per scenario, ledger.md for the table)")
