@@ -20,7 +20,7 @@ from core.types import utcnow
 from tests.e2e.harness import TERMINAL, Cluster, free_port
 from tests.faults.ledger import RESULTS_DIR, ClientLog, Ledger, compute_ledger, test_metadata
 from tests.faults.proxy import TCPProxy
-from tests.support.backends import PostgresServer, RedisServer, postgres_database
+from tests.support.backends import PostgresServer, RedisServer
 
 WRITTEN: list[Path] = []
 
@@ -81,9 +81,9 @@ class Scenario:
 
 @pytest.fixture
 def scenario(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., Scenario]]:
-    """Build a running deployment for one scenario: PostgreSQL (a database of the machine's server, or a private
-    server the test may stop) + a Redis of the test's own, optionally behind a TCP proxy and with AOF; or the
-    embedded SQLite backend."""
+    """Build a running deployment for one scenario on servers the test owns: a private PostgreSQL and a private
+    Redis on random loopback ports (optionally behind a TCP proxy, optionally with AOF), or the embedded SQLite
+    backend with that Redis. The machine's shared services are never touched."""
     with ExitStack() as stack:
 
         def build(name: str, backend: str = "services", *, aof: bool = False, proxy: bool = False,
@@ -98,9 +98,7 @@ def scenario(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callabl
                 stack.callback(tcp_proxy.stop)
                 broker_url = f"redis://127.0.0.1:{tcp_proxy.port}/0"
             postgres = None
-            if backend == "services":
-                database_url = stack.enter_context(postgres_database())
-            elif backend == "private-postgres":  # a server this test may stop and restart
+            if backend == "services":  # a private server on a random port: the test may stop it, never the machine's
                 postgres = PostgresServer(free_port())
                 postgres.start()
                 stack.callback(postgres.remove)

@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
 
 
 def test_postgres_down_20s_during_execution(scenario: Callable[..., Scenario]) -> None:
-    s = scenario("postgres_down_20s", "private-postgres")
+    s = scenario("postgres_down_20s", "services")
     assert s.postgres is not None
     s.submit_many(30, payload={"seconds": 0.5})
     running_workers(s, at_least=2)
@@ -33,7 +33,7 @@ def test_postgres_down_20s_during_execution(scenario: Callable[..., Scenario]) -
 
 
 def test_postgres_restart_while_the_api_serves_is_503_never_500(scenario: Callable[..., Scenario]) -> None:
-    s = scenario("postgres_restart_api", "private-postgres")
+    s = scenario("postgres_restart_api", "services")
     assert s.postgres is not None
     codes: Counter[int] = Counter()
     retry_after_missing = 0
