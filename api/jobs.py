@@ -15,11 +15,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from api.extension import conveyor, db
 from api.schemas import EventList, EventRead, JobCreate, JobListQuery, JobPage, JobRead, ResultRead
 from core.errors import ConveyorError, JobNotFound
-from core.jobs import cancel_job, mark_unpublished, request_fingerprint, retry_job, submit_job
+from core.jobs import cancel_job, mark_unpublished, retry_job
 from core.models import Job
 from core.queries import JobFilter, get_job, get_result, list_events, list_jobs
 from core.queue import Wakeup
 from core.status import JobStatus
+from core.submit import request_fingerprint, submit_job
 from core.types import utcnow
 
 bp = APIBlueprint("jobs", __name__, url_prefix="/v1/jobs", tag="Jobs")

@@ -6,24 +6,22 @@ Every transition is a conditional UPDATE (the row is the source of truth) plus o
 
 from __future__ import annotations
 
-import hashlib
-import json
 import random
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import ValidationError
 from sqlalchemy import insert, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core.errors import IdempotencyMismatch, InvalidTransition, JobNotFound, PayloadInvalid, UnknownQueue, UnknownType
+from core.errors import (
+    InvalidTransition,
+    JobNotFound,
+)
 from core.models import Job, JobEvent, JobResult
-from core.registry import Registry, UnknownJobType
 from core.status import JobStatus
-from core.types import utcnow
+from core.types import iso_or_none, utcnow
 
 S = JobStatus
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
@@ -71,114 +69,6 @@ def record_event(
         {"job_id": job_id, "kind": kind, "attempt": attempt, "worker": worker, "detail": detail,
          "created_at": now or utcnow()},
     )  # fmt: skip
-
-
-def request_fingerprint(body: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
-def submit_job(
-    session: Session,
-    *,
-    registry: Registry,
-    known_queues: list[str],
-    type: str,
-    payload: dict[str, Any],
-    priority: int | None = None,
-    queue: str | None = None,
-    run_at: datetime | None = None,
-    max_attempts: int | None = None,
-    tenant_id: str = "default",
-    idempotency_key: str | None = None,
-    request_hash: str | None = None,
-    unique_key: str | None = None,
-    now: datetime | None = None,
-) -> tuple[Job, bool]:
-    """Validate and insert a job (flushed, not committed). Returns (job, created). created is False when the
-    Idempotency-Key names a job made from the same request, or when an unfinished job holds the unique_key
-    (the policy: the existing active job is returned, nothing new is made)."""
-    now = now or utcnow()
-    existing = _existing_job(session, tenant_id, idempotency_key, request_hash, unique_key)
-    if existing is not None:
-        return existing, False
-    try:
-        spec = registry.get(type)
-    except UnknownJobType:
-        known = ", ".join(s.name for s in registry)
-        raise UnknownType(f"No job type named {type!r}. Known types: {known}.") from None
-    try:
-        model = spec.payload.model_validate(payload)
-    except ValidationError as exc:
-        raise PayloadInvalid(
-            f"The payload does not match the {type!r} job type's schema (GET /v1/job-types shows it).",
-            errors=[_field_error(("payload", *e["loc"]), e["msg"]) for e in exc.errors()],
-        ) from None
-    queue = queue or spec.queue
-    if queue not in known_queues:
-        raise UnknownQueue(f"No worker consumes queue {queue!r}. Known queues: {', '.join(known_queues)}.")
-    due = run_at is None or run_at <= now
-    job = Job(
-        id=uuid.uuid4(),
-        tenant_id=tenant_id,
-        type=type,
-        queue=queue,
-        priority=spec.priority if priority is None else priority,
-        status=(S.QUEUED if due else S.SCHEDULED).value,
-        payload=model.model_dump(mode="json"),
-        attempt=0,
-        max_attempts=max_attempts or spec.max_attempts,
-        run_at=run_at,
-        published_at=now if due else None,  # optimistic: the caller publishes after commit, or clears it on failure
-        idempotency_key=idempotency_key,
-        request_hash=request_hash,
-        unique_key=unique_key,
-        cancel_requested=False,
-        created_at=now,
-        updated_at=now,
-    )
-    if idempotency_key is None and unique_key is None:
-        session.add(job)
-        session.flush()
-    else:
-        try:
-            with session.begin_nested():
-                session.add(job)
-                session.flush()
-        except IntegrityError:
-            # A concurrent request with the same key won the race (the unique indexes decide): answer with its job.
-            existing = _existing_job(session, tenant_id, idempotency_key, request_hash, unique_key)
-            if existing is None:
-                raise
-            return existing, False
-    record_event(session, job.id, job.status, detail={"queue": queue, "run_at": _iso(run_at)}, now=now)
-    return job, True
-
-
-def _existing_job(
-    session: Session, tenant_id: str, idempotency_key: str | None, request_hash: str | None, unique_key: str | None
-) -> Job | None:
-    if idempotency_key is not None:
-        query = select(Job).where(Job.tenant_id == tenant_id, Job.idempotency_key == idempotency_key)
-        existing = session.scalars(query).one_or_none()
-        if existing is not None:
-            if existing.request_hash != request_hash:
-                raise IdempotencyMismatch(
-                    "This Idempotency-Key was already used with a different request body. Use a new key for a new job."
-                )
-            return existing
-    if unique_key is not None:
-        active = [s.value for s in JobStatus if not s.terminal]
-        query = select(Job).where(Job.tenant_id == tenant_id, Job.unique_key == unique_key, Job.status.in_(active))
-        return session.scalars(query).one_or_none()
-    return None
-
-
-def _field_error(loc: tuple[Any, ...], msg: str) -> dict[str, Any]:
-    return {"field": ".".join(str(p) for p in loc), "message": msg}
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
 
 
 def claim_job(
@@ -291,7 +181,7 @@ def fail_attempt(
     else:
         job.status, job.finished_at, next_at = S.FAILED.value, now, None
     job.error, job.lease_until, job.updated_at = error, None, now
-    detail = {"error": error, "next_attempt_at": _iso(next_at)}
+    detail = {"error": error, "next_attempt_at": iso_or_none(next_at)}
     if event is not None:  # the cause, when it is not the handler's own exception (e.g. lease_expired)
         record_event(session, job_id, event, attempt=attempt, worker=worker, now=now)
     record_event(session, job_id, job.status, attempt=attempt, worker=worker, detail=detail, now=now)

@@ -13,6 +13,10 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def iso_or_none(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """Always aware UTC in Python; SQLite (which has no time zones) stores naive UTC text."""
 

@@ -16,12 +16,12 @@ from core.jobs import (
     fail_attempt,
     mark_unpublished,
     renew_lease,
-    submit_job,
 )
 from core.models import Job, JobEvent, JobResult
 from core.reconcile import reconcile
 from core.registry import Registry
 from core.status import JobStatus
+from core.submit import submit_job
 from core.types import utcnow
 from tests.core.factories import insert_job
 

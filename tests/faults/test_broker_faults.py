@@ -10,8 +10,8 @@ import pytest
 import requests
 
 from core.db import make_sessionmaker
-from core.jobs import submit_job
 from core.registry import load_registry
+from core.submit import submit_job
 from tests.faults.conftest import Scenario
 
 pytestmark = pytest.mark.e2e

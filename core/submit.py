@@ -1,0 +1,206 @@
+"""Submitting jobs: validation against the job type, idempotency and unique keys, and the insert (one or many).
+
+Functions take the caller's session first and never commit: the caller commits, then publishes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from core.errors import ConveyorError, IdempotencyMismatch, PayloadInvalid, UnknownQueue, UnknownType
+from core.models import Job, JobEvent
+from core.registry import Registry, UnknownJobType
+from core.status import JobStatus
+from core.types import iso_or_none, utcnow
+
+S = JobStatus
+
+
+def request_fingerprint(body: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """One job to submit, as the API or a scheduler asks for it."""
+
+    type: str
+    payload: dict[str, Any]
+    priority: int | None = None
+    queue: str | None = None
+    run_at: datetime | None = None
+    max_attempts: int | None = None
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+    unique_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """The outcome of one request: a new job, an existing one (idempotency or unique key), or an error."""
+
+    job: Job | None
+    created: bool
+    error: ConveyorError | None = None
+
+
+def submit_job(
+    session: Session,
+    *,
+    registry: Registry,
+    known_queues: list[str],
+    type: str,
+    payload: dict[str, Any],
+    priority: int | None = None,
+    queue: str | None = None,
+    run_at: datetime | None = None,
+    max_attempts: int | None = None,
+    tenant_id: str = "default",
+    idempotency_key: str | None = None,
+    request_hash: str | None = None,
+    unique_key: str | None = None,
+    now: datetime | None = None,
+) -> tuple[Job, bool]:
+    """Validate and insert a job (flushed, not committed). Returns (job, created). created is False when the
+    Idempotency-Key names a job made from the same request, or when an unfinished job holds the unique_key
+    (the policy: the existing active job is returned, nothing new is made). Raises the ConveyorError otherwise."""
+    request = JobRequest(
+        type, payload, priority, queue, run_at, max_attempts, idempotency_key, request_hash, unique_key
+    )
+    [outcome] = submit_jobs(
+        session, registry=registry, known_queues=known_queues, requests=[request], tenant_id=tenant_id, now=now
+    )
+    if outcome.error is not None:
+        raise outcome.error
+    assert outcome.job is not None  # noqa: S101 - an outcome has a job or an error
+    return outcome.job, outcome.created
+
+
+def submit_jobs(
+    session: Session,
+    *,
+    registry: Registry,
+    known_queues: list[str],
+    requests: list[JobRequest],
+    tenant_id: str = "default",
+    now: datetime | None = None,
+) -> list[Submitted]:
+    """Validate and insert many jobs in the caller's transaction (flushed, not committed): one outcome per request,
+    in order. Jobs without keys go in as one bulk insert; keyed ones each in a savepoint, so a lost race on a key
+    answers with the winner's job instead of failing the batch."""
+    now = now or utcnow()
+    outcomes: list[Submitted] = []
+    plain: list[Job] = []
+    for request in requests:
+        try:
+            existing = _existing_job(session, tenant_id, request)
+            if existing is not None:
+                outcomes.append(Submitted(existing, created=False))
+                continue
+            job = _new_job(registry, known_queues, request, tenant_id, now)
+        except ConveyorError as exc:
+            outcomes.append(Submitted(None, created=False, error=exc))
+            continue
+        if request.idempotency_key is None and request.unique_key is None:
+            plain.append(job)
+            outcomes.append(Submitted(job, created=True))
+        else:
+            outcomes.append(_insert_keyed(session, job, request, tenant_id))
+    session.add_all(plain)
+    session.flush()
+    created = [o.job for o in outcomes if o.created and o.job is not None]
+    if created:
+        session.execute(
+            insert(JobEvent),
+            [{"job_id": j.id, "kind": j.status, "attempt": 0, "worker": None, "created_at": now,
+              "detail": {"queue": j.queue, "run_at": iso_or_none(j.run_at)}} for j in created],
+        )  # fmt: skip
+    return outcomes
+
+
+def _new_job(registry: Registry, known_queues: list[str], request: JobRequest, tenant_id: str, now: datetime) -> Job:
+    try:
+        spec = registry.get(request.type)
+    except UnknownJobType:
+        known = ", ".join(s.name for s in registry)
+        raise UnknownType(f"No job type named {request.type!r}. Known types: {known}.") from None
+    try:
+        model = spec.payload.model_validate(request.payload)
+    except ValidationError as exc:
+        raise PayloadInvalid(
+            f"The payload does not match the {request.type!r} job type's schema (GET /v1/job-types shows it).",
+            errors=[_field_error(("payload", *e["loc"]), e["msg"]) for e in exc.errors()],
+        ) from None
+    queue = request.queue or spec.queue
+    if queue not in known_queues:
+        raise UnknownQueue(f"No worker consumes queue {queue!r}. Known queues: {', '.join(known_queues)}.")
+    due = request.run_at is None or request.run_at <= now
+    return Job(
+        id=uuid.uuid4(),
+        tenant_id=tenant_id,
+        type=request.type,
+        queue=queue,
+        priority=spec.priority if request.priority is None else request.priority,
+        status=(S.QUEUED if due else S.SCHEDULED).value,
+        payload=model.model_dump(mode="json"),
+        attempt=0,
+        max_attempts=request.max_attempts or spec.max_attempts,
+        run_at=request.run_at,
+        published_at=now if due else None,  # optimistic: the caller publishes after commit, or clears it on failure
+        idempotency_key=request.idempotency_key,
+        request_hash=request.request_hash,
+        unique_key=request.unique_key,
+        cancel_requested=False,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def _insert_keyed(session: Session, job: Job, request: JobRequest, tenant_id: str) -> Submitted:
+    try:
+        with session.begin_nested():
+            session.add(job)
+            session.flush()
+        return Submitted(job, created=True)
+    except IntegrityError:
+        # A concurrent request with the same key won the race (the unique indexes decide): answer with its job.
+        try:
+            existing = _existing_job(session, tenant_id, request)
+        except ConveyorError as exc:
+            return Submitted(None, created=False, error=exc)
+        if existing is None:
+            raise
+        return Submitted(existing, created=False)
+
+
+def _existing_job(session: Session, tenant_id: str, request: JobRequest) -> Job | None:
+    if request.idempotency_key is not None:
+        query = select(Job).where(Job.tenant_id == tenant_id, Job.idempotency_key == request.idempotency_key)
+        existing = session.scalars(query).one_or_none()
+        if existing is not None:
+            if existing.request_hash != request.request_hash:
+                raise IdempotencyMismatch(
+                    "This Idempotency-Key was already used with a different request body. Use a new key for a new job."
+                )
+            return existing
+    if request.unique_key is not None:
+        active = [s.value for s in JobStatus if not s.terminal]
+        query = select(Job).where(
+            Job.tenant_id == tenant_id, Job.unique_key == request.unique_key, Job.status.in_(active)
+        )
+        return session.scalars(query).one_or_none()
+    return None
+
+
+def _field_error(loc: tuple[Any, ...], msg: str) -> dict[str, Any]:
+    return {"field": ".".join(str(p) for p in loc), "message": msg}
