@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from apiflask import APIBlueprint
@@ -20,7 +20,7 @@ from core.models import Job
 from core.queries import JobFilter, get_job, get_result, list_events, list_jobs
 from core.queue import Wakeup
 from core.status import JobStatus
-from core.submit import request_fingerprint, submit_job
+from core.submit import JobRequest, request_fingerprint, submit_job_request
 from core.types import utcnow
 
 bp = APIBlueprint("jobs", __name__, url_prefix="/v1/jobs", tag="Jobs")
@@ -69,6 +69,27 @@ def job_location(job: Job) -> dict[str, str]:
     return {"Location": url_for("jobs.get_one", job_id=str(job.id))}
 
 
+def job_request(body: JobCreate, *, now: datetime, idempotency_key: str | None) -> JobRequest:
+    """The API body as core's request: delay_seconds becomes run_at; the fingerprint guards the key."""
+    run_at = body.run_at
+    if body.delay_seconds is not None:
+        run_at = now + timedelta(seconds=body.delay_seconds)
+    fingerprint = (
+        request_fingerprint(body.model_dump(mode="json", exclude={"idempotency_key"})) if idempotency_key else None
+    )
+    return JobRequest(
+        type=body.type,
+        payload=body.payload,
+        priority=body.priority,
+        queue=body.queue,
+        run_at=run_at,
+        max_attempts=body.max_attempts,
+        idempotency_key=idempotency_key,
+        request_hash=fingerprint,
+        unique_key=body.unique_key,
+    )
+
+
 @bp.post("")
 @bp.input(JobCreate, location="json", arg_name="body")
 @bp.output(JobRead, status_code=202, description="Accepted; poll the Location.")
@@ -83,24 +104,12 @@ def job_location(job: Job) -> dict[str, str]:
 def create(body: JobCreate) -> Any:
     ext = conveyor()
     now = utcnow()
-    key = idempotency_key()
-    run_at = body.run_at
-    if body.delay_seconds is not None:
-        run_at = now + timedelta(seconds=body.delay_seconds)
     session = db()
-    job, created = submit_job(
+    job, created = submit_job_request(
         session,
         registry=ext.registry,
         known_queues=ext.settings.queues,
-        type=body.type,
-        payload=body.payload,
-        priority=body.priority,
-        queue=body.queue,
-        run_at=run_at,
-        max_attempts=body.max_attempts,
-        unique_key=body.unique_key,
-        idempotency_key=key,
-        request_hash=request_fingerprint(body.model_dump(mode="json")) if key else None,
+        request=job_request(body, now=now, idempotency_key=idempotency_key()),
         now=now,
     )
     session.commit()

@@ -42,6 +42,22 @@ class JobCreate(Strict):
         return self
 
 
+class JobBatchItem(JobCreate):
+    idempotency_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=255,
+        description="Per item, like the Idempotency-Key header of POST /v1/jobs.",
+    )
+
+
+MAX_BATCH = 1000
+
+
+class JobBatchCreate(Strict):
+    jobs: list[JobBatchItem] = Field(min_length=1, max_length=MAX_BATCH)
+
+
 class Progress(BaseModel):
     done: int | None
     total: int | None
@@ -180,3 +196,17 @@ class QueueList(BaseModel):
 class HealthRead(BaseModel):
     status: str
     checks: dict[str, str] = Field(default_factory=dict)
+
+
+class BatchItemResult(BaseModel):
+    index: int = Field(description="Position of the item in the request.")
+    status: int = Field(description="202 accepted, 200 an existing job (idempotency or unique key), 4xx refused.")
+    job: JobRead | None
+    error: dict[str, Any] | None = Field(description="An RFC 9457 problem object when the item was refused.")
+
+
+class BatchResult(BaseModel):
+    items: list[BatchItemResult]
+    accepted: int
+    existing: int
+    rejected: int

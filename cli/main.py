@@ -1,4 +1,4 @@
-"""`conveyor` commands: up, db upgrade, submit, status."""
+"""`conveyor` commands: up, db upgrade, submit (one or a batch), status."""
 
 from __future__ import annotations
 
@@ -80,24 +80,71 @@ def _describe(job: dict[str, Any]) -> str:
     return line
 
 
+BATCH_SIZE = 1000
+
+
+def read_batch_file(path: str) -> list[dict[str, Any]]:
+    """Job bodies from a JSON array or JSON Lines (one job per line, as for POST /v1/jobs)."""
+    text = sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()
+    try:
+        if text.lstrip().startswith("["):
+            jobs = json.loads(text)
+        else:
+            jobs = [json.loads(line) for line in text.splitlines() if line.strip()]
+    except ValueError as exc:
+        raise click.BadParameter(f"not JSON or JSON Lines: {exc}", param_hint="--batch") from None
+    if not all(isinstance(job, dict) for job in jobs):
+        raise click.BadParameter("every job must be a JSON object like the body of POST /v1/jobs", param_hint="--batch")
+    return jobs
+
+
+def submit_batch(client: ApiClient, jobs: list[dict[str, Any]]) -> None:
+    accepted = existing = rejected = 0
+    for start in range(0, len(jobs), BATCH_SIZE):
+        result = client.request("POST", "/v1/jobs:batch", {"jobs": jobs[start : start + BATCH_SIZE]})
+        accepted, existing = accepted + result["accepted"], existing + result["existing"]
+        rejected += result["rejected"]
+        for item in result["items"]:
+            if item["job"]:
+                click.echo(item["job"]["id"])
+            else:
+                error = item["error"]
+                click.echo(f"job {start + item['index'] + 1}: {error['detail']} {error.get('errors') or ''}", err=True)
+        click.echo(f"{min(start + BATCH_SIZE, len(jobs))}/{len(jobs)} sent", err=True)
+    click.echo(f"accepted {accepted}, existing {existing}, rejected {rejected}", err=True)
+    if rejected:
+        sys.exit(1)
+
+
 @main.command()
-@click.argument("job_type")
+@click.argument("job_type", required=False)
 @click.option("--payload", default="{}", help="The job's payload as JSON.")
 @click.option("--priority", type=click.IntRange(0, 9))
 @click.option("--delay", "delay_seconds", type=float, help="Start after this many seconds.")
 @click.option("--idempotency-key")
+@click.option("--batch", "batch_file", help="Submit every job in FILE (JSON array or JSON Lines; - for stdin).")
 @click.option("--wait", is_flag=True, help="Wait for the job to finish, showing progress.")
 @click.option("--api", help="API base URL (default: CONVEYOR_API_URL or the local API).")
 def submit(
-    job_type: str,
+    job_type: str | None,
     payload: str,
     priority: int | None,
     delay_seconds: float | None,
     idempotency_key: str | None,
+    batch_file: str | None,
     wait: bool,
     api: str | None,
 ) -> None:
-    """Submit a job of JOB_TYPE; print its id (or, with --wait, follow it to the end)."""
+    """Submit a job of JOB_TYPE and print its id (with --wait, follow it to the end), or many with --batch."""
+    client = _client(api)
+    if batch_file:
+        try:
+            submit_batch(client, read_batch_file(batch_file))
+        except (ApiError, OSError) as exc:
+            raise click.ClickException(str(exc)) from None
+        return
+    if not job_type:
+        raise click.UsageError("give a JOB_TYPE, or --batch FILE")
     try:
         body: dict[str, Any] = {"type": job_type, "payload": json.loads(payload)}
     except ValueError as exc:
@@ -106,7 +153,6 @@ def submit(
         body["priority"] = priority
     if delay_seconds is not None:
         body["delay_seconds"] = delay_seconds
-    client = _client(api)
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
     try:
         job = client.request("POST", "/v1/jobs", body, headers=headers)

@@ -68,17 +68,28 @@ class CeleryPublisher:
 
     def publish(self, wakeups: Sequence[Wakeup]) -> list[uuid.UUID]:
         failed: list[uuid.UUID] = []
-        for wakeup in wakeups:
-            try:
-                self.app.send_task(
-                    wakeup.task_name,
-                    args=[str(wakeup.job_id)],
-                    queue=wakeup.queue,
-                    priority=self.broker_priority(wakeup.priority),
-                )
-            except Exception:
-                log.warning("publish of job %s failed; the reconciler will publish it", wakeup.job_id, exc_info=True)
-                failed.append(wakeup.job_id)
+        if not wakeups:
+            return failed
+        try:
+            # One pooled producer (one connection) for the whole list, instead of one acquire per message.
+            with self.app.producer_or_acquire() as producer:
+                for wakeup in wakeups:
+                    try:
+                        self.app.send_task(
+                            wakeup.task_name,
+                            args=[str(wakeup.job_id)],
+                            queue=wakeup.queue,
+                            priority=self.broker_priority(wakeup.priority),
+                            producer=producer,
+                        )
+                    except Exception:
+                        log.warning(
+                            "publish of %s failed; the reconciler will publish it", wakeup.job_id, exc_info=True
+                        )
+                        failed.append(wakeup.job_id)
+        except Exception:
+            log.warning("no broker connection for publishing; the reconciler will publish", exc_info=True)
+            return [w.job_id for w in wakeups]
         return failed
 
     def broker_priority(self, priority: int) -> int:

@@ -77,6 +77,21 @@ def submit_job(
     request = JobRequest(
         type, payload, priority, queue, run_at, max_attempts, idempotency_key, request_hash, unique_key
     )
+    return submit_job_request(
+        session, registry=registry, known_queues=known_queues, request=request, tenant_id=tenant_id, now=now
+    )
+
+
+def submit_job_request(
+    session: Session,
+    *,
+    registry: Registry,
+    known_queues: list[str],
+    request: JobRequest,
+    tenant_id: str = "default",
+    now: datetime | None = None,
+) -> tuple[Job, bool]:
+    """`submit_job` for a prepared JobRequest."""
     [outcome] = submit_jobs(
         session, registry=registry, known_queues=known_queues, requests=[request], tenant_id=tenant_id, now=now
     )

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 import uuid
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from celery import Celery
@@ -143,3 +146,19 @@ def test_event_stream_follows_a_job_to_the_end(cluster: Cluster) -> None:
     assert statuses[-1] == "succeeded" and "running" in statuses
     done = [job["progress"]["done"] for job in seen if job["status"] == "running" and job["progress"]]  # type: ignore[index]
     assert len(done) >= 2 and done == sorted(done)
+
+
+def test_batch_submit_from_the_cli(cluster: Cluster, tmp_path: Path) -> None:
+    batch = tmp_path / "jobs.jsonl"
+    lines = [json.dumps({"type": "echo", "payload": {"message": f"b{i}"}}) for i in range(150)]
+    lines.append(json.dumps({"type": "echo", "payload": {"wrong": 1}}))
+    batch.write_text("\n".join(lines) + "\n")
+    conveyor = str(Path(sys.executable).with_name("conveyor"))
+    done = subprocess.run([conveyor, "submit", "--batch", str(batch), "--api", cluster.base],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 1, done.stderr  # one item was refused
+    ids = done.stdout.split()
+    assert len(ids) == 150 and "accepted 150, existing 0, rejected 1" in done.stderr
+    assert "job 151:" in done.stderr and "payload" in done.stderr
+    for job_id in ids:
+        assert cluster.wait_job(job_id)["status"] == "succeeded"
