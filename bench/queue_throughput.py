@@ -14,6 +14,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -33,39 +34,40 @@ RESULTS = ROOT / "bench" / "results"
 SUBMIT_CONNECTIONS = 8
 
 
-def conveyor_run(directory: Path, database_url: str, broker_url: str, jobs: int, concurrency: int) -> float:
-    cluster = Cluster(directory, database_url, broker_url, worker_concurrency=str(concurrency),
-                      lease_seconds="30", reconcile_interval="2", api_workers="4")  # fmt: skip
-    try:
-        cluster.start()
-        cluster.wait_ready()
-        cluster.wait_workers()
-        with cluster.session() as session:
-            before = session.scalar(select(func.count()).select_from(Job).where(Job.status == "succeeded")) or 0
-        local = __import__("threading").local()
+def succeeded(cluster: Cluster) -> int:
+    with cluster.session() as session:
+        return int(session.scalar(select(func.count()).select_from(Job).where(Job.status == "succeeded")) or 0)
 
-        def submit(i: int) -> None:
-            if not hasattr(local, "http"):
-                local.http = requests.Session()
-            body = {"type": "echo", "payload": {"message": str(i)}}
-            response = local.http.post(f"{cluster.base}/v1/jobs", json=body, timeout=30)
-            response.raise_for_status()
 
-        started = time.perf_counter()
-        with ThreadPoolExecutor(SUBMIT_CONNECTIONS) as pool:
-            list(pool.map(submit, range(jobs)))
-        submitted = time.perf_counter()
-        while True:
-            with cluster.session() as session:
-                done = session.scalar(select(func.count()).select_from(Job).where(Job.status == "succeeded")) or 0
-            if done - before >= jobs:
-                end = time.perf_counter()
-                submit_rate, total_rate = jobs / (submitted - started), jobs / (end - started)
-                print(f"  conveyor: submit {submit_rate:.0f}/s, end to end {total_rate:.0f}/s")
-                return jobs / (end - started)
-            time.sleep(0.05)
-    finally:
-        cluster.close()
+def conveyor_run(cluster: Cluster, jobs: int, *, batch: bool) -> float:
+    """Submit `jobs` echo jobs (8 concurrent single POSTs, or batches of 1,000) and wait for every success."""
+    before = succeeded(cluster)
+    local = threading.local()
+
+    def submit(i: int) -> None:
+        if not hasattr(local, "http"):
+            local.http = requests.Session()
+        body = {"type": "echo", "payload": {"message": str(i)}}
+        local.http.post(f"{cluster.base}/v1/jobs", json=body, timeout=30).raise_for_status()
+
+    def submit_batch(start: int) -> None:
+        if not hasattr(local, "http"):
+            local.http = requests.Session()
+        items = [{"type": "echo", "payload": {"message": str(i)}} for i in range(start, min(start + 1000, jobs))]
+        local.http.post(f"{cluster.base}/v1/jobs:batch", json={"jobs": items}, timeout=120).raise_for_status()
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(2 if batch else SUBMIT_CONNECTIONS) as pool:
+        list(pool.map(submit_batch, range(0, jobs, 1000)) if batch else pool.map(submit, range(jobs)))
+    submitted = time.perf_counter()
+    while succeeded(cluster) - before < jobs:
+        time.sleep(0.05)
+    end = time.perf_counter()
+    mode = "batch" if batch else "single"
+    print(
+        f"  conveyor ({mode}): submit {jobs / (submitted - started):.0f}/s, end to end {jobs / (end - started):.0f}/s"
+    )
+    return jobs / (end - started)
 
 
 def bare_celery_run(directory: Path, broker_url: str, counter_url: str, jobs: int, concurrency: int) -> float:
@@ -106,9 +108,17 @@ def run_backend(kind: str, jobs: int, concurrency: int) -> dict[str, object]:
             broker_url = stack.enter_context(service_redis_db())
             counter_url = broker_url
         bare = bare_celery_run(directory, broker_url, counter_url, jobs, concurrency)
-        conveyor = conveyor_run(directory, database_url, broker_url, jobs, concurrency)
+        cluster = Cluster(directory, database_url, broker_url, worker_concurrency=str(concurrency),
+                          lease_seconds="30", reconcile_interval="2", api_workers="4")  # fmt: skip
+        stack.callback(cluster.close)
+        cluster.start()
+        cluster.wait_ready()
+        cluster.wait_workers()
+        single = conveyor_run(cluster, jobs, batch=False)
+        batched = conveyor_run(cluster, jobs, batch=True)
     return {"backend": kind, "jobs": jobs, "worker_processes": concurrency, "bare_celery_jobs_per_s": round(bare, 1),
-            "conveyor_jobs_per_s": round(conveyor, 1), "ratio": round(conveyor / bare, 3)}  # fmt: skip
+            "conveyor_single_jobs_per_s": round(single, 1), "ratio_single": round(single / bare, 3),
+            "conveyor_batch_jobs_per_s": round(batched, 1), "ratio_batch": round(batched / bare, 3)}  # fmt: skip
 
 
 def main() -> None:
@@ -118,10 +128,12 @@ def main() -> None:
     parser.add_argument("--backends", default="embedded,services")
     args = parser.parse_args()
     rows = [run_backend(kind, args.jobs, args.concurrency) for kind in args.backends.split(",")]
-    print(f"{'backend':<10} {'jobs':>6} {'procs':>5} {'bare celery/s':>14} {'conveyor/s':>11} {'ratio':>6}")
+    header = f"{'backend':<10} {'jobs':>6} {'procs':>5} {'bare celery/s':>14} {'single/s':>9} {'ratio':>6} "
+    print(header + f"{'batch/s':>8} {'ratio':>6}")
     for r in rows:
         print(f"{r['backend']:<10} {r['jobs']:>6} {r['worker_processes']:>5} {r['bare_celery_jobs_per_s']:>14} "
-              f"{r['conveyor_jobs_per_s']:>11} {r['ratio']:>6}")  # fmt: skip
+              f"{r['conveyor_single_jobs_per_s']:>9} {r['ratio_single']:>6} {r['conveyor_batch_jobs_per_s']:>8} "
+              f"{r['ratio_batch']:>6}")  # fmt: skip
     RESULTS.mkdir(parents=True, exist_ok=True)
     record = {"benchmark": "queue_throughput", "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
