@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import traceback
@@ -9,9 +10,11 @@ import uuid
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from core.context import JobCancelled, LeaseLost
-from core.jobs import claim_job, complete_job, fail_attempt, mark_cancelled
+from core.jobs import ClaimedJob, claim_job, complete_job, fail_attempt, mark_cancelled
 from core.registry import JobSpec
 from worker.context import Heartbeat, WorkerJobContext
 from worker.runtime import WorkerRuntime
@@ -29,6 +32,13 @@ def error_info(exc: BaseException) -> dict[str, Any]:
     }
 
 
+def discard(session: Session) -> None:
+    """Give up the handler's unit of work before recording the outcome in a fresh one (on SQLite this also
+    releases the write lock the fresh session needs). A broken connection must not mask the real error."""
+    with contextlib.suppress(SQLAlchemyError):
+        session.rollback()
+
+
 def execute_job(runtime: WorkerRuntime, spec: JobSpec, raw_job_id: str, hostname: str) -> str:
     """Run one delivery of a job. Returns what happened (for logs); raises the handler's exception after
     recording it, so Celery and Flower see the failure too."""
@@ -39,42 +49,49 @@ def execute_job(runtime: WorkerRuntime, spec: JobSpec, raw_job_id: str, hostname
         log.error("message for %s carries a malformed job id %r; dropped", spec.name, raw_job_id)
         return "malformed"
 
-    # 1. Claim: one conditional update. No row back means a duplicate or stale delivery.
-    with runtime.sessions() as session, session.begin():
-        claimed = claim_job(session, job_id=job_id, worker=worker, lease_seconds=runtime.settings.lease_seconds)
-    if claimed is None:
-        runtime.duplicate_deliveries += 1
-        log.info("job %s not claimable (duplicate, stale or cancelled delivery); acked without running", job_id)
-        return "skipped"
+    # One session (one pooled connection) for the claim and the handler's unit of work.
+    with runtime.sessions() as session:
+        # 1. Claim: one conditional update. No row back means a duplicate or stale delivery.
+        with session.begin():
+            claimed = claim_job(session, job_id=job_id, worker=worker, lease_seconds=runtime.settings.lease_seconds)
+        if claimed is None:
+            runtime.duplicate_deliveries += 1
+            log.info("job %s not claimable (duplicate, stale or cancelled delivery); acked without running", job_id)
+            return "skipped"
+        return _run_claimed(runtime, spec, claimed, session, worker)
 
+
+def _run_claimed(runtime: WorkerRuntime, spec: JobSpec, claimed: ClaimedJob, session: Session, worker: str) -> str:
+    job_id = claimed.id
     # 2. Run under a heartbeat; 3. result and success in one transaction.
     try:
-        with runtime.sessions() as session:
-            ctx = WorkerJobContext(runtime, claimed, session, worker)
-            with Heartbeat(ctx, interval=runtime.settings.lease_seconds / 3):
-                payload = spec.payload.model_validate(claimed.payload)
-                result = spec.handler(payload, ctx)
-                ctx.check()
-                data = spec.result.model_validate(result, from_attributes=True).model_dump(mode="json")
-            if complete_job(session, job_id=job_id, attempt=claimed.attempt, worker=worker, data=data):
-                session.commit()
-                return "succeeded"
-            session.rollback()
-            log.warning("job %s attempt %s finished after losing its lease; result discarded", job_id, claimed.attempt)
-            return "lease_lost"
+        ctx = WorkerJobContext(runtime, claimed, session, worker)
+        with Heartbeat(ctx, interval=runtime.settings.lease_seconds / 3):
+            payload = spec.payload.model_validate(claimed.payload)
+            result = spec.handler(payload, ctx)
+            ctx.check()
+            data = spec.result.model_validate(result, from_attributes=True).model_dump(mode="json")
+        if complete_job(session, job_id=job_id, attempt=claimed.attempt, worker=worker, data=data):
+            session.commit()
+            return "succeeded"
+        session.rollback()
+        log.warning("job %s attempt %s finished after losing its lease; result discarded", job_id, claimed.attempt)
+        return "lease_lost"
     except JobCancelled:
-        with runtime.sessions() as session, session.begin():
-            mark_cancelled(session, job_id=job_id, attempt=claimed.attempt, worker=worker)
+        discard(session)
+        with runtime.sessions() as fresh, fresh.begin():
+            mark_cancelled(fresh, job_id=job_id, attempt=claimed.attempt, worker=worker)
         return "cancelled"
     except LeaseLost:
         log.warning("job %s attempt %s lost its lease; another attempt owns it", job_id, claimed.attempt)
         return "lease_lost"
     except Exception as exc:
         # 4. Failure: a fresh session (the handler's may be broken), retrying with backoff or failed.
+        discard(session)
         retryable = isinstance(exc, spec.retry_on) and not isinstance(exc, ValidationError)
-        with runtime.sessions() as session, session.begin():
+        with runtime.sessions() as fresh, fresh.begin():
             fail_attempt(
-                session,
+                fresh,
                 job_id=job_id,
                 attempt=claimed.attempt,
                 worker=worker,
