@@ -10,9 +10,9 @@ import random
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from core.errors import (
@@ -24,6 +24,10 @@ from core.status import JobStatus
 from core.types import iso_or_none, utcnow
 
 S = JobStatus
+# Core tables for the hot path: plain DML without the ORM's bulk-update bookkeeping.
+JOBS = cast(Table, Job.__table__)
+EVENTS = cast(Table, JobEvent.__table__)
+RESULTS = cast(Table, JobResult.__table__)
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     S.SCHEDULED: frozenset({S.QUEUED, S.CANCELLED}),
     S.QUEUED: frozenset({S.RUNNING, S.CANCELLED}),
@@ -76,8 +80,8 @@ def claim_job(
 ) -> ClaimedJob | None:
     """Take a queued job for one attempt. None means a duplicate or stale delivery: the caller does nothing."""
     now = now or utcnow()
-    row = session.execute(
-        update(Job)
+    claim = (
+        update(JOBS)
         .where(Job.id == job_id, Job.status.in_(sources_of(S.RUNNING)), Job.cancel_requested.is_(False))
         .values(
             status=S.RUNNING.value,
@@ -90,13 +94,41 @@ def claim_job(
             progress_total=None,
             progress_message=None,
         )
-        .returning(Job.type, Job.payload, Job.attempt, Job.max_attempts)
-        .execution_options(synchronize_session=False)
-    ).one_or_none()
+        .returning(Job.id, Job.type, Job.payload, Job.attempt, Job.max_attempts)
+    )
+    if _dml_in_cte(session):
+        # One round trip on PostgreSQL: the claim and its event in a single statement.
+        claimed = claim.cte("claimed")
+        event = _event_from(claimed, S.RUNNING.value, claimed.c.attempt, worker, now).cte("claim_event")
+        query = select(claimed.c.type, claimed.c.payload, claimed.c.attempt, claimed.c.max_attempts).add_cte(event)
+        row = session.execute(query).one_or_none()
+    else:
+        row = session.execute(claim).one_or_none()
+        if row is not None:
+            record_event(session, job_id, S.RUNNING.value, attempt=row.attempt, worker=worker, now=now)
     if row is None:
         return None
-    record_event(session, job_id, S.RUNNING.value, attempt=row.attempt, worker=worker, now=now)
     return ClaimedJob(id=job_id, type=row.type, payload=row.payload, attempt=row.attempt, max_attempts=row.max_attempts)
+
+
+def _dml_in_cte(session: Session) -> bool:
+    """PostgreSQL runs INSERT/UPDATE … RETURNING inside WITH; SQLite does not."""
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _event_from(source: Any, kind: str, attempt: Any, worker: str, now: datetime) -> Any:
+    """INSERT INTO job_events SELECT … FROM a DML CTE: one event per row the CTE touched."""
+    columns = EVENTS.c
+    return insert(EVENTS).from_select(
+        ["job_id", "kind", "attempt", "worker", "created_at"],
+        select(
+            source.c.id,
+            literal(kind, columns.kind.type),
+            attempt,
+            literal(worker, columns.worker.type),
+            literal(now, columns.created_at.type),
+        ),
+    )
 
 
 def _owned(job_id: uuid.UUID, attempt: int) -> Any:
@@ -135,16 +167,27 @@ def complete_job(
 ) -> bool:
     """Result and success together. False if this attempt no longer owns the job (nothing is written)."""
     now = now or utcnow()
-    moved = session.execute(
-        update(Job)
+    done = (
+        update(JOBS)
         .where(_owned(job_id, attempt))
         .values(status=S.SUCCEEDED.value, finished_at=now, updated_at=now, lease_until=None, error=None)
         .returning(Job.id)
-        .execution_options(synchronize_session=False)
-    ).scalar_one_or_none()
+    )
+    if _dml_in_cte(session):
+        # One round trip on PostgreSQL: success, result and event in a single statement.
+        moved_rows = done.cte("done")
+        results = RESULTS.c
+        result = insert(RESULTS).from_select(
+            ["job_id", "data", "created_at"],
+            select(moved_rows.c.id, literal(data, results.data.type), literal(now, results.created_at.type)),
+        )
+        event = _event_from(moved_rows, S.SUCCEEDED.value, literal(attempt), worker, now)
+        query = select(moved_rows.c.id).add_cte(result.cte("result")).add_cte(event.cte("done_event"))
+        return session.execute(query).scalar_one_or_none() is not None
+    moved = session.execute(done).scalar_one_or_none()
     if moved is None:
         return False
-    session.add(JobResult(job_id=job_id, data=data, created_at=now))
+    session.execute(insert(JobResult), {"job_id": job_id, "data": data, "created_at": now})
     record_event(session, job_id, S.SUCCEEDED.value, attempt=attempt, worker=worker, now=now)
     return True
 

@@ -49,8 +49,8 @@ def execute_job(runtime: WorkerRuntime, spec: JobSpec, raw_job_id: str, hostname
         log.error("message for %s carries a malformed job id %r; dropped", spec.name, raw_job_id)
         return "malformed"
 
-    # One session (one pooled connection) for the claim and the handler's unit of work.
-    with runtime.sessions() as session:
+    # One session on one pooled connection for the claim and the handler's unit of work.
+    with runtime.job_session() as session:
         # 1. Claim: one conditional update. No row back means a duplicate or stale delivery.
         with session.begin():
             claimed = claim_job(session, job_id=job_id, worker=worker, lease_seconds=runtime.settings.lease_seconds)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cached_property
 
 from celery import Celery
@@ -28,6 +30,13 @@ class WorkerRuntime:
     @cached_property
     def sessions(self) -> sessionmaker[Session]:
         return make_sessionmaker(self.engine)
+
+    @contextmanager
+    def job_session(self) -> Iterator[Session]:
+        """A session pinned to one pooled connection for a whole delivery (claim, then the handler's unit of
+        work): one checkout, so one pre-ping round trip instead of one per transaction."""
+        with self.engine.connect() as connection, Session(bind=connection, expire_on_commit=False) as session:
+            yield session
 
     def after_fork(self) -> None:
         """In a prefork child: drop the parent's pooled connections without closing them under the parent."""
