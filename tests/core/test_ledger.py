@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from core.db import make_sessionmaker
 from core.errors import IdempotencyMismatch, PayloadInvalid, UnknownQueue, UnknownType
 from core.jobs import (
     backoff_delay,
@@ -183,27 +185,26 @@ def test_reconciler_republishes_unpublished_and_stale_queued(session: Session, r
     assert reconcile(session, republish_after=60, backoff_cap=60, now=later).to_publish == []
 
 
-def test_concurrent_submits_with_one_idempotency_key_make_one_job(
-    session: Session, registry: Registry, clean_db: object
-) -> None:
-    from concurrent.futures import ThreadPoolExecutor
-
-    from core.db import make_sessionmaker
-
+def race_submits(session: Session, registry: Registry, count: int, **keys: str) -> set[str]:
+    """`count` submits from 10 threads, each in its own session and transaction; the ids they got back."""
     sessions = make_sessionmaker(session.get_bind())  # type: ignore[arg-type]
 
-    def attempt(_: int) -> str:
+    def attempt(i: int) -> str:
         with sessions() as own:
-            job, _created = submit_job(
-                own, registry=registry, known_queues=QUEUES, type="echo", payload={"message": "once"},
-                idempotency_key="race", request_hash="same",
-            )  # fmt: skip
+            job, _created = submit_job(own, registry=registry, known_queues=QUEUES, type="echo",
+                                       payload={"message": "same" if "idempotency_key" in keys else str(i)},
+                                       **keys)  # fmt: skip
             own.commit()
             return str(job.id)
 
     with ThreadPoolExecutor(10) as pool:
-        ids = set(pool.map(attempt, range(20)))
-    assert len(ids) == 1
+        return set(pool.map(attempt, range(count)))
+
+
+def test_concurrent_submits_with_one_idempotency_key_make_one_job(
+    session: Session, registry: Registry, clean_db: object
+) -> None:
+    assert len(race_submits(session, registry, 20, idempotency_key="race", request_hash="same")) == 1
     assert session.scalar(select(func.count()).select_from(Job)) == 1
 
 
@@ -237,22 +238,5 @@ def test_unique_key_returns_the_active_job_until_it_finishes(session: Session, r
 def test_concurrent_submits_with_one_unique_key_make_one_active_job(
     session: Session, registry: Registry, clean_db: object
 ) -> None:
-    from concurrent.futures import ThreadPoolExecutor
-
-    from core.db import make_sessionmaker
-
-    sessions = make_sessionmaker(session.get_bind())  # type: ignore[arg-type]
-
-    def attempt(i: int) -> str:
-        with sessions() as own:
-            job, _created = submit_job(
-                own, registry=registry, known_queues=QUEUES, type="echo", payload={"message": str(i)},
-                unique_key="nightly",
-            )  # fmt: skip
-            own.commit()
-            return str(job.id)
-
-    with ThreadPoolExecutor(10) as pool:
-        ids = set(pool.map(attempt, range(30)))
-    assert len(ids) == 1
+    assert len(race_submits(session, registry, 30, unique_key="nightly")) == 1
     assert session.scalar(select(func.count()).select_from(Job)) == 1
