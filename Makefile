@@ -48,8 +48,11 @@ fmt: install-test
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+## bench: throughput (single and batch submits) vs bare Celery, submit→start latency, scaling 1→2→4 processes
 bench: install-test
 	$(BIN)/python bench/queue_throughput.py
+	$(BIN)/python bench/latency.py
+	$(BIN)/python bench/queue_throughput.py --backends services --concurrency 1,2,4 --name scaling
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -4,6 +4,7 @@ only effect is a counter in Redis so the benchmark can see completion."""
 from __future__ import annotations
 
 import os
+import time
 
 import redis
 from celery import Celery
@@ -12,6 +13,7 @@ from core.queue import celery_config
 from core.settings import Settings
 
 COUNTER_KEY = "bench:done"
+LATENCY_KEY = "bench:latency"
 
 
 def make_bare_app(broker_url: str, counter_url: str) -> tuple[Celery, redis.Redis]:
@@ -24,6 +26,10 @@ def make_bare_app(broker_url: str, counter_url: str) -> tuple[Celery, redis.Redi
     @app.task(name="bench.noop", ignore_result=True)
     def noop(n: int) -> None:
         counter.incr(COUNTER_KEY)
+
+    @app.task(name="bench.stamp", ignore_result=True)
+    def stamp(sent_at: float) -> None:
+        counter.rpush(LATENCY_KEY, time.time() - sent_at)  # submit→start, on the same machine's clock
 
     return app, counter
 

@@ -94,19 +94,29 @@ def bare_celery_run(directory: Path, broker_url: str, counter_url: str, jobs: in
         worker.wait(30)
 
 
+def backend_urls(kind: str, directory: Path, stack: ExitStack) -> tuple[str, str, str]:
+    """(database URL, broker URL, Redis URL for the baseline's counter) of a backend this run owns."""
+    if kind == "embedded":
+        broker = RedisServer(directory / "broker")
+        broker.start()
+        stack.callback(broker.stop)
+        return f"sqlite:///{directory / 'conveyor.db'}", broker.url, f"unix://{broker.socket}"
+    broker_url = stack.enter_context(service_redis_db())
+    return stack.enter_context(postgres_database()), broker_url, broker_url
+
+
+def machine() -> dict[str, object]:
+    return {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "command": shlex.join([Path(sys.executable).name, *sys.argv]),
+    }
+
+
 def run_backend(kind: str, jobs: int, concurrency: int) -> dict[str, object]:
     with ExitStack() as stack:
         directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"bench-{kind}-")))
-        if kind == "embedded":
-            broker = RedisServer(directory / "broker")
-            broker.start()
-            stack.callback(broker.stop)
-            database_url, broker_url = f"sqlite:///{directory / 'conveyor.db'}", broker.url
-            counter_url = f"unix://{broker.socket}"
-        else:
-            database_url = stack.enter_context(postgres_database())
-            broker_url = stack.enter_context(service_redis_db())
-            counter_url = broker_url
+        database_url, broker_url, counter_url = backend_urls(kind, directory, stack)
         bare = bare_celery_run(directory, broker_url, counter_url, jobs, concurrency)
         cluster = Cluster(directory, database_url, broker_url, worker_concurrency=str(concurrency),
                           lease_seconds="30", reconcile_interval="2", api_workers="4")  # fmt: skip
@@ -124,10 +134,13 @@ def run_backend(kind: str, jobs: int, concurrency: int) -> dict[str, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=2000)
-    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--concurrency", default="2", help="worker processes; a comma list measures scaling (1,2,4)")
     parser.add_argument("--backends", default="embedded,services")
+    parser.add_argument("--name", default="queue_throughput", help="file name under bench/results/")
     args = parser.parse_args()
-    rows = [run_backend(kind, args.jobs, args.concurrency) for kind in args.backends.split(",")]
+    rows = [
+        run_backend(kind, args.jobs, int(k)) for kind in args.backends.split(",") for k in args.concurrency.split(",")
+    ]
     header = f"{'backend':<10} {'jobs':>6} {'procs':>5} {'bare celery/s':>14} {'single/s':>9} {'ratio':>6} "
     print(header + f"{'batch/s':>8} {'ratio':>6}")
     for r in rows:
@@ -135,10 +148,8 @@ def main() -> None:
               f"{r['conveyor_single_jobs_per_s']:>9} {r['ratio_single']:>6} {r['conveyor_batch_jobs_per_s']:>8} "
               f"{r['ratio_batch']:>6}")  # fmt: skip
     RESULTS.mkdir(parents=True, exist_ok=True)
-    record = {"benchmark": "queue_throughput", "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-              "command": shlex.join([Path(sys.executable).name, *sys.argv]), "results": rows}  # fmt: skip
-    (RESULTS / "queue_throughput.json").write_text(json.dumps(record, indent=2) + "\n")
+    record = {"benchmark": args.name, **machine(), "results": rows}
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(record, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,109 @@
+"""Submit→start latency for sequential jobs on idle workers: Conveyor (POST /v1/jobs → the claim's started_at)
+vs bare Celery (apply_async → the task's first line), same broker and worker count, one run.
+
+    .venv/bin/python bench/latency.py [--jobs 200] [--backends embedded,services]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from pathlib import Path
+
+import requests
+from sqlalchemy import select
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.bare_celery import LATENCY_KEY, make_bare_app
+from bench.queue_throughput import RESULTS, backend_urls, machine
+from core.models import Job
+from tests.e2e.harness import ROOT, Cluster
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    ms = sorted(s * 1000 for s in samples)
+    return {"p50_ms": round(statistics.median(ms), 2), "p99_ms": round(ms[min(len(ms) - 1, int(len(ms) * 0.99))], 2)}
+
+
+def conveyor_latency(cluster: Cluster, jobs: int) -> list[float]:
+    http = requests.Session()
+    samples = []
+    for i in range(jobs):
+        sent = datetime.now(UTC)
+        job_id = http.post(f"{cluster.base}/v1/jobs", json={"type": "echo", "payload": {"message": str(i)}},
+                           timeout=30).json()["id"]  # fmt: skip
+        while True:
+            with cluster.engine.connect() as conn:
+                started = conn.execute(select(Job.started_at).where(Job.id == uuid.UUID(job_id))).scalar()
+            if started is not None:
+                samples.append((started - sent).total_seconds())
+                break
+            time.sleep(0.001)
+        time.sleep(0.02)  # idle workers between jobs
+    return samples
+
+
+def bare_latency(directory: Path, broker_url: str, counter_url: str, jobs: int) -> list[float]:
+    env = {**os.environ, "BENCH_BROKER_URL": broker_url, "BENCH_COUNTER_URL": counter_url}
+    command = [sys.executable, "-m", "celery", "-A", "bench.bare_celery", "worker", "-c", "2", "-Q", "bare",
+               "-n", "bare@%h", "-E", "--loglevel", "INFO"]  # fmt: skip
+    log = open(directory / "bare-latency.log", "wb")
+    worker = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    app, redis = make_bare_app(broker_url, counter_url)
+    try:
+        redis.delete(LATENCY_KEY)
+        app.send_task("bench.stamp", args=[time.time()], queue="bare")  # warm-up
+        redis.blpop(LATENCY_KEY, timeout=60)
+        samples = []
+        for _ in range(jobs):
+            app.send_task("bench.stamp", args=[time.time()], queue="bare")
+            _, value = redis.blpop(LATENCY_KEY, timeout=30)
+            samples.append(float(value))
+            time.sleep(0.02)
+        return samples
+    finally:
+        os.killpg(worker.pid, 15)
+        worker.wait(30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=200)
+    parser.add_argument("--backends", default="embedded,services")
+    args = parser.parse_args()
+    rows = []
+    for kind in args.backends.split(","):
+        with ExitStack() as stack:
+            directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"latency-{kind}-")))
+            database_url, broker_url, counter_url = backend_urls(kind, directory, stack)
+            bare = percentiles(bare_latency(directory, broker_url, counter_url, args.jobs))
+            cluster = Cluster(directory, database_url, broker_url, lease_seconds="30", reconcile_interval="2")
+            stack.callback(cluster.close)
+            cluster.start()
+            cluster.wait_ready()
+            cluster.wait_workers()
+            conveyor = percentiles(conveyor_latency(cluster, args.jobs))
+        rows.append({"backend": kind, "jobs": args.jobs, "bare_celery": bare, "conveyor": conveyor,
+                     "ratio_p50": round(conveyor["p50_ms"] / bare["p50_ms"], 2)})  # fmt: skip
+    print(f"{'backend':<10} {'bare p50':>9} {'bare p99':>9} {'conv p50':>9} {'conv p99':>9} {'p50 ratio':>9}")
+    for r in rows:
+        b, c = r["bare_celery"], r["conveyor"]
+        print(f"{r['backend']:<10} {b['p50_ms']:>9} {b['p99_ms']:>9} {c['p50_ms']:>9} {c['p99_ms']:>9} "
+              f"{r['ratio_p50']:>9}")  # fmt: skip
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    record = {"benchmark": "latency", **machine(), "results": rows}
+    (RESULTS / "latency.json").write_text(json.dumps(record, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
