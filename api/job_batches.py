@@ -5,29 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from apiflask import APIBlueprint
-from flask import request
 
 from api.extension import conveyor, db
 from api.jobs import job_request, publish_after_commit
+from api.problems import conveyor_problem_body
 from api.schemas import BatchItemResult, BatchResult, JobBatchCreate, JobRead
-from core.errors import ConveyorError
 from core.submit import submit_jobs
 from core.types import utcnow
 
 bp = APIBlueprint("job_batches", __name__, url_prefix="/v1", tag="Batches")
-
-
-def problem_body(error: ConveyorError) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "type": f"urn:conveyor:problem:{error.slug}",
-        "title": error.title,
-        "status": error.status,
-        "detail": error.detail,
-        "instance": request.path,
-    }
-    if error.errors:
-        body["errors"] = error.errors
-    return body
 
 
 @bp.post("/jobs:batch")
@@ -53,7 +39,7 @@ def create_batch(body: JobBatchCreate) -> Any:
     for index, outcome in enumerate(outcomes):
         if outcome.error is not None:
             items.append(BatchItemResult(index=index, status=outcome.error.status, job=None,
-                                         error=problem_body(outcome.error)))  # fmt: skip
+                                         error=conveyor_problem_body(outcome.error)))  # fmt: skip
         else:
             assert outcome.job is not None  # noqa: S101
             status = 202 if outcome.created else 200

@@ -72,15 +72,15 @@ def problem_type(slug: str) -> str:
     return f"urn:conveyor:problem:{slug}"
 
 
-def problem(
+def problem_body(
     status: int,
     *,
     slug: str | None = None,
     title: str | None = None,
     detail: str | None = None,
     errors: list[dict[str, Any]] | None = None,
-    headers: dict[str, str] | None = None,
-) -> Response:
+) -> dict[str, Any]:
+    """The RFC 9457 document: the body of an error response, and the `error` of a refused batch item."""
     body: dict[str, Any] = {
         "type": problem_type(slug or SLUG_BY_STATUS.get(status, "error")),
         "title": title or SLUG_BY_STATUS.get(status, "error").replace("-", " ").capitalize(),
@@ -90,6 +90,24 @@ def problem(
     }
     if errors:
         body["errors"] = errors
+    return body
+
+
+def conveyor_problem_body(error: ConveyorError) -> dict[str, Any]:
+    """The problem document of a core error (a refused batch item)."""
+    return problem_body(error.status, slug=error.slug, title=error.title, detail=error.detail, errors=error.errors)
+
+
+def problem(
+    status: int,
+    *,
+    slug: str | None = None,
+    title: str | None = None,
+    detail: str | None = None,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    body = problem_body(status, slug=slug, title=title, detail=detail, errors=errors)
     return Response(json.dumps(body), status=status, headers=headers, mimetype=PROBLEM_MEDIA_TYPE)
 
 
