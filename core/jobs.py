@@ -15,10 +15,7 @@ from typing import Any, cast
 from sqlalchemy import Table, insert, literal, select, update
 from sqlalchemy.orm import Session
 
-from core.errors import (
-    InvalidTransition,
-    JobNotFound,
-)
+from core.errors import InvalidTransition, JobNotFound
 from core.models import Job, JobEvent, JobResult
 from core.status import JobStatus
 from core.types import iso_or_none, utcnow
@@ -57,6 +54,20 @@ class ClaimedJob:
     max_attempts: int
 
 
+def event_row(
+    job_id: uuid.UUID,
+    kind: str,
+    *,
+    attempt: int = 0,
+    worker: str | None = None,
+    detail: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """One `job_events` row as insert parameters."""
+    return {"job_id": job_id, "kind": kind, "attempt": attempt, "worker": worker, "detail": detail,
+            "created_at": now or utcnow()}  # fmt: skip
+
+
 def record_event(
     session: Session,
     job_id: uuid.UUID,
@@ -68,11 +79,7 @@ def record_event(
     now: datetime | None = None,
 ) -> None:
     # A Core INSERT: events are never read back in the same unit of work, so the ORM's flush bookkeeping is waste.
-    session.execute(
-        insert(JobEvent),
-        {"job_id": job_id, "kind": kind, "attempt": attempt, "worker": worker, "detail": detail,
-         "created_at": now or utcnow()},
-    )  # fmt: skip
+    session.execute(insert(JobEvent), event_row(job_id, kind, attempt=attempt, worker=worker, detail=detail, now=now))
 
 
 def claim_job(

@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.errors import ConveyorError, IdempotencyMismatch, PayloadInvalid, UnknownQueue, UnknownType
+from core.jobs import event_row
 from core.models import Job, JobEvent
 from core.registry import Registry, UnknownJobType
 from core.status import JobStatus
@@ -135,11 +136,9 @@ def submit_jobs(
     session.flush()
     created = [o.job for o in outcomes if o.created and o.job is not None]
     if created:
-        session.execute(
-            insert(JobEvent),
-            [{"job_id": j.id, "kind": j.status, "attempt": 0, "worker": None, "created_at": now,
-              "detail": {"queue": j.queue, "run_at": iso_or_none(j.run_at)}} for j in created],
-        )  # fmt: skip
+        events = [event_row(j.id, j.status, detail={"queue": j.queue, "run_at": iso_or_none(j.run_at)}, now=now)
+                  for j in created]  # fmt: skip
+        session.execute(insert(JobEvent), events)
     return outcomes
 
 
