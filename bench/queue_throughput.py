@@ -44,21 +44,27 @@ def conveyor_run(cluster: Cluster, jobs: int, *, batch: bool) -> float:
     before = succeeded(cluster)
     local = threading.local()
 
+    def http() -> requests.Session:  # one keep-alive connection per client thread
+        if not hasattr(local, "session"):
+            local.session = requests.Session()
+        session: requests.Session = local.session
+        return session
+
     def submit(i: int) -> None:
-        if not hasattr(local, "http"):
-            local.http = requests.Session()
         body = {"type": "echo", "payload": {"message": str(i)}}
-        local.http.post(f"{cluster.base}/v1/jobs", json=body, timeout=30).raise_for_status()
+        http().post(f"{cluster.base}/v1/jobs", json=body, timeout=30).raise_for_status()
 
     def submit_batch(start: int) -> None:
-        if not hasattr(local, "http"):
-            local.http = requests.Session()
         items = [{"type": "echo", "payload": {"message": str(i)}} for i in range(start, min(start + 1000, jobs))]
-        local.http.post(f"{cluster.base}/v1/jobs:batch", json={"jobs": items}, timeout=120).raise_for_status()
+        http().post(f"{cluster.base}/v1/jobs:batch", json={"jobs": items}, timeout=120).raise_for_status()
 
     started = time.perf_counter()
-    with ThreadPoolExecutor(2 if batch else SUBMIT_CONNECTIONS) as pool:
-        list(pool.map(submit_batch, range(0, jobs, 1000)) if batch else pool.map(submit, range(jobs)))
+    if batch:
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(submit_batch, range(0, jobs, 1000)))
+    else:
+        with ThreadPoolExecutor(SUBMIT_CONNECTIONS) as pool:
+            list(pool.map(submit, range(jobs)))
     submitted = time.perf_counter()
     while succeeded(cluster) - before < jobs:
         time.sleep(0.05)
