@@ -7,7 +7,7 @@ from importlib.metadata import version
 from apiflask import APIFlask
 from flask import request
 
-from api import health, job_batches, job_stream, job_types, jobs, queues
+from api import health, job_batches, job_stream, job_types, jobs, queues, schedules
 from api.extension import Conveyor, close_db
 from api.jsonio import JSONRequest, StrictJSONProvider
 from api.problems import PROBLEM_SCHEMA, problem, register_problem_handlers
@@ -63,6 +63,6 @@ def create_app(
             )
         return None
 
-    for blueprint in (jobs.bp, job_batches.bp, job_stream.bp, job_types.bp, queues.bp, health.bp):
+    for blueprint in (jobs.bp, job_batches.bp, job_stream.bp, job_types.bp, queues.bp, schedules.bp, health.bp):
         app.register_blueprint(blueprint)
     return app

@@ -6,9 +6,10 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
-from core.models import Job, JobEvent, JobResult
+from core.models import Job, JobEvent, JobResult, Schedule
+from core.schedules import ScheduleDefinition, upcoming_slots
 from core.status import JobStatus
 
 QUEUE_PATTERN = r"^[A-Za-z0-9_.-]{1,100}$"
@@ -79,6 +80,9 @@ class JobRead(BaseModel):
     cancel_requested: bool
     error: dict[str, Any] | None
     worker: str | None
+    expires_at: datetime | None = Field(description="Not started by then: cancelled as expired.")
+    schedule_id: uuid.UUID | None = Field(description="The schedule that made this job, if one did.")
+    schedule_slot: datetime | None = Field(description="The schedule's slot this job runs for.")
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -104,6 +108,9 @@ class JobRead(BaseModel):
             cancel_requested=job.cancel_requested,
             error=job.error,
             worker=job.worker,
+            expires_at=job.expires_at,
+            schedule_id=job.schedule_id,
+            schedule_slot=job.schedule_slot,
             created_at=job.created_at,
             started_at=job.started_at,
             finished_at=job.finished_at,
@@ -210,3 +217,41 @@ class BatchResult(BaseModel):
     accepted: int
     existing: int
     rejected: int
+
+
+class ScheduleRead(ScheduleDefinition):
+    model_config = ConfigDict(extra="ignore")
+
+    id: uuid.UUID
+    source: str = Field(description="`api`, or `file` when `conveyor schedule sync` owns it.")
+    next_fire_at: datetime | None = Field(description="The next slot; null when paused or ended.")
+    upcoming: list[datetime] = Field(description="The next five fire times (UTC); empty when paused or ended.")
+    last_slot_at: datetime | None = Field(description="The latest slot that made a job.")
+    last_job_id: uuid.UUID | None
+    missed_slots: int = Field(description="Slots the misfire policy did not fire (beat was down, or paused).")
+    last_error: str | None = Field(description="Why the last due slot could not make its job, if it could not.")
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, schedule: Schedule) -> ScheduleRead:
+        values = {name: getattr(schedule, name) for name in cls.model_fields if name != "upcoming"}
+        return cls.model_validate(values | {"upcoming": upcoming_slots(schedule)})
+
+
+class ScheduleList(BaseModel):
+    items: list[ScheduleRead]
+
+
+# PATCH: any field of the definition; omitted fields keep their value, null clears an optional one. The merged
+# definition is validated as a whole (so switching from cron to interval sends both: {"cron": null, ...}).
+ScheduleUpdate = create_model(
+    "ScheduleUpdate",
+    __config__=ConfigDict(extra="forbid"),
+    **{name: (field.annotation | None, None) for name, field in ScheduleDefinition.model_fields.items()},  # type: ignore[call-overload]
+)
+
+
+class RunListQuery(Strict):
+    limit: int = Field(default=50, ge=1, le=200)
+    cursor: str | None = Field(default=None, max_length=500)

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import urllib.error
 import urllib.request
 from typing import Any
+
+import click
+
+from core.settings import Settings
+
+api_option = click.option("--api", help="API base URL (default: CONVEYOR_API_URL or the local API).")
 
 
 class ApiError(Exception):
@@ -38,3 +45,9 @@ class ApiClient:
             except ValueError:
                 parsed = raw.decode(errors="replace")
             raise ApiError(exc.code, parsed) from None
+
+
+def client_for(api: str | None) -> ApiClient:
+    """The client of --api, else CONVEYOR_API_URL, else the API `conveyor up` runs."""
+    settings = Settings()
+    return ApiClient(api or os.environ.get("CONVEYOR_API_URL") or f"http://{settings.api_host}:{settings.api_port}")

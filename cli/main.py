@@ -1,4 +1,4 @@
-"""`conveyor` commands: up, db upgrade, submit (one or a batch), status."""
+"""`conveyor` commands: up, db upgrade, submit (one or a batch), status, schedule."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from typing import Any
 
 import click
 
-from cli.client import ApiClient, ApiError
+from cli.client import ApiClient, ApiError, api_option, client_for
 from cli.processes import NoRedisServer, process_commands, process_env
+from cli.schedules import schedule, sync_file
 from core.migrate import upgrade_database
 from core.settings import Settings
 
@@ -31,6 +32,9 @@ def up() -> None:
     settings = Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade_database(settings.resolved_database_url)
+    if settings.schedules_file is not None:
+        report = sync_file(settings, settings.schedules_file)
+        click.echo(f"schedules from {settings.schedules_file}: {report.summary()}")
     try:
         commands = process_commands(settings)
     except NoRedisServer as exc:
@@ -50,6 +54,9 @@ def up() -> None:
     sys.exit(manager.returncode)
 
 
+main.add_command(schedule)
+
+
 @main.group()
 def db() -> None:
     """Database schema commands."""
@@ -63,11 +70,6 @@ def db_upgrade(revision: str) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade_database(settings.resolved_database_url, revision)
     click.echo(f"database at {revision}")
-
-
-def _client(api: str | None) -> ApiClient:
-    settings = Settings()
-    return ApiClient(api or os.environ.get("CONVEYOR_API_URL") or f"http://{settings.api_host}:{settings.api_port}")
 
 
 def _describe(job: dict[str, Any]) -> str:
@@ -124,7 +126,7 @@ def submit_batch(client: ApiClient, jobs: list[dict[str, Any]]) -> None:
 @click.option("--idempotency-key")
 @click.option("--batch", "batch_file", help="Submit every job in FILE (JSON array or JSON Lines; - for stdin).")
 @click.option("--wait", is_flag=True, help="Wait for the job to finish, showing progress.")
-@click.option("--api", help="API base URL (default: CONVEYOR_API_URL or the local API).")
+@api_option
 def submit(
     job_type: str | None,
     payload: str,
@@ -136,7 +138,7 @@ def submit(
     api: str | None,
 ) -> None:
     """Submit a job of JOB_TYPE and print its id (with --wait, follow it to the end), or many with --batch."""
-    client = _client(api)
+    client = client_for(api)
     if batch_file:
         try:
             submit_batch(client, read_batch_file(batch_file))
@@ -176,10 +178,10 @@ def submit(
 @main.command()
 @click.argument("job_id")
 @click.option("--events", is_flag=True, help="Also print the job's audit trail.")
-@click.option("--api", help="API base URL (default: CONVEYOR_API_URL or the local API).")
+@api_option
 def status(job_id: str, events: bool, api: str | None) -> None:
     """Show a job's status, progress and error."""
-    client = _client(api)
+    client = client_for(api)
     try:
         job = client.request("GET", f"/v1/jobs/{job_id}")
         click.echo(_describe(job))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, literal, select, update
+from sqlalchemy import Table, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.errors import InvalidTransition, JobNotFound
@@ -89,7 +89,12 @@ def claim_job(
     now = now or utcnow()
     claim = (
         update(JOBS)
-        .where(Job.id == job_id, Job.status.in_(sources_of(S.RUNNING)), Job.cancel_requested.is_(False))
+        .where(
+            Job.id == job_id,
+            Job.status.in_(sources_of(S.RUNNING)),
+            Job.cancel_requested.is_(False),
+            or_(Job.expires_at.is_(None), Job.expires_at > now),  # an expired job is cancelled by the reconciler
+        )
         .values(
             status=S.RUNNING.value,
             attempt=Job.attempt + 1,

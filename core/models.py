@@ -1,4 +1,4 @@
-"""Typed SQLAlchemy models of the job ledger: jobs, job_results, job_events."""
+"""Typed SQLAlchemy models of the job ledger (jobs, job_results, job_events) and of schedules."""
 
 from __future__ import annotations
 
@@ -76,6 +76,9 @@ class Job(Base):
     progress_message: Mapped[str | None] = mapped_column(Text)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     error: Mapped[dict[str, Any] | None]
+    expires_at: Mapped[datetime | None]  # not started by then → cancelled as expired (the reconciler)
+    schedule_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("schedules.id", ondelete="SET NULL"))
+    schedule_slot: Mapped[datetime | None]  # the slot of schedule_id this job runs for: one job per slot
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
@@ -99,6 +102,8 @@ class Job(Base):
             postgresql_where=text(f"status NOT IN ({TERMINAL_VALUES})"),
             sqlite_where=text(f"status NOT IN ({TERMINAL_VALUES})"),
         ),
+        # The database, not the scheduler, guarantees one job per slot: two beats or a clock jump cannot double it.
+        Index("uq_jobs_schedule_slot", "schedule_id", "schedule_slot", unique=True),
     )
 
 
@@ -124,3 +129,47 @@ class JobEvent(Base):
     worker: Mapped[str | None] = mapped_column(String(255))
     detail: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+MISFIRE_POLICIES = ("skip", "all", "none")
+
+
+class Schedule(Base):
+    """A periodic job: a cron expression in a time zone or a fixed interval, fired once per slot by beat."""
+
+    __tablename__ = "schedules"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[str] = mapped_column(String(64), default="default")
+    name: Mapped[str] = mapped_column(String(200))
+    type: Mapped[str] = mapped_column(String(100))
+    payload: Mapped[dict[str, Any]]
+    queue: Mapped[str | None] = mapped_column(String(100))
+    priority: Mapped[int | None] = mapped_column(Integer)
+    max_attempts: Mapped[int | None] = mapped_column(Integer)
+    cron: Mapped[str | None] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    interval_seconds: Mapped[int | None] = mapped_column(Integer)
+    start_at: Mapped[datetime | None]
+    end_at: Mapped[datetime | None]
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    misfire: Mapped[str] = mapped_column(String(8), default="skip")
+    misfire_grace_seconds: Mapped[int] = mapped_column(Integer, default=60)
+    catchup_limit: Mapped[int] = mapped_column(Integer, default=100)
+    expires_after_seconds: Mapped[int | None] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(8), default="api")  # "file": owned by `conveyor schedule sync`
+    next_fire_at: Mapped[datetime | None]  # the next slot not yet fired; NULL once past end_at
+    last_slot_at: Mapped[datetime | None]
+    last_job_id: Mapped[uuid.UUID | None] = mapped_column(Uuid())
+    missed_slots: Mapped[int] = mapped_column(BigInteger, default=0)  # slots the misfire policy did not fire
+    last_error: Mapped[str | None] = mapped_column(Text)  # why the last tick could not make its job, if it could not
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        CheckConstraint("(cron IS NULL) <> (interval_seconds IS NULL)", name="one_cadence"),
+        CheckConstraint("interval_seconds IS NULL OR interval_seconds >= 1", name="interval_seconds"),
+        CheckConstraint(f"misfire IN ({', '.join(repr(p) for p in MISFIRE_POLICIES)})", name="misfire"),
+        Index("uq_schedules_tenant_name", "tenant_id", "name", unique=True),
+        Index("ix_schedules_due", "enabled", "next_fire_at"),
+    )

@@ -8,9 +8,10 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, select, tuple_
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, func, select, tuple_
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from core.errors import ConveyorError, JobNotFound, ResultNotReady
 from core.models import Job, JobEvent, JobResult
@@ -38,24 +39,36 @@ class JobFilter:
     created_before: datetime | None = None
 
 
-def encode_cursor(job: Job) -> str:
-    raw = json.dumps([job.created_at.isoformat(), str(job.id)]).encode()
+def encode_cursor(at: datetime, row_id: uuid.UUID) -> str:
+    raw = json.dumps([at.isoformat(), str(row_id)]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        created, job_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        return datetime.fromisoformat(created), uuid.UUID(job_id)
+        at, row_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        return datetime.fromisoformat(at), uuid.UUID(row_id)
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
         raise BadCursor("The cursor is not one this API returned; start again without it.") from None
+
+
+def page_of_jobs(
+    session: Session, query: Select[Any], *, key: InstrumentedAttribute[Any], limit: int, cursor: str | None
+) -> tuple[list[Job], str | None]:
+    """Newest first, keyset-paginated on (key, id). Returns the page and the next cursor (or None)."""
+    if cursor:
+        at, job_id = decode_cursor(cursor)
+        query = query.where(tuple_(key, Job.id) < tuple_(at, job_id))
+    rows: list[Job] = list(session.scalars(query.order_by(key.desc(), Job.id.desc()).limit(limit + 1)))
+    next_cursor = encode_cursor(getattr(rows[limit - 1], key.key), rows[limit - 1].id) if len(rows) > limit else None
+    return rows[:limit], next_cursor
 
 
 def list_jobs(
     session: Session, *, filters: JobFilter, limit: int, cursor: str | None = None, tenant_id: str = "default"
 ) -> tuple[list[Job], str | None]:
-    """Newest first, keyset-paginated on (created_at, id). Returns the page and the next cursor (or None)."""
+    """Newest first by creation."""
     query = select(Job).where(Job.tenant_id == tenant_id)
     if filters.status:
         query = query.where(Job.status.in_(filters.status))
@@ -67,12 +80,7 @@ def list_jobs(
         query = query.where(Job.created_at >= filters.created_after)
     if filters.created_before:
         query = query.where(Job.created_at < filters.created_before)
-    if cursor:
-        created, job_id = decode_cursor(cursor)
-        query = query.where(tuple_(Job.created_at, Job.id) < tuple_(created, job_id))
-    rows = list(session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)))
-    next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
-    return rows[:limit], next_cursor
+    return page_of_jobs(session, query, key=Job.created_at, limit=limit, cursor=cursor)
 
 
 def list_events(session: Session, job_id: uuid.UUID, *, tenant_id: str = "default") -> list[JobEvent]:

@@ -16,7 +16,7 @@ from core.jobs import fail_attempt, record_event
 from core.models import Job
 from core.queue import Wakeup
 from core.status import JobStatus
-from core.types import utcnow
+from core.types import iso_or_none, utcnow
 
 S = JobStatus
 UNPUBLISHED_GRACE = timedelta(seconds=2)  # the API commits, then publishes: don't race it
@@ -26,6 +26,7 @@ UNPUBLISHED_GRACE = timedelta(seconds=2)  # the API commits, then publishes: don
 class ReconcileReport:
     to_publish: list[Wakeup] = field(default_factory=list)
     woken: int = 0
+    expired: int = 0
     leases_expired: int = 0
     republished: int = 0
 
@@ -68,6 +69,16 @@ def reconcile(
             now=now,
         )
         report.leases_expired += 1
+    session.flush()
+
+    waiting = [S.SCHEDULED.value, S.QUEUED.value, S.RETRYING.value]
+    for job in _batch(session, Job.status.in_(waiting), Job.expires_at <= now, limit=batch):
+        # Not started in time (e.g. a schedule's slot, hours late after an outage): a visible cancel, not a late run.
+        error = {"type": "Expired", "message": f"not started before its expiry {iso_or_none(job.expires_at)}"}
+        detail = {"from": job.status, "reason": "expired"}
+        record_event(session, job.id, S.CANCELLED.value, attempt=job.attempt, detail=detail, now=now)
+        job.status, job.error, job.finished_at, job.updated_at = S.CANCELLED.value, error, now, now
+        report.expired += 1
     session.flush()
 
     due = or_(

@@ -37,6 +37,12 @@ class Settings(BaseSettings):
     worker_prefetch_multiplier: int = Field(default=1, ge=1, description="Messages reserved per worker process.")
     lease_seconds: float = Field(default=30.0, gt=0, description="A running job's lease; renewed by a heartbeat.")
     reconcile_interval: float = Field(default=2.0, gt=0, description="Seconds between reconciler ticks (beat).")
+    schedule_tick: float = Field(
+        default=1.0, gt=0, description="Seconds between beat's checks for due schedule slots (a slot fires this late)."
+    )
+    schedules_file: Path | None = Field(
+        default=None, description="A YAML or TOML file of schedules that `conveyor up` syncs into the database."
+    )
     republish_after: float = Field(
         default=60.0, gt=0, description="A `queued` row unclaimed for this long is published again."
     )

@@ -44,6 +44,14 @@ class JobRequest:
     idempotency_key: str | None = None
     request_hash: str | None = None
     unique_key: str | None = None
+    expires_at: datetime | None = None
+    schedule_id: uuid.UUID | None = None
+    schedule_slot: datetime | None = None
+
+    @property
+    def keyed(self) -> bool:
+        """Whether a unique index may refuse the insert (idempotency, unique or schedule-slot key)."""
+        return self.idempotency_key is not None or self.unique_key is not None or self.schedule_slot is not None
 
 
 @dataclass(frozen=True)
@@ -123,11 +131,11 @@ def submit_jobs(
             if existing is not None:
                 outcomes.append(Submitted(existing, created=False))
                 continue
-            job = _new_job(registry, known_queues, request, tenant_id, now)
+            job = build_job(registry, known_queues, request, tenant_id, now)
         except ConveyorError as exc:
             outcomes.append(Submitted(None, created=False, error=exc))
             continue
-        if request.idempotency_key is None and request.unique_key is None:
+        if not request.keyed:
             plain.append(job)
             outcomes.append(Submitted(job, created=True))
         else:
@@ -142,7 +150,8 @@ def submit_jobs(
     return outcomes
 
 
-def _new_job(registry: Registry, known_queues: list[str], request: JobRequest, tenant_id: str, now: datetime) -> Job:
+def build_job(registry: Registry, known_queues: list[str], request: JobRequest, tenant_id: str, now: datetime) -> Job:
+    """The job a request makes, validated against its type and the known queues (not added to any session)."""
     try:
         spec = registry.get(request.type)
     except UnknownJobType:
@@ -174,6 +183,9 @@ def _new_job(registry: Registry, known_queues: list[str], request: JobRequest, t
         idempotency_key=request.idempotency_key,
         request_hash=request.request_hash,
         unique_key=request.unique_key,
+        expires_at=request.expires_at,
+        schedule_id=request.schedule_id,
+        schedule_slot=request.schedule_slot,
         cancel_requested=False,
         created_at=now,
         updated_at=now,
@@ -212,6 +224,9 @@ def _existing_job(session: Session, tenant_id: str, request: JobRequest) -> Job 
         query = select(Job).where(
             Job.tenant_id == tenant_id, Job.unique_key == request.unique_key, Job.status.in_(active)
         )
+        return session.scalars(query).one_or_none()
+    if request.schedule_slot is not None:
+        query = select(Job).where(Job.schedule_id == request.schedule_id, Job.schedule_slot == request.schedule_slot)
         return session.scalars(query).one_or_none()
     return None
 

@@ -12,10 +12,11 @@ from core.queue_names import QueueNames
 from core.registry import JobSpec, Registry, load_registry
 from core.settings import Settings
 from worker.executor import execute_job
-from worker.maintenance import run_reconcile
+from worker.maintenance import run_reconcile, run_schedules
 from worker.runtime import WorkerRuntime
 
 RECONCILE_TASK = "maintenance.reconcile"
+SCHEDULES_TASK = "maintenance.schedules"
 
 
 def create_worker_app(settings: Settings | None = None, registry: Registry | None = None) -> Celery:
@@ -32,14 +33,24 @@ def create_worker_app(settings: Settings | None = None, registry: Registry | Non
     def reconcile_task(self: Task) -> dict[str, Any]:
         return run_reconcile(runtime)
 
-    app.conf.task_routes = {RECONCILE_TASK: {"queue": QueueNames.MAINTENANCE}}
+    @app.task(name=SCHEDULES_TASK, bind=True, ignore_result=True, acks_late=False)
+    def schedules_task(self: Task) -> dict[str, Any]:
+        return run_schedules(runtime)
+
+    app.conf.task_routes = {name: {"queue": QueueNames.MAINTENANCE} for name in (RECONCILE_TASK, SCHEDULES_TASK)}
+    # Beat only ticks; the maintenance worker does the work against the database. Two beats send twice the ticks
+    # and still make one job per slot (core/firing.py).
     app.conf.beat_schedule = {
-        "reconcile": {
-            "task": RECONCILE_TASK,
-            "schedule": settings.reconcile_interval,
+        name: {
+            "task": task,
+            "schedule": interval,
             # A tick nobody ran in time is worthless: the next one does the same work.
-            "options": {"queue": QueueNames.MAINTENANCE, "expires": max(settings.reconcile_interval * 3, 5)},
+            "options": {"queue": QueueNames.MAINTENANCE, "expires": max(interval * 3, 5)},
         }
+        for name, task, interval in (
+            ("reconcile", RECONCILE_TASK, settings.reconcile_interval),
+            ("schedules", SCHEDULES_TASK, settings.schedule_tick),
+        )
     }
 
     def _reset_after_fork(**_: Any) -> None:

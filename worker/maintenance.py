@@ -1,4 +1,4 @@
-"""Maintenance tasks ticked by beat: the reconciler."""
+"""Maintenance tasks ticked by beat: the reconciler and the firing of due schedules."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import logging
 from dataclasses import asdict
 from typing import Any
 
+from core.firing import fire_due_schedules
 from core.jobs import mark_unpublished
+from core.queue import Wakeup
 from core.reconcile import reconcile
 from worker.runtime import WorkerRuntime
 
@@ -21,11 +23,29 @@ def run_reconcile(runtime: WorkerRuntime) -> dict[str, Any]:
             republish_after=settings.republish_after,
             backoff_cap=settings.retry_backoff_max,
         )
-    failed = runtime.publisher.publish(report.to_publish)
+    failed = _publish(runtime, report.to_publish)
+    summary = asdict(report) | {"to_publish": len(report.to_publish), "publish_failed": failed}
+    if report.to_publish or report.leases_expired or report.expired:
+        log.info("reconcile: %s", summary)
+    return summary
+
+
+def run_schedules(runtime: WorkerRuntime) -> dict[str, Any]:
+    with runtime.sessions() as session, session.begin():
+        report = fire_due_schedules(session, registry=runtime.registry, known_queues=runtime.settings.queues)
+        wakeups = [Wakeup(job.id, job.type, job.queue, job.priority) for job in report.jobs]
+    failed = _publish(runtime, wakeups)
+    summary = {"schedules": report.schedules, "jobs": len(wakeups), "missed": report.missed, "errors": report.errors,
+               "publish_failed": failed}  # fmt: skip
+    if report.schedules:
+        log.info("schedules: %s", summary)
+    return summary
+
+
+def _publish(runtime: WorkerRuntime, wakeups: list[Wakeup]) -> int:
+    """Publish after commit; what fails is marked so the reconciler publishes it again. Returns the failures."""
+    failed = runtime.publisher.publish(wakeups)
     if failed:
         with runtime.sessions() as session, session.begin():
             mark_unpublished(session, failed)
-    summary = asdict(report) | {"to_publish": len(report.to_publish), "publish_failed": len(failed)}
-    if report.to_publish or report.leases_expired:
-        log.info("reconcile: %s", summary)
-    return summary
+    return len(failed)

@@ -1,0 +1,135 @@
+"""/v1/schedules: periodic jobs — create, read (with the next fire times), change, pause, resume, trigger, runs."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from apiflask import APIBlueprint
+from flask import url_for
+
+from api.extension import conveyor, db
+from api.jobs import job_location, publish_after_commit
+from api.schemas import JobPage, JobRead, RunListQuery, ScheduleList, ScheduleRead, ScheduleUpdate
+from core.schedules import (
+    ScheduleDefinition,
+    ScheduleNotFound,
+    create_schedule,
+    delete_schedule,
+    get_schedule,
+    list_runs,
+    list_schedules,
+    set_enabled,
+    trigger_schedule,
+    update_schedule,
+)
+
+bp = APIBlueprint("schedules", __name__, url_prefix="/v1/schedules", tag="Schedules")
+
+INVALID = "Invalid cron, time zone, interval, bounds; unknown job type or queue; payload the type rejects"
+
+
+def parse_schedule_id(raw: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise ScheduleNotFound(f"No schedule with id {raw!r} (schedule ids are UUIDs).") from None
+
+
+def schedule_location(schedule_id: uuid.UUID) -> dict[str, str]:
+    return {"Location": url_for("schedules.get_one", schedule_id=str(schedule_id))}
+
+
+@bp.post("")
+@bp.input(ScheduleDefinition, location="json", arg_name="body")
+@bp.output(ScheduleRead, status_code=201)
+@bp.doc(summary="Create a schedule", responses={409: "The name is taken", 415: "Not JSON", 422: INVALID})
+def create(body: ScheduleDefinition) -> Any:
+    ext, session = conveyor(), db()
+    schedule = create_schedule(session, body, registry=ext.registry, known_queues=ext.settings.queues)
+    session.commit()
+    return ScheduleRead.of(schedule), 201, schedule_location(schedule.id)
+
+
+@bp.get("")
+@bp.output(ScheduleList)
+@bp.doc(summary="List schedules by name")
+def list_all() -> Any:
+    return ScheduleList(items=[ScheduleRead.of(s) for s in list_schedules(db())])
+
+
+@bp.get("/<schedule_id>")
+@bp.output(ScheduleRead)
+@bp.doc(summary="Read a schedule with its next five fire times", responses={404: "No such schedule"})
+def get_one(schedule_id: str) -> Any:
+    return ScheduleRead.of(get_schedule(db(), parse_schedule_id(schedule_id)))
+
+
+@bp.patch("/<schedule_id>")
+@bp.input(ScheduleUpdate, location="json", arg_name="body")
+@bp.output(ScheduleRead)
+@bp.doc(
+    summary="Change a schedule (takes effect at the next slot)",
+    responses={404: "No such schedule", 409: "The new name is taken", 415: "Not JSON", 422: INVALID},
+)
+def update(schedule_id: str, body: Any) -> Any:
+    ext, session = conveyor(), db()
+    changes = body.model_dump(exclude_unset=True)
+    schedule = update_schedule(
+        session, parse_schedule_id(schedule_id), changes, registry=ext.registry, known_queues=ext.settings.queues
+    )
+    session.commit()
+    return ScheduleRead.of(schedule)
+
+
+@bp.delete("/<schedule_id>")
+@bp.output({}, status_code=204)
+@bp.doc(summary="Delete a schedule (the jobs it made stay)", responses={404: "No such schedule"})
+def delete(schedule_id: str) -> Any:
+    session = db()
+    delete_schedule(session, parse_schedule_id(schedule_id))
+    session.commit()
+    return ""
+
+
+def _set_enabled(schedule_id: str, enabled: bool) -> ScheduleRead:
+    session = db()
+    schedule = set_enabled(session, parse_schedule_id(schedule_id), enabled)
+    session.commit()
+    return ScheduleRead.of(schedule)
+
+
+@bp.post("/<schedule_id>/pause")
+@bp.output(ScheduleRead)
+@bp.doc(summary="Pause: no slot fires until resumed", responses={404: "No such schedule"})
+def pause(schedule_id: str) -> Any:
+    return _set_enabled(schedule_id, False)
+
+
+@bp.post("/<schedule_id>/resume")
+@bp.output(ScheduleRead)
+@bp.doc(summary="Resume from now (slots passed while paused are not fired)", responses={404: "No such schedule"})
+def resume(schedule_id: str) -> Any:
+    return _set_enabled(schedule_id, True)
+
+
+@bp.post("/<schedule_id>/trigger")
+@bp.output(JobRead, status_code=202)
+@bp.doc(summary="Run the schedule's job now, outside its slots", responses={404: "No such schedule", 422: INVALID})
+def trigger(schedule_id: str) -> Any:
+    ext, session = conveyor(), db()
+    job = trigger_schedule(
+        session, parse_schedule_id(schedule_id), registry=ext.registry, known_queues=ext.settings.queues
+    )
+    session.commit()
+    publish_after_commit([job])
+    return JobRead.of(job), 202, job_location(job)
+
+
+@bp.get("/<schedule_id>/runs")
+@bp.input(RunListQuery, location="query", arg_name="query")
+@bp.output(JobPage)
+@bp.doc(summary="The jobs the schedule made, newest slot first", responses={400: "Bad cursor", 404: "No such schedule"})
+def runs(schedule_id: str, query: RunListQuery) -> Any:
+    jobs, next_cursor = list_runs(db(), parse_schedule_id(schedule_id), limit=query.limit, cursor=query.cursor)
+    return JobPage(items=[JobRead.of(j) for j in jobs], next_cursor=next_cursor)
