@@ -222,7 +222,9 @@ def create_schedule(
         id=uuid.uuid4(), tenant_id=tenant_id, source=source, missed_slots=0, created_at=now, updated_at=now
     )
     _apply(schedule, definition)
-    schedule.next_fire_at = next_slot(schedule, now) if schedule.enabled else None
+    # start_at is inclusive even when it is now; an interval without one first fires one interval after creation.
+    after = now - timedelta(microseconds=1) if schedule.start_at is not None else now
+    schedule.next_fire_at = next_slot(schedule, after) if schedule.enabled else None
     _check_job_template(schedule, registry, known_queues, now)
     _insert(session, schedule)
     return schedule

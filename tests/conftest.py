@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from core.db import make_engine, make_sessionmaker
 from core.migrate import upgrade_database
-from core.models import Job, JobEvent, JobResult
+from core.models import Job, JobEvent, JobResult, Schedule
 from core.registry import Registry, load_registry
 from tests.support.backends import postgres_database
 
@@ -42,7 +42,7 @@ def engine(database_url: str) -> Iterator[Engine]:
 def clean_db(engine: Engine) -> Iterator[Engine]:
     yield engine
     with engine.begin() as conn:
-        for table in (JobResult, JobEvent, Job):
+        for table in (JobResult, JobEvent, Job, Schedule):
             conn.execute(delete(table))
 
 
