@@ -118,7 +118,9 @@ def _validation_errors(detail: Any) -> list[dict[str, Any]]:
         for location, fields in detail.items():
             for field, messages in (fields or {}).items() if isinstance(fields, dict) else []:
                 for message in messages if isinstance(messages, list) else [messages]:
-                    errors.append({"field": field, "location": location, "message": str(message)})
+                    # "_schema" is APIFlask's name for a rule across fields: call it what it is, the whole body
+                    name = "body" if field == "_schema" else field
+                    errors.append({"field": name, "location": location, "message": str(message)})
     return errors
 
 
