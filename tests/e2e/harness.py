@@ -52,6 +52,7 @@ class Cluster:
             "CONVEYOR_API_PORT": str(self.port),
             "CONVEYOR_LEASE_SECONDS": "3",
             "CONVEYOR_RECONCILE_INTERVAL": "0.5",
+            "CONVEYOR_SCHEDULE_TICK": "0.5",
             "CONVEYOR_REPUBLISH_AFTER": "10",
             "CONVEYOR_WORKER_CONCURRENCY": "2",
             "CONVEYOR_PUBLISH_TIMEOUT": "1",
@@ -70,11 +71,19 @@ class Cluster:
     def start(self, *roles: str) -> None:
         commands = process_commands(self.settings())
         for role in roles or self.ROLES:
-            log = open(self.directory / f"{role}.log", "ab")
-            self.procs[role] = subprocess.Popen(
-                shlex.split(commands[role]), cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )  # fmt: skip
+            self._spawn(role, commands[role], self.env)
+
+    def start_another(self, name: str, role: str, **settings: str) -> None:
+        """One more process of `role` under its own name (e.g. a second beat), with settings of its own."""
+        env = self.env | {f"CONVEYOR_{k.upper()}": v for k, v in settings.items()}
+        overrides = {k[len("CONVEYOR_") :].lower(): v for k, v in env.items() if k.startswith("CONVEYOR_")}
+        self._spawn(name, process_commands(Settings(**overrides))[role], env)
+
+    def _spawn(self, name: str, command: str, env: dict[str, str]) -> None:
+        log = open(self.directory / f"{name}.log", "ab")
+        self.procs[name] = subprocess.Popen(
+            shlex.split(command), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     def stop(self, *roles: str, sig: int = signal.SIGTERM, timeout: float = 20, group: bool = True) -> None:
         """Signal each role's process group (or, group=False, only its main process, as Docker and systemd
