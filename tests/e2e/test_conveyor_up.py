@@ -35,8 +35,13 @@ def alive(pid: int) -> bool:
 
 def test_conveyor_up_runs_and_stops_cleanly(tmp_path: Path) -> None:
     api_port, flower_port = free_port(), free_port()
+    schedules = tmp_path / "schedules.yaml"
+    schedules.write_text(
+        "schedules:\n  - {name: every-second, type: echo, interval_seconds: 1, payload: {message: hi}}\n"
+    )
     env = {
         **os.environ,
+        "CONVEYOR_SCHEDULES_FILE": str(schedules),
         "CONVEYOR_DATA_DIR": str(tmp_path / "var"),
         "CONVEYOR_API_PORT": str(api_port),
         "CONVEYOR_FLOWER_PORT": str(flower_port),
@@ -83,6 +88,21 @@ def test_conveyor_up_runs_and_stops_cleanly(tmp_path: Path) -> None:
             pytest.fail(f"Flower never showed the jobs.sleep task: {tasks}")
         workers = requests.get(f"http://127.0.0.1:{flower_port}/api/workers?refresh=1", timeout=20).json()
         assert any(name.startswith("jobs@") for name in workers), workers
+        # the schedule file was synced at start, and beat fires it: seen through the CLI
+        listed = subprocess.run([CONVEYOR, "schedule", "list", "--api", base], capture_output=True, text=True, env=env)
+        assert "every-second" in listed.stdout and "enabled" in listed.stdout, listed.stderr
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            runs = subprocess.run([CONVEYOR, "schedule", "runs", "every-second", "--api", base], capture_output=True,
+                                  text=True, env=env).stdout  # fmt: skip
+            if "succeeded" in runs:
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail("the file's schedule never ran:\n" + (tmp_path / "up.log").read_text()[-3000:])
+        paused = subprocess.run([CONVEYOR, "schedule", "pause", "every-second", "--api", base], capture_output=True,
+                                text=True, env=env)  # fmt: skip
+        assert paused.returncode == 0 and "paused" in paused.stdout
         roles = children_of(up.pid)
         assert len(roles) == 6, "redis, api, worker, maintenance, beat, flower"
     finally:
