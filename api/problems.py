@@ -124,10 +124,35 @@ def _validation_errors(detail: Any) -> list[dict[str, Any]]:
     return errors
 
 
+# A refused oversized body is read and dropped up to this much, so the client gets to read the 413: closing a socket
+# with unread data makes the kernel send a reset, which the client sees as "broken pipe" instead of the answer.
+DRAIN_LIMIT_BYTES = 16 << 20
+DRAIN_CHUNK = 64 << 10
+
+
+def drain_request_body() -> None:
+    """Discard what is left of the request body (up to DRAIN_LIMIT_BYTES; beyond that, the reset is deserved)."""
+    stream = request.environ.get("wsgi.input")
+    length = request.content_length
+    if stream is None or length is None or length > DRAIN_LIMIT_BYTES:
+        return
+    remaining = length
+    try:
+        while remaining > 0:
+            chunk = stream.read(min(DRAIN_CHUNK, remaining))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+    except OSError:  # the client went away: nothing left to answer
+        return
+
+
 def register_problem_handlers(app: APIFlask) -> None:
     @app.error_processor
     def http_error(error: HTTPError) -> Response:
         status = error.status_code
+        if status == 413:
+            drain_request_body()
         errors = _validation_errors(error.detail) if status == 422 else []
         detail = "One or more fields are invalid; see errors." if errors else (HINTS.get(status) or error.message)
         return problem(status, title=error.message, detail=detail, errors=errors, headers=dict(error.headers or {}))

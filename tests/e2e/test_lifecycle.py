@@ -162,3 +162,12 @@ def test_batch_submit_from_the_cli(cluster: Cluster, tmp_path: Path) -> None:
     assert "job 151:" in done.stderr and "payload" in done.stderr
     for job_id in ids:
         assert cluster.wait_job(job_id)["status"] == "succeeded"
+
+
+def test_an_oversized_body_gets_its_413_over_a_real_socket(cluster: Cluster) -> None:
+    """gunicorn closes after the 413; unread body bytes would make that a reset ("broken pipe") on the client."""
+    body = b'{"type": "echo", "payload": {"message": "' + b"x" * (2 << 20) + b'"}}'
+    for _ in range(20):
+        response = cluster.request("POST", "/v1/jobs", data=body, headers={"Content-Type": "application/json"})
+        assert response.status_code == 413
+        assert response.json()["type"] == "urn:conveyor:problem:request-too-large"
