@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 from core.errors import ConveyorError
 
@@ -77,6 +77,10 @@ class Cron:
                 "day-of-week (e.g. '0 2 * * *' for 02:00 every day), or @hourly, @daily, @weekly, @monthly."
             )
         zone(self.timezone)
+        try:
+            croniter(self.expression, datetime(2000, 1, 1)).get_next(datetime)
+        except CroniterBadDateError:
+            raise InvalidCadence(f"The cron expression {self.expression!r} never fires (e.g. 30 February).") from None
 
     @property
     def _tz(self) -> ZoneInfo:
@@ -90,18 +94,21 @@ class Cron:
 
     def next_after(self, after: datetime) -> datetime:
         tz = self._tz
-        wall_after = after.astimezone(tz).replace(tzinfo=None)
-        walls = croniter(self.expression, wall_after - DST_SLACK)
+        # Start at the earliest wall time that can map past `after`: its own, unless a DST change is near.
+        offset = min((after + shift).astimezone(tz).utcoffset() or timedelta() for shift in (-DST_SLACK, DST_SLACK))
+        start = after.astimezone(UTC).replace(tzinfo=None) + min(offset, after.astimezone(tz).utcoffset() or offset)
+        walls = croniter(self.expression, start - timedelta(minutes=1))
         best: datetime | None = None
-        best_wall: datetime | None = None
         while True:
             wall: datetime = walls.get_next(datetime)
-            if best_wall is not None and wall > best_wall + DST_SLACK:
-                assert best is not None  # noqa: S101 - set together with best_wall
+            instants = self._instants(wall, tz)
+            # A wall time's earliest instant never decreases as the wall time grows (gaps map to the change, repeats
+            # keep their order), so the first candidate that starts after the best one ends the search.
+            if best is not None and instants[0] > best:
                 return best
-            for instant in self._instants(wall, tz):
+            for instant in instants:
                 if instant > after and (best is None or instant < best):
-                    best, best_wall = instant, wall
+                    best = instant
 
     @property
     def period(self) -> timedelta:

@@ -102,3 +102,8 @@ def test_period_of_common_expressions() -> None:
     assert Cron("*/5 * * * *").period == timedelta(minutes=5)
     assert Cron("@daily").period == timedelta(days=1)
     assert Interval(7, anchor=datetime(2026, 1, 1, tzinfo=UTC)).period == timedelta(seconds=7)
+
+
+def test_a_cron_that_never_fires_is_refused() -> None:
+    with pytest.raises(InvalidCadence, match="never fires"):
+        Cron("0 0 30 2 *")
