@@ -6,7 +6,7 @@ Functions take the caller's session first and never commit.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -25,6 +25,9 @@ from core.submit import JobRequest, build_job, submit_job_request
 from core.types import utcnow
 
 MAX_INTERVAL_SECONDS = 366 * 24 * 3600
+# Bounds keep slot arithmetic far from datetime's year 1 and year 9999 edges.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 UPCOMING_COUNT = 5
 # Fields whose change moves the slots: a change re-plans from now, any other edit keeps the pending slot.
 CADENCE_FIELDS = frozenset({"cron", "timezone", "interval_seconds", "start_at", "end_at"})
@@ -79,6 +82,7 @@ class ScheduleDefinition(BaseModel):
     expires_after_seconds: int | None = Field(
         default=None,
         ge=1,
+        le=MAX_INTERVAL_SECONDS,
         description="A fired job not started within this is cancelled as expired. Default: one period (at least "
         "misfire_grace_seconds) for `skip`/`none`; never for `all`.",
     )
@@ -95,6 +99,13 @@ class ScheduleDefinition(BaseModel):
                 Cron(value)
             except InvalidCadence as exc:
                 raise ValueError(exc.detail) from None
+        return value
+
+    @field_validator("start_at", "end_at")
+    @classmethod
+    def _plausible_time(cls, value: datetime | None) -> datetime | None:
+        if value is not None and not EARLIEST <= value <= LATEST:
+            raise ValueError("must be between 1970-01-01 and 9000-01-01")
         return value
 
     @field_validator("timezone")
@@ -224,7 +235,13 @@ def create_schedule(
     _apply(schedule, definition)
     # start_at is inclusive even when it is now; an interval without one first fires one interval after creation.
     after = now - timedelta(microseconds=1) if schedule.start_at is not None else now
-    schedule.next_fire_at = next_slot(schedule, after) if schedule.enabled else None
+    first = next_slot(schedule, after)
+    if first is None:
+        raise ScheduleInvalid(
+            f"end_at {schedule.end_at} comes before the first slot: this schedule would never fire.",
+            errors=[{"field": "end_at", "message": "before the first slot"}],
+        )
+    schedule.next_fire_at = first if schedule.enabled else None
     _check_job_template(schedule, registry, known_queues, now)
     _insert(session, schedule)
     return schedule

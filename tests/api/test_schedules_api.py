@@ -60,6 +60,10 @@ def test_create_read_list(client: FlaskClient, app: APIFlask) -> None:
         ({"name": ""}, "name"),
         ({"name": "has spaces"}, "name"),
         ({"unknown": 1}, "unknown"),
+        ({"start_at": "9999-12-31T00:00:00Z"}, "start_at"),  # slot arithmetic would overflow
+        ({"expires_after_seconds": 10**12}, "expires_after_seconds"),
+        ({"end_at": "2001-01-01T00:00:00Z"}, "end_at"),  # would never fire
+        ({"cron": "0 0 30 2 *"}, "cron"),  # never fires
     ],
 )
 def test_invalid_definitions_are_422_with_the_field(
