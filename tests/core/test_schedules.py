@@ -269,3 +269,11 @@ def test_deleting_a_schedule_keeps_its_jobs(session: Session, registry: Registry
     session.commit()
     session.refresh(job)
     assert job.schedule_id is None and job.status == "queued"
+
+
+def test_a_clock_jumping_back_makes_no_second_job(session: Session, registry: Registry) -> None:
+    schedule = make(session, registry)
+    tick(session, registry, T0 + timedelta(seconds=120))  # fires the slot at 12:02 (skip)
+    for seconds in (60, 119, 120, 121):  # a maintenance worker whose clock runs behind, or was set back
+        assert tick(session, registry, T0 + timedelta(seconds=seconds)) == []
+    assert slots(session, schedule) == [T0 + timedelta(seconds=120)]
