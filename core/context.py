@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import uuid
+from pathlib import Path
 from typing import Protocol
 
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 
@@ -21,6 +23,16 @@ class JobContext(Protocol):
     job_id: uuid.UUID
     attempt: int
     logger: logging.Logger
+
+    @property
+    def data_dir(self) -> Path:
+        """DATA_DIR: where uploads and exports live."""
+        ...
+
+    @property
+    def engine(self) -> Engine:
+        """For work that needs connections of its own beside the unit of work (e.g. a streaming COPY)."""
+        ...
 
     @property
     def session(self) -> Session:

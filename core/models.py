@@ -173,3 +173,86 @@ class Schedule(Base):
         Index("uq_schedules_tenant_name", "tenant_id", "name", unique=True),
         Index("ix_schedules_due", "enabled", "next_fire_at"),
     )
+
+
+DATASET_STATUSES = ("pending", "ready", "failed")
+
+
+class Dataset(Base):
+    """A typed table Conveyor owns (`table_name`), filled by ingest jobs; its schema is fixed by the first ingest."""
+
+    __tablename__ = "datasets"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[str] = mapped_column(String(64), default="default")
+    name: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending → ready, or failed (no data yet)
+    table_name: Mapped[str] = mapped_column(String(63), unique=True)
+    columns: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType)  # [{name, column, type, nullable, …}]
+    schema_inferred: Mapped[bool] = mapped_column(Boolean, default=False)
+    row_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    reject_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    version: Mapped[int] = mapped_column(Integer, default=0)  # successful ingests so far
+    source: Mapped[dict[str, Any] | None]  # how it was made: an upload's file, or the job that derived it
+    last_job_id: Mapped[uuid.UUID | None] = mapped_column(Uuid())
+    error: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        CheckConstraint(f"status IN ({', '.join(repr(s) for s in DATASET_STATUSES)})", name="status"),
+        Index("ix_datasets_tenant_created", "tenant_id", "created_at"),
+    )
+
+
+class DatasetVersion(Base):
+    """One successful ingest (or derivation) of a dataset: what came in and what it left."""
+
+    __tablename__ = "dataset_versions"
+
+    id: Mapped[int] = mapped_column(EventId, primary_key=True, autoincrement=True)
+    dataset_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    mode: Mapped[str] = mapped_column(String(8))  # replace | append
+    job_id: Mapped[uuid.UUID | None] = mapped_column(Uuid())
+    rows_loaded: Mapped[int] = mapped_column(BigInteger)
+    rows_rejected: Mapped[int] = mapped_column(BigInteger)
+    row_count: Mapped[int] = mapped_column(BigInteger)  # the dataset's rows after this version
+    source: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("uq_dataset_versions_dataset_version", "dataset_id", "version", unique=True),)
+
+
+class DatasetReject(Base):
+    """A row an ingest refused: where it was, which column, why, and the raw value."""
+
+    __tablename__ = "dataset_rejects"
+
+    id: Mapped[int] = mapped_column(EventId, primary_key=True, autoincrement=True)
+    dataset_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    job_id: Mapped[uuid.UUID] = mapped_column(Uuid())
+    line: Mapped[int] = mapped_column(BigInteger)  # the record's line, the header being line 1
+    column: Mapped[str | None] = mapped_column(String(200))
+    value: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_dataset_rejects_dataset_line", "dataset_id", "line"),)
+
+
+class StoredFile(Base):
+    """A file Conveyor keeps under DATA_DIR/files: an upload waiting for (or kept after) its ingest, or an export."""
+
+    __tablename__ = "files"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[str] = mapped_column(String(64), default="default")
+    kind: Mapped[str] = mapped_column(String(8))  # upload | export
+    dataset_id: Mapped[uuid.UUID | None] = mapped_column(Uuid())  # deleted with its dataset
+    path: Mapped[str] = mapped_column(Text)  # relative to DATA_DIR
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    job_id: Mapped[uuid.UUID | None] = mapped_column(Uuid())
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from pathlib import Path
 
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from core.context import JobCancelled, LeaseLost
@@ -26,6 +28,14 @@ class WorkerJobContext:
         self._cancel_requested = threading.Event()
         self._lease_lost = threading.Event()
         self._last_progress = 0.0
+
+    @property
+    def data_dir(self) -> Path:
+        return self.runtime.settings.data_dir.resolve()
+
+    @property
+    def engine(self) -> Engine:
+        return self.runtime.engine
 
     @property
     def session(self) -> Session:

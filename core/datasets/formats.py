@@ -1,0 +1,319 @@
+"""Reading an uploaded file as a stream of Arrow batches, in constant memory, with each row's line number.
+
+CSV goes through pyarrow's streaming reader (every column read as text, typed later so that a bad value rejects one
+row, not the file); JSON Lines through the json module line by line; Parquet through its row groups.
+"""
+
+from __future__ import annotations
+
+import codecs
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, Literal
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, Field
+
+from core.datasets.schema import ColumnSpec, type_of_arrow, with_sql_names
+from core.errors import ConveyorError
+
+BLOCK_BYTES = 4 << 20  # one CSV block: about 50,000 rows of a typical 8-column file
+JSONL_ROWS = 20_000
+SAMPLE_ROWS = 10_000  # rows read to infer a schema
+Format = Literal["csv", "jsonl", "parquet"]
+
+
+class FileUnreadable(ConveyorError):
+    slug, status, title = "file-unreadable", 422, "The file cannot be read"
+
+
+class FileOptions(BaseModel):
+    """How to read the file (the `options` of an upload)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    delimiter: str = Field(default=",", min_length=1, max_length=1)
+    quote_char: str = Field(default='"', min_length=1, max_length=1)
+    header: bool = Field(default=True, description="The first line names the columns (else column_1, column_2, …).")
+    encoding: str = Field(default="utf-8", max_length=40, description="Any Python codec name, e.g. latin-1.")
+    null_values: list[str] = Field(default=["", "NULL", "null"], max_length=100, description="Read as null.")
+    max_rejects: int = Field(default=1000, ge=0, description="More rejected rows than this fails the ingest.")
+
+    def check_encoding(self) -> None:
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise FileUnreadable(f"Unknown encoding {self.encoding!r}; e.g. utf-8, latin-1, cp1252.") from None
+
+
+@dataclass
+class Reject:
+    line: int
+    column: str | None
+    value: str | None
+    reason: str
+
+
+@dataclass
+class RawBatch:
+    """Rows as read: text columns (CSV, JSON Lines) or typed ones (Parquet), keyed by the file's column names."""
+
+    data: pa.RecordBatch
+    lines: list[int] | range  # the line of each row, the header being line 1
+    rejects: list[Reject] = field(default_factory=list)  # rows refused before typing (ragged, not JSON, …)
+    bytes_read: int = 0
+
+
+def read_batches(path: Path, format: Format, options: FileOptions) -> Iterator[RawBatch]:
+    if format == "csv":
+        return _csv_batches(path, options)
+    if format == "jsonl":
+        return _jsonl_batches(path, options)
+    return _parquet_batches(path)
+
+
+def file_columns(path: Path, format: Format, options: FileOptions) -> list[str]:
+    """The column names the file declares (its header, the keys of its first objects, its Parquet schema)."""
+    return [c.name for c in infer_columns(path, format, options)]
+
+
+def infer_columns(path: Path, format: Format, options: FileOptions) -> list[ColumnSpec]:
+    """A schema from a sample of the file: what Arrow's inference makes of the first rows."""
+    if format == "parquet":
+        schema = _parquet_file(path).schema_arrow
+        return with_sql_names([ColumnSpec(name=f.name, type=type_of_arrow(f.type)) for f in schema])
+    if format == "jsonl":
+        sample = _jsonl_sample(path, options)
+        return with_sql_names([ColumnSpec(name=name, type=type_of_arrow(sample.schema.field(name).type))
+                               for name in sample.schema.names])  # fmt: skip
+    reader = _open_csv(path, options, text_columns=None, block_size=1 << 20)
+    try:
+        batch = reader.read_next_batch()
+    except StopIteration:
+        batch = None
+    except pa.ArrowInvalid as exc:
+        raise FileUnreadable(_csv_error(exc, options)) from None
+    finally:
+        reader.close()
+    if batch is None or batch.num_rows == 0:
+        raise FileUnreadable("The file has a header but no rows." if options.header else "The file has no rows.")
+    return with_sql_names([ColumnSpec(name=f.name, type=type_of_arrow(f.type)) for f in batch.schema])
+
+
+# --- CSV ------------------------------------------------------------------------------------------------------------
+
+
+class CountingReader(io.RawIOBase):
+    """A binary file that counts the bytes read from it: the ingest's progress in bytes."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        read = self._raw.readinto(buffer)  # type: ignore[attr-defined]
+        self.count += read or 0
+        return int(read or 0)
+
+
+def _open_csv(
+    source: Path | BinaryIO, options: FileOptions, *, text_columns: list[str] | None, block_size: int = BLOCK_BYTES,
+    on_invalid: Any = None,
+) -> pacsv.CSVStreamingReader:  # fmt: skip
+    options.check_encoding()
+    read = pacsv.ReadOptions(
+        block_size=block_size,
+        use_threads=False,  # in order, so that refused rows carry their line numbers
+        encoding=options.encoding,
+        autogenerate_column_names=not options.header,
+    )
+    parse = pacsv.ParseOptions(
+        delimiter=options.delimiter,
+        quote_char=options.quote_char,
+        newlines_in_values=True,
+        ignore_empty_lines=True,
+        invalid_row_handler=on_invalid,
+    )
+    convert = pacsv.ConvertOptions(
+        null_values=options.null_values,
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=False,
+        column_types=dict.fromkeys(text_columns, pa.string()) if text_columns else None,
+    )
+    try:
+        stream = str(source) if isinstance(source, Path) else pa.PythonFile(source, mode="r")
+        return pacsv.open_csv(stream, read_options=read, parse_options=parse, convert_options=convert)
+    except pa.ArrowInvalid as exc:
+        raise FileUnreadable(_csv_error(exc, options)) from None
+
+
+def _csv_error(exc: Exception, options: FileOptions) -> str:
+    message = str(exc)
+    if "UTF8" in message or "UTF-8" in message:
+        return f"The file is not valid {options.encoding}: set options.encoding (e.g. latin-1) and upload it again."
+    if "Empty CSV file" in message:
+        return "The file is empty."
+    return f"The CSV cannot be parsed: {message}"
+
+
+def _csv_batches(path: Path, options: FileOptions) -> Iterator[RawBatch]:
+    names = file_columns_csv(path, options)
+    refused: list[Reject] = []
+
+    def on_invalid(row: Any) -> str:
+        refused.append(Reject(row.number or 0, None, row.text[:1000],
+                              f"has {row.actual_columns} fields, the header has {row.expected_columns}"))  # fmt: skip
+        return "skip"
+
+    next_line = 2 if options.header else 1
+    skipped: set[int] = set()
+    with open(path, "rb") as raw:
+        counted = CountingReader(raw)
+        reader = _open_csv(counted, options, text_columns=names, on_invalid=on_invalid)  # type: ignore[arg-type]
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                break
+            except pa.ArrowInvalid as exc:
+                raise FileUnreadable(f"Near line {next_line}: {_csv_error(exc, options)}") from None
+            skipped.update(r.line for r in refused)
+            lines, next_line = _number_rows(next_line, batch.num_rows, skipped)
+            yield RawBatch(_renamed(batch, names), lines, refused.copy(), bytes_read=counted.count)
+            refused.clear()
+
+
+def file_columns_csv(path: Path, options: FileOptions) -> list[str]:
+    reader = _open_csv(path, options, text_columns=None, block_size=1 << 16)
+    try:
+        names = list(reader.schema.names)
+    finally:
+        reader.close()
+    return names if options.header else [f"column_{i + 1}" for i in range(len(names))]
+
+
+def _renamed(batch: pa.RecordBatch, names: list[str]) -> pa.RecordBatch:
+    return batch if batch.schema.names == names else batch.rename_columns(names)
+
+
+def _number_rows(first: int, rows: int, refused: set[int]) -> tuple[list[int] | range, int]:
+    """The lines of `rows` accepted rows counted from `first`, stepping over refused lines (which the reader may
+    report a block ahead, so they are kept until passed). Returns the lines and the next line."""
+    if not refused or min(refused) >= first + rows + len(refused):
+        return range(first, first + rows), first + rows
+    lines: list[int] = []
+    line = first
+    while len(lines) < rows:
+        if line in refused:
+            refused.discard(line)
+        else:
+            lines.append(line)
+        line += 1
+    return lines, line
+
+
+# --- JSON Lines ---------------------------------------------------------------------------------------------------
+
+
+def _jsonl_sample(path: Path, options: FileOptions) -> pa.Table:
+    rows: list[dict[str, Any]] = []
+    for _line, _position, obj in _jsonl_objects(path, options, limit=SAMPLE_ROWS):
+        if isinstance(obj, dict):
+            rows.append(obj)
+    if not rows:
+        raise FileUnreadable("The file has no JSON objects, one per line.")
+    try:
+        return pa.Table.from_pylist(rows)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        names = list(dict.fromkeys(k for row in rows for k in row))
+        return pa.table({n: pa.array([], pa.string()) for n in names})  # mixed types: read them as text
+
+
+def _jsonl_objects(path: Path, options: FileOptions, limit: int | None = None) -> Iterator[tuple[int, int, Any]]:
+    """(line number, bytes read so far, the parsed value or the parse error) per non-blank line."""
+    options.check_encoding()
+    position = 0
+    with open(path, "rb") as lines:
+        for number, raw in enumerate(lines, start=1):
+            position += len(raw)
+            if limit is not None and number > limit:
+                return
+            try:
+                text = raw.decode(options.encoding)
+            except UnicodeDecodeError:
+                raise FileUnreadable(
+                    f"Line {number} is not valid {options.encoding}: set options.encoding and upload it again."
+                ) from None
+            if not text.strip():
+                continue
+            try:
+                yield number, position, json.loads(text)
+            except ValueError as exc:
+                yield number, position, exc
+
+
+def _jsonl_batches(path: Path, options: FileOptions) -> Iterator[RawBatch]:
+    names = [f.name for f in _jsonl_sample(path, options).schema]
+    columns: dict[str, list[str | None]] = {n: [] for n in names}
+    lines: list[int] = []
+    refused: list[Reject] = []
+
+    position = 0
+
+    def flush() -> RawBatch:
+        batch = pa.RecordBatch.from_pydict({n: pa.array(v, pa.string()) for n, v in columns.items()})
+        raw = RawBatch(batch, lines.copy(), refused.copy(), bytes_read=position)
+        for values in columns.values():
+            values.clear()
+        lines.clear()
+        refused.clear()
+        return raw
+
+    for number, position, obj in _jsonl_objects(path, options):  # noqa: B007 - flush() reads position
+        if not isinstance(obj, dict):
+            reason = f"not JSON: {obj}" if isinstance(obj, Exception) else "not a JSON object"
+            refused.append(Reject(number, None, None, reason))
+            continue
+        for name in names:
+            columns[name].append(_as_text(obj.get(name)))
+        lines.append(number)
+        if len(lines) >= JSONL_ROWS:
+            yield flush()
+    if lines or refused:
+        yield flush()
+
+
+def _as_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    return str(value)
+
+
+# --- Parquet ------------------------------------------------------------------------------------------------------
+
+
+def _parquet_file(path: Path) -> pq.ParquetFile:
+    try:
+        return pq.ParquetFile(str(path))
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise FileUnreadable(f"Not a Parquet file: {exc}") from None
+
+
+def _parquet_batches(path: Path) -> Iterator[RawBatch]:
+    file = _parquet_file(path)
+    first = 1
+    for batch in file.iter_batches(batch_size=65_536):
+        yield RawBatch(batch, range(first, first + batch.num_rows))
+        first += batch.num_rows

@@ -1,0 +1,124 @@
+"""The ingest: stream a file through typing into a staging table, then swap it in with the job's result."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from core.datasets.formats import FileOptions, FileUnreadable, Format, Reject, file_columns, infer_columns, read_batches
+from core.datasets.load import REJECTS, StagingLoad, discard_staging, staging_name, swap_in
+from core.datasets.schema import ColumnSpec, table_of
+from core.datasets.typing import type_batch
+from core.errors import ConveyorError
+from core.models import Dataset, DatasetVersion
+from core.types import utcnow
+
+Mode = Literal["replace", "append"]
+Progress = Callable[[int, int, str], None]  # (bytes done, bytes total, message)
+
+
+class TooManyRejects(ConveyorError):
+    slug, status, title = "too-many-rejects", 422, "Too many rejected rows"
+
+
+@dataclass(frozen=True)
+class IngestOutcome:
+    rows_loaded: int
+    rows_rejected: int
+    row_count: int
+    version: int
+
+
+def ingest_file(
+    *,
+    engine: Engine,
+    session: Session,
+    dataset_id: uuid.UUID,
+    job_id: uuid.UUID,
+    path: Path,
+    format: Format,
+    options: FileOptions,
+    mode: Mode,
+    source: dict[str, Any],
+    progress: Progress,
+) -> IngestOutcome:
+    """Load `path` into the dataset. Everything before the swap happens on connections of its own; the swap and
+    the dataset's new state go into `session` (the job's unit of work, committed with its result)."""
+    with engine.connect() as connection:
+        dataset = connection.execute(
+            sa.select(Dataset.table_name, Dataset.columns).where(Dataset.id == dataset_id)
+        ).one()
+    columns = [ColumnSpec.model_validate(c) for c in dataset.columns] if dataset.columns else \
+        infer_columns(path, format, options)  # fmt: skip
+    _require_columns(columns, file_columns(path, format, options))
+    staging = staging_name(dataset.table_name, job_id)
+    total = path.stat().st_size
+    loaded = rejected = 0
+    first_rejects: list[Reject] = []
+    with StagingLoad(engine, table_of(staging, columns), dataset_id, job_id) as load:
+        for raw in read_batches(path, format, options):
+            typed = type_batch(raw, columns, first_row=loaded + 1)
+            load.write(typed.data)
+            load.write_rejects(typed.rejects)
+            loaded += typed.data.num_rows
+            rejected += len(typed.rejects)
+            first_rejects = (first_rejects + typed.rejects)[:5]
+            if rejected > options.max_rejects:
+                raise TooManyRejects(f"{rejected} rows rejected, more than max_rejects={options.max_rejects}; "
+                                     f"first: {_describe(first_rejects)}")  # fmt: skip
+            progress(raw.bytes_read or total, total, f"{loaded} rows loaded, {rejected} rejected")
+        if loaded == 0:
+            raise FileUnreadable(f"No row could be loaded ({rejected} rejected; first: {_describe(first_rejects)}).")
+        load.finish()
+    try:
+        return _swap(session, dataset_id, job_id, staging, columns, mode, loaded, rejected, source)
+    except BaseException:
+        session.rollback()  # release the job's transaction (SQLite's write lock) before cleaning up
+        with engine.connect() as connection:
+            discard_staging(connection, staging, dataset_id, job_id)
+            connection.commit()
+        raise
+
+
+def _require_columns(columns: list[ColumnSpec], present: list[str]) -> None:
+    missing = [c.name for c in columns if c.name not in present]
+    if missing:
+        raise FileUnreadable(f"The file has no column {', '.join(missing)} (it has: {', '.join(present)}).")
+
+
+def _describe(rejects: list[Reject]) -> str:
+    return "; ".join(f"line {r.line}" + (f" column {r.column}" if r.column else "") + f": {r.reason}"
+                     for r in rejects) or "none"  # fmt: skip
+
+
+def _swap(
+    session: Session, dataset_id: uuid.UUID, job_id: uuid.UUID, staging: str, columns: list[ColumnSpec], mode: Mode,
+    loaded: int, rejected: int, source: dict[str, Any],
+) -> IngestOutcome:  # fmt: skip
+    query = sa.select(Dataset).where(Dataset.id == dataset_id).with_for_update()
+    dataset = session.scalars(query.execution_options(populate_existing=True)).one()
+    exists = dataset.version > 0
+    if exists and dataset.columns:
+        columns = [ColumnSpec.model_validate(c) for c in dataset.columns]  # the schema is the first ingest's
+    connection = session.connection()
+    row_count = swap_in(connection, table_name=dataset.table_name, staging=staging, columns=columns, mode=mode,
+                        exists=exists)  # fmt: skip
+    if mode == "replace":
+        connection.execute(sa.delete(REJECTS).where(REJECTS.c.dataset_id == dataset_id, REJECTS.c.job_id != job_id))
+    now = utcnow()
+    dataset.columns = [c.model_dump(exclude_none=True) for c in columns]
+    dataset.status, dataset.error, dataset.row_count = "ready", None, row_count
+    dataset.reject_count = rejected if mode == "replace" else dataset.reject_count + rejected
+    dataset.version, dataset.last_job_id, dataset.source, dataset.updated_at = dataset.version + 1, job_id, source, now
+    session.add(DatasetVersion(dataset_id=dataset_id, version=dataset.version, mode=mode, job_id=job_id,
+                               rows_loaded=loaded, rows_rejected=rejected, row_count=row_count, source=source,
+                               created_at=now))  # fmt: skip
+    session.flush()
+    return IngestOutcome(loaded, rejected, row_count, dataset.version)

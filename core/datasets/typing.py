@@ -1,0 +1,134 @@
+"""Typing a batch: every value checked against its column, vectorised in Arrow; a row with a bad value is rejected
+with its line, column and reason, and the rest of the batch goes on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from core.datasets.formats import RawBatch, Reject
+from core.datasets.schema import ROW_COLUMN, ColumnSpec, arrow_type
+
+# Cheap shape checks before the exact cast (which then only has to find the rare value that still fails).
+SHAPES = {
+    "integer": r"^[+-]?\d+$",
+    "float": r"^[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?|(?i:nan|inf|infinity))$",
+    "decimal": r"^[+-]?(\d+\.?\d*|\.\d+)$",
+    "date": r"^\d{4}-\d{2}-\d{2}$",
+    "timestamp": r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?(Z|[+-]\d{2}:?\d{2})?$",
+    "boolean": r"^(true|false|t|f|1|0|yes|no|y|n)$",
+}
+EXPECTED = {
+    "integer": "an integer",
+    "float": "a number",
+    "decimal": "a decimal number",
+    "date": "a date (YYYY-MM-DD)",
+    "timestamp": "a timestamp (ISO 8601)",
+    "boolean": "a boolean (true/false)",
+    "string": "text",
+}
+ZONE = r"(Z|[+-]\d{2}:?\d{2})$"
+TRUE_WORDS = ["true", "t", "1", "yes", "y"]
+
+
+@dataclass
+class TypedBatch:
+    data: pa.RecordBatch  # the accepted rows: `_row` then the columns under their SQL names
+    rejects: list[Reject]
+
+
+def type_batch(raw: RawBatch, columns: list[ColumnSpec], first_row: int) -> TypedBatch:
+    """Cast every column of `raw` to its type; rows with any bad value go to rejects (the first bad value is the
+    reason). `first_row` numbers the accepted rows (`_row`)."""
+    rows = raw.data.num_rows
+    bad = pa.array([False] * rows) if rows else pa.array([], pa.bool_())
+    typed: list[pa.Array] = []
+    rejects = list(raw.rejects)
+    reasons: dict[int, Reject] = {}
+    for column in columns:
+        values = _column(raw.data, column.name, rows)
+        result, failed = cast_column(values, column)
+        typed.append(result)
+        if failed is not None and pc.any(failed).as_py():
+            for index in pc.indices_nonzero(failed).to_pylist():
+                if index not in reasons:
+                    text = values[index].as_py()
+                    reason = _reason(column, text)
+                    reasons[index] = Reject(raw.lines[index], column.name, None if text is None else str(text)[:1000],
+                                            reason)  # fmt: skip
+            bad = pc.or_(bad, failed)
+    keep = pc.invert(bad)
+    accepted = pc.sum(keep.cast(pa.int64())).as_py() or 0
+    row_ids = pa.array(range(first_row, first_row + accepted), pa.int64())
+    names = [ROW_COLUMN, *(c.column or c.name for c in columns)]
+    data = pa.RecordBatch.from_arrays([row_ids, *(pc.filter(a, keep) for a in typed)], names=names) if reasons else \
+        pa.RecordBatch.from_arrays([row_ids, *typed], names=names)  # fmt: skip
+    rejects += [reasons[i] for i in sorted(reasons)]
+    return TypedBatch(data, rejects)
+
+
+def _column(batch: pa.RecordBatch, name: str, rows: int) -> pa.Array:
+    index = batch.schema.get_field_index(name)
+    return batch.column(index) if index >= 0 else pa.nulls(rows, pa.string())
+
+
+def _reason(column: ColumnSpec, value: object) -> str:
+    if value is None:
+        return "empty, but the column is not nullable"
+    if column.type == "string":
+        return "contains a NUL character"
+    if column.type == "decimal":
+        return f"not {EXPECTED['decimal']} with at most {column.precision} digits, {column.scale} after the point"
+    return f"not {EXPECTED[column.type]}"
+
+
+def cast_column(values: pa.Array, column: ColumnSpec) -> tuple[pa.Array, pa.Array | None]:
+    """(typed values, which rows failed) for one column. Text is trimmed, shape-checked, then cast exactly."""
+    target = arrow_type(column)
+    if values.type == target:
+        result: pa.Array = values
+    elif column.type == "string":
+        result = values.cast(pa.string())
+        # PostgreSQL text cannot hold NUL: such a value is refused here, not by the database mid-ingest.
+        result = pc.if_else(pc.match_substring(result, "\x00"), pa.nulls(len(result), pa.string()), result)
+    elif pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+        result = _cast_text(values, column, target)
+    else:
+        result = cast_or_null(values, target)  # a typed source (Parquet): cast what can be cast
+    failed = pc.and_(pc.is_null(result), pc.is_valid(values)) if result is not values else None
+    if failed is not None and column.type == "string" and not pc.any(failed).as_py():
+        failed = None
+    if not column.nullable:
+        empty = pc.is_null(values)
+        failed = empty if failed is None else pc.or_(failed, empty)
+    return result, failed
+
+
+def _cast_text(values: pa.Array, column: ColumnSpec, target: pa.DataType) -> pa.Array:
+    text = pc.utf8_trim_whitespace(values)
+    if column.type == "boolean":
+        text = pc.utf8_lower(text)
+    shaped = pc.if_else(pc.match_substring_regex(text, SHAPES[column.type]), text, pa.nulls(len(text), pa.string()))
+    if column.type == "boolean":
+        return pc.if_else(pc.is_null(shaped), pa.nulls(len(text), pa.bool_()), pc.is_in(shaped, pa.array(TRUE_WORDS)))
+    if column.type == "timestamp":
+        zoned = pc.match_substring_regex(shaped, ZONE)
+        none = pa.nulls(len(text), pa.string())
+        local = cast_or_null(pc.if_else(zoned, none, shaped), pa.timestamp("us")).cast(target)  # read as UTC
+        return pc.coalesce(local, cast_or_null(pc.if_else(zoned, shaped, none), target))
+    return cast_or_null(shaped, target)
+
+
+def cast_or_null(values: pa.Array, target: pa.DataType) -> pa.Array:
+    """Cast exactly; values that do not cast become null. The whole array is tried first, then halves of a
+    failing one, so a rare bad value costs O(log n) casts instead of a Python loop over the batch."""
+    try:
+        return pc.cast(values, target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        if len(values) <= 1:
+            return pa.nulls(len(values), target)
+        middle = len(values) // 2
+        return pa.concat_arrays([cast_or_null(values.slice(0, middle), target),
+                                 cast_or_null(values.slice(middle), target)])  # fmt: skip
