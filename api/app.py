@@ -7,7 +7,7 @@ from importlib.metadata import version
 from apiflask import APIFlask
 from flask import request
 
-from api import health, job_batches, job_stream, job_types, jobs, queues, schedules
+from api import datasets, health, job_batches, job_stream, job_types, jobs, queues, schedules
 from api.extension import Conveyor, close_db
 from api.jsonio import JSONRequest, StrictJSONProvider
 from api.problems import PROBLEM_SCHEMA, problem, register_problem_handlers
@@ -17,6 +17,7 @@ from core.registry import Registry, load_registry
 from core.settings import Settings
 
 BODY_METHODS = {"POST", "PUT", "PATCH"}
+UPLOAD_ENDPOINTS = {"datasets.create", "datasets.ingest"}
 
 
 def create_app(
@@ -57,12 +58,15 @@ def create_app(
     @app.before_request
     def require_json_body():  # type: ignore[no-untyped-def]
         has_body = request.content_length or request.headers.get("Transfer-Encoding")
+        if request.endpoint in UPLOAD_ENDPOINTS:
+            return None  # files, checked by api/uploads.py
         if request.method in BODY_METHODS and has_body and not request.is_json:
             return problem(
                 415, detail=f"Send JSON with `Content-Type: application/json` (got {request.mimetype or 'none'})."
             )
         return None
 
-    for blueprint in (jobs.bp, job_batches.bp, job_stream.bp, job_types.bp, queues.bp, schedules.bp, health.bp):
+    blueprints = (jobs.bp, job_batches.bp, job_stream.bp, job_types.bp, queues.bp, schedules.bp, datasets.bp, health.bp)
+    for blueprint in blueprints:
         app.register_blueprint(blueprint)
     return app

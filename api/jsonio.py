@@ -43,7 +43,20 @@ def _check_strings(value: Any) -> None:
             item.encode("utf-8")  # UnicodeEncodeError (a ValueError) on a lone surrogate such as \ud800
 
 
+SPOOL_FACTORY = "conveyor.spool_factory"
+
+
 class JSONRequest(Request):
+    def _get_file_stream(
+        self, total_content_length: int | None, content_type: str | None, filename: str | None = None,
+        content_length: int | None = None,
+    ) -> Any:  # fmt: skip
+        """Uploads go straight to where they will be kept (see api/uploads.py), not to a temporary file first."""
+        factory = self.environ.get(SPOOL_FACTORY)
+        if factory is not None:
+            return factory()
+        return super()._get_file_stream(total_content_length, content_type, filename, content_length)
+
     def on_json_loading_failed(self, e: ValueError | None) -> Any:
         reason = f": {e}" if e else ""
         raise BadRequest(f"The body is not valid JSON{reason}. Send a JSON object with Content-Type: application/json.")

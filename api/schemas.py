@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
+from core.datasets.schema import ColumnSpec
 from core.models import Job, JobEvent, JobResult, Schedule
 from core.schedules import ScheduleDefinition, upcoming_slots
 from core.status import JobStatus
@@ -255,3 +256,79 @@ ScheduleUpdate = create_model(
 class RunListQuery(Strict):
     limit: int = Field(default=50, ge=1, le=200)
     cursor: str | None = Field(default=None, max_length=500)
+
+
+class DatasetVersionRead(BaseModel):
+    version: int
+    mode: str
+    job_id: uuid.UUID | None
+    rows_loaded: int
+    rows_rejected: int
+    row_count: int
+    source: dict[str, Any] | None
+    created_at: datetime
+
+
+class DatasetRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    name: str
+    status: str = Field(description="`pending` until the first ingest succeeds, then `ready`; `failed` if it failed.")
+    columns: list[ColumnSpec] | None = Field(description="The schema (declared, or inferred by the first ingest).")
+    schema_inferred: bool
+    row_count: int
+    reject_count: int
+    version: int = Field(description="Successful ingests so far.")
+    source: dict[str, Any] | None
+    last_job_id: uuid.UUID | None
+    error: dict[str, Any] | None = Field(description="Why the last ingest failed, if it did.")
+    created_at: datetime
+    updated_at: datetime
+    versions: list[DatasetVersionRead] | None = None
+
+
+class DatasetList(BaseModel):
+    items: list[DatasetRead]
+
+
+class DatasetAccepted(BaseModel):
+    dataset: DatasetRead
+    job: JobRead
+
+
+class DatasetListQuery(Strict):
+    limit: int = Field(default=50, ge=1, le=200)
+    offset: int = Field(default=0, ge=0)
+
+
+class RowsQuery(Strict):
+    limit: int = Field(default=100, ge=1, le=1000)
+    offset: int = Field(default=0, ge=0, le=10_000_000)
+    filter: list[str] = Field(
+        default_factory=list,
+        description="Repeatable `column:op:value`; op: eq ne lt le gt ge contains is_null not_null.",
+    )
+    sort: str | None = Field(default=None, max_length=2000, description="Comma-separated columns; `-` for descending.")
+
+
+class RowsPage(BaseModel):
+    items: list[dict[str, Any]]
+    limit: int
+    offset: int
+
+
+class RejectRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    line: int
+    column: str | None
+    value: str | None
+    reason: str
+    job_id: uuid.UUID
+
+
+class RejectPage(BaseModel):
+    items: list[RejectRead]
+    limit: int
+    offset: int

@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(
         default=1 << 20, ge=1024, description="Largest JSON request body accepted (413 above)."
     )
+    max_upload_bytes: int = Field(
+        default=10 << 30, ge=1024, description="Largest dataset upload accepted (413 above); spooled to DATA_DIR."
+    )
     queues: Annotated[list[str], NoDecode] = Field(
         default=["default"], description="Queues the worker consumes (comma-separated)."
     )

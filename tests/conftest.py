@@ -6,12 +6,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, delete
+from sqlalchemy import Engine, delete, inspect
 from sqlalchemy.orm import Session
 
 from core.db import make_engine, make_sessionmaker
 from core.migrate import upgrade_database
-from core.models import Job, JobEvent, JobResult, Schedule
+from core.models import Dataset, DatasetReject, DatasetVersion, Job, JobEvent, JobResult, Schedule, StoredFile
 from core.registry import Registry, load_registry
 from tests.support.backends import postgres_database
 
@@ -42,8 +42,11 @@ def engine(database_url: str) -> Iterator[Engine]:
 def clean_db(engine: Engine) -> Iterator[Engine]:
     yield engine
     with engine.begin() as conn:
-        for table in (JobResult, JobEvent, Job, Schedule):
+        for table in (JobResult, JobEvent, Job, Schedule, DatasetReject, DatasetVersion, Dataset, StoredFile):
             conn.execute(delete(table))
+        for name in inspect(conn).get_table_names():
+            if name.startswith("ds_"):  # the datasets' own tables
+                conn.exec_driver_sql(f'DROP TABLE "{name}"')
 
 
 @pytest.fixture

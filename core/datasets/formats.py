@@ -91,7 +91,7 @@ def infer_columns(path: Path, format: Format, options: FileOptions) -> list[Colu
         sample = _jsonl_sample(path, options)
         return with_sql_names([ColumnSpec(name=name, type=type_of_arrow(sample.schema.field(name).type))
                                for name in sample.schema.names])  # fmt: skip
-    reader = _open_csv(path, options, text_columns=None, block_size=1 << 20)
+    reader = _open_csv(path, options, text_columns=None, block_size=1 << 20, on_invalid=lambda _row: "skip")
     try:
         batch = reader.read_next_batch()
     except StopIteration:
@@ -125,12 +125,12 @@ class CountingReader(io.RawIOBase):
 
 
 def _open_csv(
-    source: Path | BinaryIO, options: FileOptions, *, text_columns: list[str] | None, block_size: int = BLOCK_BYTES,
+    source: Path | BinaryIO, options: FileOptions, *, text_columns: list[str] | None, block_size: int | None = None,
     on_invalid: Any = None,
 ) -> pacsv.CSVStreamingReader:  # fmt: skip
     options.check_encoding()
     read = pacsv.ReadOptions(
-        block_size=block_size,
+        block_size=block_size or BLOCK_BYTES,
         use_threads=False,  # in order, so that refused rows carry their line numbers
         encoding=options.encoding,
         autogenerate_column_names=not options.header,
@@ -192,7 +192,7 @@ def _csv_batches(path: Path, options: FileOptions) -> Iterator[RawBatch]:
 
 
 def file_columns_csv(path: Path, options: FileOptions) -> list[str]:
-    reader = _open_csv(path, options, text_columns=None, block_size=1 << 16)
+    reader = _open_csv(path, options, text_columns=None, block_size=1 << 16, on_invalid=lambda _row: "skip")
     try:
         names = list(reader.schema.names)
     finally:

@@ -75,7 +75,7 @@ class StagingLoad:
             return
         assert self._side is not None  # noqa: S101 - set by __enter__
         rows = [{"dataset_id": self.dataset_id, "job_id": self.job_id, "line": r.line, "column": r.column,
-                 "value": r.value, "reason": r.reason} for r in rejects]  # fmt: skip
+                 "value": _storable(r.value), "reason": r.reason} for r in rejects]  # fmt: skip
         self._side.execute(sa.insert(REJECTS), rows)
         self._side.commit()
 
@@ -99,6 +99,11 @@ class StagingLoad:
                 with self.engine.connect() as connection:
                     discard_staging(connection, self.table.name, self.dataset_id, self.job_id)
                     connection.commit()
+
+
+def _storable(value: str | None) -> str | None:
+    """A rejected value as text PostgreSQL can hold (NUL shown as \\0)."""
+    return None if value is None else value.replace("\x00", "\\0")
 
 
 def discard_staging(connection: Connection, name: str, dataset_id: uuid.UUID, job_id: uuid.UUID) -> None:

@@ -87,12 +87,12 @@ def _reason(column: ColumnSpec, value: object) -> str:
 def cast_column(values: pa.Array, column: ColumnSpec) -> tuple[pa.Array, pa.Array | None]:
     """(typed values, which rows failed) for one column. Text is trimmed, shape-checked, then cast exactly."""
     target = arrow_type(column)
-    if values.type == target:
-        result: pa.Array = values
-    elif column.type == "string":
-        result = values.cast(pa.string())
+    if column.type == "string":
+        result: pa.Array = values.cast(pa.string())
         # PostgreSQL text cannot hold NUL: such a value is refused here, not by the database mid-ingest.
         result = pc.if_else(pc.match_substring(result, "\x00"), pa.nulls(len(result), pa.string()), result)
+    elif values.type == target:
+        result = values
     elif pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
         result = _cast_text(values, column, target)
     else:

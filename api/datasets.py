@@ -1,0 +1,196 @@
+"""/v1/datasets: upload a file as a dataset (an ingest job), read it (schema, versions, rows, rejects), delete it."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from typing import Any
+
+from apiflask import APIBlueprint
+from flask import url_for
+
+from api.extension import conveyor, db
+from api.jobs import publish_after_commit
+from api.schemas import (
+    DatasetAccepted,
+    DatasetList,
+    DatasetListQuery,
+    DatasetRead,
+    DatasetVersionRead,
+    JobRead,
+    RejectPage,
+    RejectRead,
+    RowsPage,
+    RowsQuery,
+)
+from api.uploads import Upload, UploadInvalid, json_param, receive_upload
+from core.datasets.files import record_file
+from core.datasets.formats import file_columns
+from core.datasets.schema import ColumnSpec, parse_schema
+from core.datasets.store import (
+    DatasetNotFound,
+    delete_dataset,
+    get_dataset,
+    list_datasets,
+    list_rejects,
+    new_dataset,
+    parse_filter,
+    read_rows,
+    versions_of,
+)
+from core.models import Dataset
+from core.submit import submit_job
+
+bp = APIBlueprint("datasets", __name__, url_prefix="/v1/datasets", tag="Datasets")
+
+UPLOAD_DOC = (
+    "Send the file as `multipart/form-data` (part `file`, optional parts `name`, `format`, `options` and `schema` as "
+    "JSON) or as the raw body (`Content-Type: text/csv`, `application/x-ndjson` or `application/vnd.apache.parquet`) "
+    "with the same fields as query parameters. The file is streamed to disk (limit CONVEYOR_MAX_UPLOAD_BYTES) and "
+    "loaded by a `dataset_ingest` job."
+)
+UPLOAD_ERRORS = {
+    413: "Larger than CONVEYOR_MAX_UPLOAD_BYTES",
+    415: "Neither multipart nor a supported file type",
+    422: "Empty or unreadable file, invalid options or schema, columns missing from the file",
+}
+
+
+def parse_dataset_id(raw: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise DatasetNotFound(f"No dataset with id {raw!r} (dataset ids are UUIDs).") from None
+
+
+def dataset_read(dataset: Dataset, *, with_versions: bool = False) -> DatasetRead:
+    read = DatasetRead.model_validate(dataset)
+    if with_versions:
+        read.versions = [
+            DatasetVersionRead.model_validate(v, from_attributes=True) for v in versions_of(db(), dataset.id)
+        ]
+    return read
+
+
+def _accept(upload: Upload, dataset: Dataset, mode: str) -> Any:
+    """Record the file and submit its ingest in one transaction; publish after commit."""
+    ext, session = conveyor(), db()
+    stored = record_file(session, upload.spooled, upload.info, kind="upload")
+    stored.dataset_id = dataset.id
+    payload = {"dataset_id": str(dataset.id), "file_id": str(stored.id), "format": upload.format,
+               "options": upload.options.model_dump(), "mode": mode}  # fmt: skip
+    job, _ = submit_job(session, registry=ext.registry, known_queues=ext.settings.queues, type="dataset_ingest",
+                        payload=payload)  # fmt: skip
+    dataset.last_job_id = job.id
+    session.commit()
+    publish_after_commit([job])
+    body = DatasetAccepted(dataset=dataset_read(dataset), job=JobRead.of(job))
+    return body, 202, {"Location": url_for("datasets.get_one", dataset_id=str(dataset.id))}
+
+
+def _check_columns(upload: Upload, columns: list[ColumnSpec] | None) -> None:
+    """Refuse at once what the ingest would: an empty or unreadable file, declared columns it does not have."""
+    present = file_columns(upload.spooled.path, upload.format, upload.options)
+    missing = [c.name for c in columns or [] if c.name not in present]
+    if missing:
+        detail = f"The file has no column {', '.join(missing)} (it has: {', '.join(present)})."
+        raise UploadInvalid(detail, errors=[{"field": "schema", "message": f"not in the file: {', '.join(missing)}"}])
+
+
+@bp.post("")
+@bp.output(DatasetAccepted, status_code=202, description="Accepted: the dataset and its ingest job.")
+@bp.doc(summary="Create a dataset from an uploaded file", description=UPLOAD_DOC, responses=UPLOAD_ERRORS)
+def create() -> Any:
+    upload = receive_upload()
+    try:
+        raw_schema = json_param(upload.params, "schema")
+        columns = parse_schema(raw_schema) if raw_schema is not None else None
+        _check_columns(upload, columns)
+        name = str(upload.params.get("name") or upload.info.filename)[:200]
+        dataset = new_dataset(db(), name=name, columns=columns)
+        return _accept(upload, dataset, "replace")
+    except BaseException:
+        db().rollback()
+        upload.spooled.discard()
+        raise
+
+
+@bp.post("/<dataset_id>/ingest")
+@bp.output(DatasetAccepted, status_code=202, description="Accepted: the dataset and its ingest job.")
+@bp.doc(
+    summary="Load another file into a dataset (`mode`: replace or append)",
+    description=UPLOAD_DOC + " The dataset's schema stays as its first ingest made it.",
+    responses={404: "No such dataset", **UPLOAD_ERRORS},
+)
+def ingest(dataset_id: str) -> Any:
+    dataset = get_dataset(db(), parse_dataset_id(dataset_id))
+    upload = receive_upload()
+    try:
+        mode = upload.params.get("mode", "append")
+        if mode not in ("append", "replace"):
+            raise UploadInvalid("`mode` is append or replace.", errors=[{"field": "mode", "message": mode}])
+        if "schema" in upload.params:
+            raise UploadInvalid("A dataset's schema is set by its first upload; leave `schema` out.",
+                                errors=[{"field": "schema", "message": "not allowed here"}])  # fmt: skip
+        columns = [ColumnSpec.model_validate(c) for c in dataset.columns] if dataset.columns else None
+        _check_columns(upload, columns)
+        return _accept(upload, dataset, mode)
+    except BaseException:
+        db().rollback()
+        upload.spooled.discard()
+        raise
+
+
+@bp.get("")
+@bp.input(DatasetListQuery, location="query", arg_name="query")
+@bp.output(DatasetList)
+@bp.doc(summary="List datasets, newest first")
+def list_all(query: DatasetListQuery) -> Any:
+    return DatasetList(items=[dataset_read(d) for d in list_datasets(db(), limit=query.limit, offset=query.offset)])
+
+
+@bp.get("/<dataset_id>")
+@bp.output(DatasetRead)
+@bp.doc(summary="Read a dataset: schema, counts, source, status and versions", responses={404: "No such dataset"})
+def get_one(dataset_id: str) -> Any:
+    return dataset_read(get_dataset(db(), parse_dataset_id(dataset_id)), with_versions=True)
+
+
+@bp.get("/<dataset_id>/rows")
+@bp.input(RowsQuery, location="query", arg_name="query")
+@bp.output(RowsPage)
+@bp.doc(
+    summary="Rows, filtered and sorted (e.g. ?filter=origin:eq:JFK&sort=-dep_delay)",
+    responses={400: "Unknown column, operator or a value of the wrong type", 404: "No such dataset",
+               409: "No data yet"},
+)  # fmt: skip
+def rows(dataset_id: str, query: RowsQuery) -> Any:
+    dataset = get_dataset(db(), parse_dataset_id(dataset_id))
+    sort = [key.strip() for key in (query.sort or "").split(",") if key.strip()]
+    items = read_rows(db(), dataset, limit=query.limit, offset=query.offset,
+                      filters=[parse_filter(f) for f in query.filter], sort=sort)  # fmt: skip
+    return RowsPage(items=items, limit=query.limit, offset=query.offset)
+
+
+@bp.get("/<dataset_id>/rejects")
+@bp.input(DatasetListQuery, location="query", arg_name="query")
+@bp.output(RejectPage)
+@bp.doc(summary="Rows the ingests refused: line, column, value and reason", responses={404: "No such dataset"})
+def rejects(dataset_id: str, query: DatasetListQuery) -> Any:
+    dataset = get_dataset(db(), parse_dataset_id(dataset_id))
+    items = [RejectRead.model_validate(r) for r in list_rejects(db(), dataset, limit=query.limit, offset=query.offset)]
+    return RejectPage(items=items, limit=query.limit, offset=query.offset)
+
+
+@bp.delete("/<dataset_id>")
+@bp.output({}, status_code=204)
+@bp.doc(summary="Delete a dataset, its table, rejects and files", responses={404: "No such dataset"})
+def delete(dataset_id: str) -> Any:
+    session = db()
+    dataset = get_dataset(session, parse_dataset_id(dataset_id))
+    paths = delete_dataset(session, dataset, conveyor().settings.data_dir.resolve())
+    session.commit()
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    return ""

@@ -1,0 +1,132 @@
+"""Receiving a dataset upload: a multipart `file` part or a raw streamed body, spooled to DATA_DIR as it arrives,
+with its options from the form or the query string."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from flask import request
+from pydantic import ValidationError
+
+from api.extension import conveyor
+from api.jsonio import SPOOL_FACTORY
+from core.datasets.files import FileInfo, SpoolFile, spool_stream
+from core.datasets.formats import FileOptions, Format
+from core.errors import ConveyorError
+
+RAW_TYPES: dict[str, Format] = {
+    "text/csv": "csv",
+    "application/x-ndjson": "jsonl",
+    "application/jsonl": "jsonl",
+    "application/vnd.apache.parquet": "parquet",
+}
+EXTENSIONS: dict[str, Format] = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl",
+                                 ".parquet": "parquet"}  # fmt: skip
+FLAT_OPTIONS = ("delimiter", "quote_char", "header", "encoding", "max_rejects")
+
+
+class UploadInvalid(ConveyorError):
+    slug, status, title = "validation-error", 422, "Request validation failed"
+
+
+class UnsupportedUpload(ConveyorError):
+    slug, status, title = "unsupported-media-type", 415, "Unsupported media type"
+
+
+@dataclass
+class Upload:
+    spooled: SpoolFile
+    info: FileInfo
+    format: Format
+    options: FileOptions
+    params: dict[str, Any]  # the other fields: name, schema, mode
+
+
+def receive_upload() -> Upload:
+    """Spool the request's file and read its parameters. The caller discards `spooled` if it refuses the upload."""
+    settings = conveyor().settings
+    request.max_content_length = settings.max_upload_bytes
+    data_dir, limit = settings.data_dir.resolve(), settings.max_upload_bytes
+    if request.mimetype == "multipart/form-data":
+        spools: list[SpoolFile] = []
+
+        def factory() -> SpoolFile:
+            spools.append(SpoolFile(data_dir, limit))
+            return spools[-1]
+
+        request.environ[SPOOL_FACTORY] = factory
+        try:
+            part = request.files.get("file")
+        except BaseException:
+            for spool in spools:
+                spool.discard()
+            raise
+        for spool in spools:
+            if part is None or spool is not part.stream:
+                spool.discard()  # stray file parts
+        if part is None or not isinstance(part.stream, SpoolFile):
+            raise UploadInvalid("Send the file as a multipart part named `file`.",
+                                errors=[{"field": "file", "message": "missing"}])  # fmt: skip
+        part.stream.close()
+        params = {key: request.form[key] for key in request.form}
+        info = FileInfo(part.filename or "upload", part.mimetype or "application/octet-stream")
+        spooled = part.stream
+    elif request.mimetype in RAW_TYPES:
+        spooled = spool_stream(request.stream, data_dir, limit)  # type: ignore[arg-type]
+        params = {key: request.args[key] for key in request.args}
+        info = FileInfo(params.get("filename", "upload"), request.mimetype)
+    else:
+        raise UnsupportedUpload(
+            f"Upload a file as multipart/form-data (part `file`) or as a raw body with Content-Type "
+            f"{', '.join(RAW_TYPES)} (got {request.mimetype or 'none'})."
+        )
+    try:
+        return Upload(spooled, info, _format(params, info), _options(params), params)
+    except BaseException:
+        spooled.discard()
+        raise
+
+
+def _format(params: dict[str, Any], info: FileInfo) -> Format:
+    named = params.get("format")
+    if named is not None:
+        if named not in ("csv", "jsonl", "parquet"):
+            raise UploadInvalid(f"Unknown format {named!r}: csv, jsonl or parquet.",
+                                errors=[{"field": "format", "message": "csv, jsonl or parquet"}])  # fmt: skip
+        return named  # type: ignore[no-any-return]
+    if info.content_type in RAW_TYPES:
+        return RAW_TYPES[info.content_type]
+    for extension, format in EXTENSIONS.items():
+        if info.filename.lower().endswith(extension):
+            return format
+    return "csv"
+
+
+def json_param(params: dict[str, Any], name: str) -> Any:
+    raw = params.get(name)
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise UploadInvalid(f"`{name}` must be JSON: {exc}", errors=[{"field": name, "message": "not JSON"}]) from None
+
+
+def _options(params: dict[str, Any]) -> FileOptions:
+    options = json_param(params, "options") or {}
+    if not isinstance(options, dict):
+        raise UploadInvalid(
+            "`options` must be a JSON object.", errors=[{"field": "options", "message": "not an object"}]
+        )
+    options |= {key: params[key] for key in FLAT_OPTIONS if key in params}
+    if "header" in options and isinstance(options["header"], str):
+        options["header"] = options["header"].lower() not in ("false", "0", "no")
+    try:
+        parsed = FileOptions.model_validate(options)
+    except ValidationError as exc:
+        errors = [{"field": "options." + ".".join(map(str, e["loc"])), "message": e["msg"]} for e in exc.errors()]
+        raise UploadInvalid("The file options are invalid; see errors.", errors=errors) from None
+    parsed.check_encoding()
+    return parsed
