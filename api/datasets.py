@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 from apiflask import APIBlueprint
-from flask import url_for
+from flask import request, url_for
 
 from api.extension import conveyor, db
 from api.jobs import publish_after_commit
@@ -168,7 +168,7 @@ def rows(dataset_id: str, query: RowsQuery) -> Any:
     dataset = get_dataset(db(), parse_dataset_id(dataset_id))
     sort = [key.strip() for key in (query.sort or "").split(",") if key.strip()]
     items = read_rows(db(), dataset, limit=query.limit, offset=query.offset,
-                      filters=[parse_filter(f) for f in query.filter], sort=sort)  # fmt: skip
+                      filters=[parse_filter(f) for f in request.args.getlist("filter")], sort=sort)  # fmt: skip
     return RowsPage(items=items, limit=query.limit, offset=query.offset)
 
 

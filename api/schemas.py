@@ -305,9 +305,10 @@ class DatasetListQuery(Strict):
 class RowsQuery(Strict):
     limit: int = Field(default=100, ge=1, le=1000)
     offset: int = Field(default=0, ge=0, le=10_000_000)
-    filter: list[str] = Field(
-        default_factory=list,
-        description="Repeatable `column:op:value`; op: eq ne lt le gt ge contains is_null not_null.",
+    filter: str | None = Field(
+        default=None,
+        max_length=2000,
+        description="`column:op:value`, repeatable (all must hold); op: eq ne lt le gt ge contains is_null not_null.",
     )
     sort: str | None = Field(default=None, max_length=2000, description="Comma-separated columns; `-` for descending.")
 

@@ -96,12 +96,14 @@ def infer_columns(path: Path, format: Format, options: FileOptions) -> list[Colu
         batch = reader.read_next_batch()
     except StopIteration:
         batch = None
-    except pa.ArrowInvalid as exc:
+    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         raise FileUnreadable(_csv_error(exc, options)) from None
     finally:
         reader.close()
     if batch is None or batch.num_rows == 0:
         raise FileUnreadable("The file has a header but no rows." if options.header else "The file has no rows.")
+    if any(pa.types.is_binary(f.type) for f in batch.schema):  # what Arrow infers for text that does not decode
+        raise FileUnreadable(_csv_error(ValueError("invalid UTF-8"), options))
     return with_sql_names([ColumnSpec(name=f.name, type=type_of_arrow(f.type)) for f in batch.schema])
 
 
@@ -151,13 +153,13 @@ def _open_csv(
     try:
         stream = str(source) if isinstance(source, Path) else pa.PythonFile(source, mode="r")
         return pacsv.open_csv(stream, read_options=read, parse_options=parse, convert_options=convert)
-    except pa.ArrowInvalid as exc:
+    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         raise FileUnreadable(_csv_error(exc, options)) from None
 
 
 def _csv_error(exc: Exception, options: FileOptions) -> str:
     message = str(exc)
-    if "UTF8" in message or "UTF-8" in message:
+    if "UTF8" in message or "UTF-8" in message or isinstance(exc, UnicodeDecodeError):
         return f"The file is not valid {options.encoding}: set options.encoding (e.g. latin-1) and upload it again."
     if "Empty CSV file" in message:
         return "The file is empty."
@@ -183,7 +185,7 @@ def _csv_batches(path: Path, options: FileOptions) -> Iterator[RawBatch]:
                 batch = reader.read_next_batch()
             except StopIteration:
                 break
-            except pa.ArrowInvalid as exc:
+            except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
                 raise FileUnreadable(f"Near line {next_line}: {_csv_error(exc, options)}") from None
             skipped.update(r.line for r in refused)
             lines, next_line = _number_rows(next_line, batch.num_rows, skipped)
