@@ -7,7 +7,7 @@ from importlib.metadata import version
 from apiflask import APIFlask
 from flask import request
 
-from api import datasets, health, job_batches, job_stream, job_types, jobs, queues, schedules
+from api import datasets, files, health, job_batches, job_stream, job_types, jobs, queues, schedules
 from api.extension import Conveyor, close_db
 from api.jsonio import JSONRequest, StrictJSONProvider
 from api.problems import PROBLEM_SCHEMA, problem, register_problem_handlers
@@ -66,7 +66,17 @@ def create_app(
             )
         return None
 
-    blueprints = (jobs.bp, job_batches.bp, job_stream.bp, job_types.bp, queues.bp, schedules.bp, datasets.bp, health.bp)
+    blueprints = (
+        jobs.bp,
+        job_batches.bp,
+        job_stream.bp,
+        job_types.bp,
+        queues.bp,
+        schedules.bp,
+        datasets.bp,
+        files.bp,
+        health.bp,
+    )
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
     return app

@@ -26,6 +26,7 @@ from api.schemas import (
 from api.uploads import Upload, UploadInvalid, json_param, receive_upload
 from core.datasets.files import record_file
 from core.datasets.formats import file_columns
+from core.datasets.query import parse_filter
 from core.datasets.schema import ColumnSpec, parse_schema
 from core.datasets.store import (
     DatasetNotFound,
@@ -34,7 +35,6 @@ from core.datasets.store import (
     list_datasets,
     list_rejects,
     new_dataset,
-    parse_filter,
     read_rows,
     versions_of,
 )

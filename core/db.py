@@ -5,9 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+READ_ONLY = "conveyor_read_only"  # execution option: this connection's transactions only read
+# The database went away (restart, failover, network): worth another attempt, unlike a bad input.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (OperationalError, InterfaceError, ConnectionError)
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -43,4 +47,6 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_begin(connection: Any) -> None:
         # A deferred transaction that reads and then writes fails with SQLITE_BUSY at once (no busy wait) when
         # another process committed in between; taking the write lock up front makes busy_timeout apply.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # A long read (an export) says it only reads: WAL lets it run beside the writers instead of blocking them.
+        read_only = connection.get_execution_options().get(READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")

@@ -8,6 +8,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from pydantic import BaseModel
+from sqlalchemy.orm import Session
 
 from core.context import JobContext
 from core.queue_names import QueueNames
@@ -34,6 +35,9 @@ class JobSpec:
     soft_time_limit: float | None = None  # raises inside the handler (a retryable failure)
     time_limit: float = 3600.0  # kills the worker process; the lease then expires and the reconciler takes over
     tags: tuple[str, ...] = field(default_factory=tuple)
+    # Checks the payload against the database at submit (e.g. that a dataset has the named columns), so a request
+    # that can only fail is refused with a 4xx instead of becoming a failed job. Raises a ConveyorError.
+    check: Callable[[Any, Session], None] | None = None
 
 
 class DuplicateJobType(Exception):

@@ -132,6 +132,9 @@ def submit_jobs(
                 outcomes.append(Submitted(existing, created=False))
                 continue
             job = build_job(registry, known_queues, request, tenant_id, now)
+            check = registry.get(request.type).check
+            if check is not None:
+                check(registry.get(request.type).payload.model_validate(job.payload), session)
         except ConveyorError as exc:
             outcomes.append(Submitted(None, created=False, error=exc))
             continue
