@@ -48,8 +48,10 @@ fmt: install-test
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-## bench: throughput (single and batch submits) vs bare Celery, submit→start latency, scaling 1→2→4 processes
+## bench: ingest vs psql \copy and pandas; throughput vs bare Celery (single, batch); latency; scaling 1→2→4
 bench: install-test
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[bench]'
+	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/queue_throughput.py
 	$(BIN)/python bench/latency.py
 	$(BIN)/python bench/queue_throughput.py --backends services --concurrency 1,2,4 --name scaling

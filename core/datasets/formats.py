@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from core.datasets.schema import ColumnSpec, type_of_arrow, with_sql_names
 from core.errors import ConveyorError
 
-BLOCK_BYTES = 4 << 20  # one CSV block: about 50,000 rows of a typical 8-column file
+BLOCK_BYTES = 1 << 20  # one CSV block (~12,000 rows of 8 columns): measured faster and leaner than 4 MiB
 JSONL_ROWS = 20_000
 SAMPLE_ROWS = 10_000  # rows read to infer a schema
 Format = Literal["csv", "jsonl", "parquet"]

@@ -62,10 +62,11 @@ def ingest_file(
     total = path.stat().st_size
     loaded = rejected = 0
     first_rejects: list[Reject] = []
-    with StagingLoad(engine, table_of(staging, columns), dataset_id, job_id) as load:
+    keyed = engine.dialect.name != "postgresql"  # PostgreSQL builds the key after the COPY (see swap_in)
+    with StagingLoad(engine, table_of(staging, columns, keyed=keyed), dataset_id, job_id) as load:
         for raw in read_batches(path, format, options):
             typed = type_batch(raw, columns, first_row=loaded + 1)
-            load.write(typed.data)
+            load.write(typed)
             load.write_rejects(typed.rejects)
             loaded += typed.data.num_rows
             rejected += len(typed.rejects)

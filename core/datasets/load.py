@@ -3,19 +3,20 @@ then one swap into the dataset's table in the job's own transaction, so readers 
 
 from __future__ import annotations
 
-import contextlib
 import io
+import queue
+import threading
 import uuid
 from contextlib import ExitStack
 from typing import Any, cast
 
-import pyarrow as pa
 import pyarrow.csv as pacsv
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 
 from core.datasets.formats import Reject
 from core.datasets.schema import ROW_COLUMN, ColumnSpec, table_of
+from core.datasets.typing import TypedBatch
 from core.models import DatasetReject
 
 REJECTS = cast(sa.Table, DatasetReject.__table__)
@@ -27,9 +28,65 @@ def staging_name(table_name: str, job_id: uuid.UUID) -> str:
     return f"{table_name[:30]}_stg_{job_id.hex[:16]}"
 
 
+class CopyStream:
+    """One `COPY … FROM STDIN` fed through a small bounded queue by a thread of its own, so that Arrow reads and
+    checks the next batch while PostgreSQL parses this one (both release the GIL). At most `depth` batches wait."""
+
+    def __init__(self, driver: Any, statement: str, depth: int = 3) -> None:
+        self._driver = driver
+        self._statement = statement
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._abort = False
+        self._thread = threading.Thread(target=self._run, name="copy-stream", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            with self._driver.cursor().copy(self._statement) as copy:
+                while (chunk := self._queue.get()) is not None:
+                    copy.write(chunk)
+                if self._abort:
+                    raise CopyAborted("ingest aborted")  # psycopg then ends the COPY with CopyFail
+        except BaseException as exc:
+            self._error = exc  # the producer sees it at its next put
+
+    def _put(self, item: bytes | None) -> None:
+        while self._thread.is_alive():
+            try:
+                self._queue.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def write(self, chunk: bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        self._put(chunk)
+        if self._error is not None:
+            raise self._error
+
+    def close(self) -> None:
+        """End the COPY (raising what the server refused, if anything)."""
+        self._put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def abort(self) -> None:
+        self._abort = True
+        self._put(None)
+        self._thread.join()
+
+
+class CopyAborted(Exception):
+    pass
+
+
 class StagingLoad:
-    """Loads one ingest into its staging table. PostgreSQL streams a single COPY for the whole file; SQLite commits
-    every batch, so the one writer lock is never held for a whole ingest (the API keeps accepting jobs)."""
+    """Loads one ingest into its staging table. PostgreSQL streams a single COPY for the whole file (the table's key
+    is built after, in one pass); SQLite commits every batch, so the one writer lock is never held for a whole ingest
+    (the API keeps accepting jobs)."""
 
     def __init__(self, engine: Engine, table: sa.Table, dataset_id: uuid.UUID, job_id: uuid.UUID) -> None:
         self.engine = engine
@@ -38,9 +95,7 @@ class StagingLoad:
         self.job_id = job_id
         self.postgres = engine.dialect.name == "postgresql"
         self._stack = ExitStack()
-        self._copy: Any = None
-        self._copy_context: Any = None
-        self._driver: Any = None
+        self._copy: CopyStream | None = None
         self._data: Connection | None = None
         self._side: Connection | None = None
 
@@ -51,23 +106,23 @@ class StagingLoad:
         self.table.create(self._data)
         self._data.commit()
         if self.postgres:
-            self._driver = self._data.connection.driver_connection
+            self._data.execute(sa.text("SET LOCAL TIME ZONE 'UTC'"))  # a timestamp without offset is UTC, as typed
             columns = ", ".join(f'"{c.name}"' for c in self.table.columns)  # names from table_of: [a-z0-9_] only
             statement = f'COPY "{self.table.name}" ({columns}) FROM STDIN WITH (FORMAT csv)'
-            self._copy_context = self._driver.cursor().copy(statement)
-            self._copy = self._copy_context.__enter__()
+            self._copy = CopyStream(self._data.connection.driver_connection, statement)
         return self
 
-    def write(self, batch: pa.RecordBatch) -> None:
-        if batch.num_rows == 0:
+    def write(self, batch: TypedBatch) -> None:
+        if batch.data.num_rows == 0:
             return
         if self._copy is not None:
+            # The validated values as they were read: PostgreSQL parses them faster than Arrow re-formats them.
             buffer = io.BytesIO()
-            pacsv.write_csv(batch, buffer, CSV_FOR_COPY)
-            self._copy.write(buffer.getbuffer())
+            pacsv.write_csv(batch.text, buffer, CSV_FOR_COPY)
+            self._copy.write(buffer.getvalue())
             return
         assert self._data is not None  # noqa: S101 - set by __enter__
-        self._data.execute(self.table.insert(), batch.to_pylist())
+        self._data.execute(self.table.insert(), batch.data.to_pylist())
         self._data.commit()
 
     def write_rejects(self, rejects: list[Reject]) -> None:
@@ -82,17 +137,17 @@ class StagingLoad:
     def finish(self) -> None:
         """End the COPY and commit: the staging table is complete (still invisible to readers)."""
         if self._copy is not None:
-            self._copy, copy_context = None, self._copy_context
-            copy_context.__exit__(None, None, None)
-            self._driver.commit()  # the COPY ran on the driver connection, outside SQLAlchemy's transaction
+            copy, self._copy = self._copy, None
+            copy.close()
+            assert self._data is not None  # noqa: S101 - set by __enter__
+            self._data.connection.driver_connection.commit()  # type: ignore[union-attr] # COPY ran on the driver
         self._stack.close()
 
     def __exit__(self, exc_type: object, *_: object) -> None:
         try:
             if self._copy is not None:  # an error mid-COPY: abort it, the connection rolls back
-                self._copy, copy_context = None, self._copy_context
-                with contextlib.suppress(Exception):  # the connection is rolled back and returned either way
-                    copy_context.__exit__(RuntimeError, RuntimeError("ingest aborted"), None)
+                copy, self._copy = self._copy, None
+                copy.abort()
             self._stack.close()
         finally:
             if exc_type is not None:
@@ -122,6 +177,8 @@ def swap_in(
         if exists:
             main.drop(connection)
         connection.execute(sa.text(f'ALTER TABLE "{staging}" RENAME TO "{table_name}"'))
+        if connection.dialect.name == "postgresql":  # loaded without a key: one index build beats one per row
+            connection.execute(sa.text(f'ALTER TABLE "{table_name}" ADD PRIMARY KEY ("{ROW_COLUMN}")'))
     else:
         staged = table_of(staging, columns)
         offset = sa.select(sa.func.coalesce(sa.func.max(main.c[ROW_COLUMN]), 0)).scalar_subquery()

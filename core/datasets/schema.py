@@ -149,11 +149,12 @@ def type_of_arrow(data_type: pa.DataType) -> ColumnType:
     return "string"
 
 
-def table_of(table_name: str, columns: list[ColumnSpec], metadata: sa.MetaData | None = None) -> sa.Table:
-    """The dataset's table as SQLAlchemy Core: every identifier quoted by SQLAlchemy, never spliced by hand."""
+def table_of(table_name: str, columns: list[ColumnSpec], *, keyed: bool = True) -> sa.Table:
+    """The dataset's table as SQLAlchemy Core: every identifier quoted by SQLAlchemy, never spliced by hand.
+    `keyed=False` leaves out the primary key on `_row` (a staging table whose key is built after the load)."""
     return sa.Table(
         table_name,
-        metadata or sa.MetaData(),
-        sa.Column(ROW_COLUMN, sa.BigInteger(), primary_key=True, autoincrement=False),
+        sa.MetaData(),
+        sa.Column(ROW_COLUMN, sa.BigInteger(), primary_key=keyed, autoincrement=False, nullable=False),
         *(sa.Column(c.column or c.name, sql_type(c), nullable=c.nullable, quote=True) for c in columns),
     )

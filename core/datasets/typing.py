@@ -35,7 +35,8 @@ TRUE_WORDS = ["true", "t", "1", "yes", "y"]
 
 @dataclass
 class TypedBatch:
-    data: pa.RecordBatch  # the accepted rows: `_row` then the columns under their SQL names
+    data: pa.RecordBatch  # the accepted rows: `_row` then the columns under their SQL names, typed
+    text: pa.RecordBatch  # the same rows as they were read: for PostgreSQL's COPY, whose parsers take them as they are
     rejects: list[Reject]
 
 
@@ -45,12 +46,14 @@ def type_batch(raw: RawBatch, columns: list[ColumnSpec], first_row: int) -> Type
     rows = raw.data.num_rows
     bad = pa.array([False] * rows) if rows else pa.array([], pa.bool_())
     typed: list[pa.Array] = []
+    source: list[pa.Array] = []
     rejects = list(raw.rejects)
     reasons: dict[int, Reject] = {}
     for column in columns:
         values = _column(raw.data, column.name, rows)
         result, failed = cast_column(values, column)
         typed.append(result)
+        source.append(result if column.type == "string" else values)  # strings: NUL-checked
         if failed is not None and pc.any(failed).as_py():
             for index in pc.indices_nonzero(failed).to_pylist():
                 if index not in reasons:
@@ -63,10 +66,12 @@ def type_batch(raw: RawBatch, columns: list[ColumnSpec], first_row: int) -> Type
     accepted = pc.sum(keep.cast(pa.int64())).as_py() or 0
     row_ids = pa.array(range(first_row, first_row + accepted), pa.int64())
     names = [ROW_COLUMN, *(c.column or c.name for c in columns)]
-    data = pa.RecordBatch.from_arrays([row_ids, *(pc.filter(a, keep) for a in typed)], names=names) if reasons else \
-        pa.RecordBatch.from_arrays([row_ids, *typed], names=names)  # fmt: skip
+    if reasons:
+        typed, source = [pc.filter(a, keep) for a in typed], [pc.filter(a, keep) for a in source]
+    data = pa.RecordBatch.from_arrays([row_ids, *typed], names=names)
+    text = pa.RecordBatch.from_arrays([row_ids, *source], names=names)
     rejects += [reasons[i] for i in sorted(reasons)]
-    return TypedBatch(data, rejects)
+    return TypedBatch(data, text, rejects)
 
 
 def _column(batch: pa.RecordBatch, name: str, rows: int) -> pa.Array:
@@ -94,7 +99,9 @@ def cast_column(values: pa.Array, column: ColumnSpec) -> tuple[pa.Array, pa.Arra
     elif values.type == target:
         result = values
     elif pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
-        result = _cast_text(values, column, target)
+        result = _fast_cast(values, column, target)
+        if result is None:  # some value is off (or padded, or spelled differently): check each one
+            result = _cast_text(values, column, target)
     else:
         result = cast_or_null(values, target)  # a typed source (Parquet): cast what can be cast
     failed = pc.and_(pc.is_null(result), pc.is_valid(values)) if result is not values else None
@@ -104,6 +111,18 @@ def cast_column(values: pa.Array, column: ColumnSpec) -> tuple[pa.Array, pa.Arra
         empty = pc.is_null(values)
         failed = empty if failed is None else pc.or_(failed, empty)
     return result, failed
+
+
+def _fast_cast(values: pa.Array, column: ColumnSpec, target: pa.DataType) -> pa.Array | None:
+    """The common case, a whole batch of clean values, in one cast; None if any value needs a closer look."""
+    if column.type in ("boolean", "decimal"):  # wider spellings, or a scale to check, than the plain cast
+        return None
+    try:
+        if column.type == "timestamp":
+            return pc.cast(values, pa.timestamp("us")).cast(target)  # no offset: read as UTC
+        return pc.cast(values, target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
 
 
 def _cast_text(values: pa.Array, column: ColumnSpec, target: pa.DataType) -> pa.Array:
