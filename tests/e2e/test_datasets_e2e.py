@@ -1,0 +1,85 @@
+"""Datasets with real processes over HTTP: upload → ingest job → rows → aggregate → export → download; and a large
+upload streamed through gunicorn without the API's memory growing with it."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import pyarrow.parquet as pq
+
+from tests.e2e.harness import Cluster
+
+FLIGHTS = "carrier,origin,delay\nAA,JFK,5\nUA,JFK,-2\nAA,LGA,30\nDL,JFK,x\nB6,BOS,12\n"
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def api_workers(cluster: Cluster) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(cluster.procs["api"].pid)], capture_output=True,
+                         text=True, check=True).stdout  # fmt: skip
+    return [int(pid) for pid in out.split()]
+
+
+def test_upload_aggregate_export_download(cluster: Cluster) -> None:
+    schema = quote(json.dumps({"carrier": "string", "origin": "string", "delay": "integer"}))
+    accepted = cluster.request("POST", f"/v1/datasets?name=flights&schema={schema}", data=FLIGHTS,
+                               headers={"Content-Type": "text/csv"})  # fmt: skip
+    assert accepted.status_code == 202, accepted.text
+    ingest = cluster.wait_job(accepted.json()["job"]["id"])
+    assert ingest["status"] == "succeeded", ingest["error"]
+    dataset_id = accepted.json()["dataset"]["id"]
+    dataset = cluster.request("GET", f"/v1/datasets/{dataset_id}").json()
+    assert dataset["status"] == "ready" and dataset["row_count"] == 4 and dataset["reject_count"] == 1
+    rows = cluster.request("GET", f"/v1/datasets/{dataset_id}/rows?filter=origin:eq:JFK&sort=-delay").json()
+    assert [r["delay"] for r in rows["items"]] == [5, -2]
+    rejects = cluster.request("GET", f"/v1/datasets/{dataset_id}/rejects").json()["items"]
+    assert [(r["line"], r["column"]) for r in rejects] == [(5, "delay")]
+
+    aggregate = cluster.submit("dataset_aggregate", {"dataset_id": dataset_id, "group_by": ["carrier"],
+                                                     "metrics": [{"op": "sum", "column": "delay"}]})  # fmt: skip
+    assert cluster.wait_job(aggregate["id"])["status"] == "succeeded"
+    summary_id = cluster.request("GET", f"/v1/jobs/{aggregate['id']}/result").json()["data"]["dataset_id"]
+    sums = cluster.request("GET", f"/v1/datasets/{summary_id}/rows?sort=carrier").json()["items"]
+    assert [(r["carrier"], r["sum_delay"]) for r in sums] == [("AA", 35), ("B6", 12), ("UA", -2)]
+
+    export = cluster.submit("dataset_export", {"dataset_id": summary_id, "format": "parquet"})
+    assert cluster.wait_job(export["id"])["status"] == "succeeded"
+    url = cluster.request("GET", f"/v1/jobs/{export['id']}/result").json()["data"]["url"]
+    download = cluster.request("GET", url)
+    assert download.status_code == 200 and int(download.headers["Content-Length"]) == len(download.content)
+    assert pq.read_table(io.BytesIO(download.content)).to_pylist()[0] == {"carrier": "AA", "sum_delay": 35}
+
+
+def test_a_large_upload_streams_without_the_api_growing(cluster: Cluster) -> None:
+    """About 200 MB, sent in chunks; the API spools it to disk as it arrives."""
+    rows, row = 200_000, "x" * 1000
+    workers = api_workers(cluster)
+    before = {pid: peak_rss_mb(pid) for pid in workers}
+
+    def body() -> Iterator[bytes]:
+        yield b"id,text\n"
+        chunk = "".join(f"{i},{row}\n" for i in range(1000)).encode()
+        for _ in range(rows // 1000):
+            yield chunk
+
+    started = time.monotonic()
+    accepted = cluster.request("POST", "/v1/datasets?name=big", data=body(), headers={"Content-Type": "text/csv"})
+    assert accepted.status_code == 202, accepted.text
+    growth = max(peak_rss_mb(pid) - before[pid] for pid in workers)
+    assert growth < 64, f"an API worker's peak RSS grew by {growth:.0f} MB for a 200 MB upload"
+    job = cluster.wait_job(accepted.json()["job"]["id"], timeout=300)
+    assert job["status"] == "succeeded", job["error"]
+    dataset = cluster.request("GET", f"/v1/datasets/{accepted.json()['dataset']['id']}").json()
+    assert dataset["row_count"] == rows and dataset["source"]["size"] > 200_000_000
+    assert time.monotonic() - started < 600
