@@ -29,10 +29,13 @@ class ApiClient:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
 
-    def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
-        data = json.dumps(body).encode() if body is not None else None
+    def request(
+        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None, *, raw: Any = None
+    ) -> Any:
+        """JSON in and out; `raw` (bytes or a binary file, streamed) is sent as is with the caller's Content-Type."""
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
         all_headers = {"Accept": "application/json", **(headers or {})}
-        if data is not None:
+        if data is not None and raw is None:
             all_headers["Content-Type"] = "application/json"
         req = urllib.request.Request(self.base_url + path, data=data, method=method, headers=all_headers)  # noqa: S310
         try:
@@ -51,3 +54,13 @@ def client_for(api: str | None) -> ApiClient:
     """The client of --api, else CONVEYOR_API_URL, else the API `conveyor up` runs."""
     settings = Settings()
     return ApiClient(api or os.environ.get("CONVEYOR_API_URL") or f"http://{settings.api_host}:{settings.api_port}")
+
+
+def download(client: ApiClient, path: str, target: str) -> int:
+    """Stream GET `path` into the file `target`; returns the bytes written."""
+    written = 0
+    with urllib.request.urlopen(client.base_url + path, timeout=client.timeout) as response, open(target, "wb") as out:  # noqa: S310
+        while chunk := response.read(1 << 20):
+            out.write(chunk)
+            written += len(chunk)
+    return written

@@ -1,4 +1,4 @@
-"""`conveyor` commands: up, db upgrade, submit (one or a batch), status, schedule."""
+"""`conveyor` commands: up, db upgrade, submit (one or a batch), status, schedule, dataset."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from cli.client import ApiClient, ApiError, api_option, client_for
+from cli.datasets import dataset
 from cli.processes import NoRedisServer, process_commands, process_env
 from cli.schedules import schedule, sync_file
 from core.migrate import upgrade_database
@@ -55,6 +56,7 @@ def up() -> None:
 
 
 main.add_command(schedule)
+main.add_command(dataset)
 
 
 @main.group()

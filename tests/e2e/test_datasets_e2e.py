@@ -83,3 +83,31 @@ def test_a_large_upload_streams_without_the_api_growing(cluster: Cluster) -> Non
     dataset = cluster.request("GET", f"/v1/datasets/{accepted.json()['dataset']['id']}").json()
     assert dataset["row_count"] == rows and dataset["source"]["size"] > 200_000_000
     assert time.monotonic() - started < 600
+
+
+def test_the_dataset_cli(cluster: Cluster, tmp_path: Path) -> None:
+    import sys
+
+    conveyor = str(Path(sys.executable).with_name("conveyor"))
+    source = tmp_path / "flights.csv"
+    source.write_text(FLIGHTS)
+
+    def run(*args: str) -> str:
+        done = subprocess.run([conveyor, "dataset", *args, "--api", cluster.base], capture_output=True, text=True,
+                              timeout=120)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    dataset_id = run("upload", str(source), "--schema", '{"carrier": "string", "origin": "string", "delay": "integer"}',
+                     "--wait")  # fmt: skip
+    assert '"AA"' in run("rows", dataset_id, "--filter", "origin:eq:LGA")
+    assert "line        5  delay" in run("rejects", dataset_id)
+    run("upload", str(source), "--into", dataset_id, "--mode", "append", "--wait")
+    assert json.loads(run("show", dataset_id))["row_count"] == 8
+    summary = run("aggregate", dataset_id, "--group-by", "carrier", "--metric", "count", "--metric", "max:delay")
+    exported = tmp_path / "summary.csv"
+    run("export", summary, "--format", "csv", "--sort", "carrier", "-o", str(exported))
+    assert exported.read_text().splitlines() == ['"carrier","count","max_delay"', '"AA",4,30', '"B6",2,12',
+                                                 '"UA",2,-2']  # fmt: skip
+    run("delete", dataset_id)
+    assert dataset_id not in run("list")

@@ -1,0 +1,209 @@
+"""`conveyor dataset ...`: upload files as datasets, read them, aggregate and export them, over the API."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import click
+
+from cli.client import ApiClient, ApiError, api_option, client_for, download
+
+CONTENT_TYPES = {"csv": "text/csv", "jsonl": "application/x-ndjson", "parquet": "application/vnd.apache.parquet"}
+EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+TERMINAL = {"succeeded", "failed", "cancelled"}
+
+
+@click.group("dataset")
+def dataset() -> None:
+    """Datasets: upload, list, show, rows, rejects, aggregate, export, delete."""
+
+
+def _call(action: Any) -> Any:
+    try:
+        return action()
+    except (ApiError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _json_option(value: str | None, name: str) -> Any:
+    if value is None:
+        return None
+    text = Path(value[1:]).read_text() if value.startswith("@") else value
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint=name) from None
+
+
+def wait_for(client: ApiClient, job: dict[str, Any]) -> dict[str, Any]:
+    """Follow a job to its end with a progress line; exit 1 if it did not succeed."""
+    while job["status"] not in TERMINAL:
+        progress = job.get("progress") or {}
+        shown = progress.get("message") or ""
+        if progress.get("total"):
+            shown = f"{100 * (progress.get('done') or 0) / progress['total']:5.1f}%  {shown}"
+        click.echo(f"\r{job['status']:<9} {shown}".ljust(100), nl=False, err=True)
+        time.sleep(0.5)
+        job = client.request("GET", f"/v1/jobs/{job['id']}")
+    click.echo("\r" + " " * 100 + "\r", nl=False, err=True)
+    if job["status"] != "succeeded":
+        error = job.get("error") or {}
+        raise click.ClickException(f"job {job['id']} {job['status']}: {error.get('type')}: {error.get('message')}")
+    data: dict[str, Any] = client.request("GET", f"/v1/jobs/{job['id']}/result")["data"]
+    return data
+
+
+@dataset.command()
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--name", help="Dataset name (default: the file name).")
+@click.option(
+    "--format", "format_", type=click.Choice(["csv", "jsonl", "parquet"]), help="Default: from the extension."
+)
+@click.option("--schema", help='Columns as JSON, e.g. \'{"id": "integer"}\', or @file.json (default: inferred).')
+@click.option("--options", help='Reading options as JSON, e.g. \'{"delimiter": ";"}\', or @file.json.')
+@click.option("--into", "into", help="Load into this existing dataset instead of creating one.")
+@click.option("--mode", type=click.Choice(["append", "replace"]), default="append", show_default=True,
+              help="With --into.")  # fmt: skip
+@click.option("--wait", is_flag=True, help="Wait for the ingest to finish, showing progress.")
+@api_option
+def upload(path: Path, name: str | None, format_: str | None, schema: str | None, options: str | None,
+           into: str | None, mode: str, wait: bool, api: str | None) -> None:  # fmt: skip
+    """Upload PATH (CSV, JSON Lines or Parquet), streamed; prints the dataset id."""
+    fmt = format_ or EXTENSIONS.get(path.suffix.lower(), "csv")
+    params: dict[str, str] = {"filename": path.name, "format": fmt}
+    if into:
+        params["mode"] = mode
+    else:
+        params["name"] = name or path.stem
+        if schema:
+            params["schema"] = json.dumps(_json_option(schema, "--schema"))
+    if options:
+        params["options"] = json.dumps(_json_option(options, "--options"))
+    client = client_for(api)
+    target = f"/v1/datasets/{into}/ingest" if into else "/v1/datasets"
+    headers = {"Content-Type": CONTENT_TYPES[fmt], "Content-Length": str(path.stat().st_size)}
+    with open(path, "rb") as body:
+        accepted = _call(lambda: client.request("POST", f"{target}?{urlencode(params)}", headers=headers, raw=body))
+    click.echo(accepted["dataset"]["id"])
+    if wait:
+        result = _call(lambda: wait_for(client, accepted["job"]))
+        click.echo(f"version {result['version']}: {result['rows_loaded']} rows loaded, {result['rows_rejected']} "
+                   f"rejected, {result['row_count']} in the dataset", err=True)  # fmt: skip
+
+
+@dataset.command("list")
+@api_option
+def list_(api: str | None) -> None:
+    """List datasets."""
+    for item in _call(lambda: client_for(api).request("GET", "/v1/datasets?limit=200"))["items"]:
+        click.echo(f"{item['id']}  {item['name']:<30} {item['status']:<8} {item['row_count']:>12,} rows  "
+                   f"{item['reject_count']:>8,} rejected")  # fmt: skip
+
+
+@dataset.command()
+@click.argument("dataset_id")
+@api_option
+def show(dataset_id: str, api: str | None) -> None:
+    """A dataset as JSON: schema, counts, source, versions."""
+    click.echo(json.dumps(_call(lambda: client_for(api).request("GET", f"/v1/datasets/{dataset_id}")), indent=2))
+
+
+@dataset.command()
+@click.argument("dataset_id")
+@click.option("--filter", "filters", multiple=True, help="column:op:value (repeatable).")
+@click.option("--sort", help="Comma-separated columns, - for descending.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+@api_option
+def rows(dataset_id: str, filters: tuple[str, ...], sort: str | None, limit: int, api: str | None) -> None:
+    """Print rows as JSON Lines."""
+    query = urlencode([("limit", limit), *(("filter", f) for f in filters), *((("sort", sort),) if sort else ())])
+    page = _call(lambda: client_for(api).request("GET", f"/v1/datasets/{dataset_id}/rows?{query}"))
+    for row in page["items"]:
+        click.echo(json.dumps(row))
+
+
+@dataset.command()
+@click.argument("dataset_id")
+@click.option("--limit", type=click.IntRange(1, 200), default=50, show_default=True)
+@api_option
+def rejects(dataset_id: str, limit: int, api: str | None) -> None:
+    """The rows the ingests refused."""
+    page = _call(lambda: client_for(api).request("GET", f"/v1/datasets/{dataset_id}/rejects?limit={limit}"))
+    for item in page["items"]:
+        click.echo(f"line {item['line']:>8}  {item['column'] or '-':<20} {item['reason']}  {item['value'] or ''}")
+
+
+def _submit(client: ApiClient, job_type: str, payload: dict[str, Any]) -> dict[str, Any]:
+    job: dict[str, Any] = _call(lambda: client.request("POST", "/v1/jobs", {"type": job_type, "payload": payload}))
+    return job
+
+
+@dataset.command()
+@click.argument("dataset_id")
+@click.option("--group-by", help="Comma-separated columns.")
+@click.option("--metric", "metrics", multiple=True, required=True, help="op or op:column, e.g. avg:delay, count.")
+@click.option("--filter", "filters", multiple=True, help="column:op:value (repeatable).")
+@click.option("--bucket", help="column:unit, e.g. dep_time:day (hour, day, week, month).")
+@click.option("--name", help="Name of the output dataset.")
+@api_option
+def aggregate(dataset_id: str, group_by: str | None, metrics: tuple[str, ...], filters: tuple[str, ...],
+              bucket: str | None, name: str | None, api: str | None) -> None:  # fmt: skip
+    """Aggregate into a new dataset (waits; prints its id)."""
+    payload: dict[str, Any] = {
+        "dataset_id": dataset_id,
+        "group_by": [c.strip() for c in (group_by or "").split(",") if c.strip()],
+        "metrics": [dict(zip(("op", "column"), m.split(":", 1), strict=False)) for m in metrics],
+        "filters": [_filter(f) for f in filters],
+    }
+    if bucket:
+        column, _, unit = bucket.rpartition(":")
+        payload["time_bucket"] = {"column": column, "unit": unit}
+    if name:
+        payload["name"] = name
+    client = client_for(api)
+    result = _call(lambda: wait_for(client, _submit(client, "dataset_aggregate", payload)))
+    click.echo(result["dataset_id"])
+
+
+def _filter(text: str) -> dict[str, Any]:
+    column, _, rest = text.partition(":")
+    op, has_value, value = rest.partition(":")
+    return {"column": column, "op": op, **({"value": value} if has_value else {})}
+
+
+@dataset.command()
+@click.argument("dataset_id")
+@click.option("--format", "format_", type=click.Choice(["csv", "jsonl", "parquet"]), default="csv", show_default=True)
+@click.option("--columns", help="Comma-separated columns (default: all).")
+@click.option("--filter", "filters", multiple=True, help="column:op:value (repeatable).")
+@click.option("--sort", help="Comma-separated columns, - for descending.")
+@click.option("--output", "-o", required=True, help="Where to write the file (- for stdout).")
+@api_option
+def export(dataset_id: str, format_: str, columns: str | None, filters: tuple[str, ...], sort: str | None,
+           output: str, api: str | None) -> None:  # fmt: skip
+    """Export to a file: runs a dataset_export job, then downloads its result."""
+    payload: dict[str, Any] = {"dataset_id": dataset_id, "format": format_, "filters": [_filter(f) for f in filters],
+                               "sort": [s.strip() for s in (sort or "").split(",") if s.strip()]}  # fmt: skip
+    if columns:
+        payload["columns"] = [c.strip() for c in columns.split(",")]
+    client = client_for(api)
+    result = _call(lambda: wait_for(client, _submit(client, "dataset_export", payload)))
+    target = "/dev/stdout" if output == "-" else output
+    size = _call(lambda: download(client, result["url"], target))
+    click.echo(f"{result['rows']} rows, {size} bytes → {output}", err=True)
+    if output != "-" and size != result["size"]:
+        sys.exit(1)
+
+
+@dataset.command()
+@click.argument("dataset_id")
+@api_option
+def delete(dataset_id: str, api: str | None) -> None:
+    """Delete a dataset, its table, rejects and files."""
+    _call(lambda: client_for(api).request("DELETE", f"/v1/datasets/{dataset_id}"))
+    click.echo(f"deleted {dataset_id}")
