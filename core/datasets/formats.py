@@ -19,7 +19,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.datasets.schema import ColumnSpec, type_of_arrow, with_sql_names
+from core.datasets.schema import ColumnSpec, SchemaInvalid, type_of_arrow, with_sql_names
 from core.errors import ConveyorError
 
 BLOCK_BYTES = 1 << 20  # one CSV block (~12,000 rows of 8 columns): measured faster and leaner than 4 MiB
@@ -85,12 +85,9 @@ def file_columns(path: Path, format: Format, options: FileOptions) -> list[str]:
 def infer_columns(path: Path, format: Format, options: FileOptions) -> list[ColumnSpec]:
     """A schema from a sample of the file: what Arrow's inference makes of the first rows."""
     if format == "parquet":
-        schema = _parquet_file(path).schema_arrow
-        return with_sql_names([ColumnSpec(name=f.name, type=type_of_arrow(f.type)) for f in schema])
+        return _columns(_parquet_file(path).schema_arrow)
     if format == "jsonl":
-        sample = _jsonl_sample(path, options)
-        return with_sql_names([ColumnSpec(name=name, type=type_of_arrow(sample.schema.field(name).type))
-                               for name in sample.schema.names])  # fmt: skip
+        return _columns(_jsonl_sample(path, options).schema)
     reader = _open_csv(path, options, text_columns=None, block_size=1 << 20, on_invalid=lambda _row: "skip")
     try:
         batch = reader.read_next_batch()
@@ -104,7 +101,16 @@ def infer_columns(path: Path, format: Format, options: FileOptions) -> list[Colu
         raise FileUnreadable("The file has a header but no rows." if options.header else "The file has no rows.")
     if any(pa.types.is_binary(f.type) for f in batch.schema):  # what Arrow infers for text that does not decode
         raise FileUnreadable(_csv_error(ValueError("invalid UTF-8"), options))
-    return with_sql_names([ColumnSpec(name=f.name, type=type_of_arrow(f.type)) for f in batch.schema])
+    return _columns(batch.schema)
+
+
+def _columns(schema: pa.Schema) -> list[ColumnSpec]:
+    """The file's columns with the types Arrow inferred; a column without a name is refused, not guessed."""
+    for index, name in enumerate(schema.names):
+        if not name.strip():
+            raise SchemaInvalid(f"Column {index + 1} of the file has no name: name it in the file, or upload with "
+                                "options.header=false (columns are then column_1, column_2, …).")  # fmt: skip
+    return with_sql_names([ColumnSpec(name=f.name, type=type_of_arrow(f.type)) for f in schema])
 
 
 # --- CSV ------------------------------------------------------------------------------------------------------------

@@ -66,6 +66,10 @@ def test_multipart_upload_with_all_fields(client: FlaskClient, run_job: Any, cle
         (b"a,b\n1,2\n", "text/csv", "format=xlsx", 422, "validation-error"),
         (b"not parquet", "application/vnd.apache.parquet", "", 422, "file-unreadable"),
         (b"\xff\xfe,b\n\xff,2\n", "text/csv", "", 422, "file-unreadable"),  # not UTF-8
+        (b"a,,b\n1,2,3\n", "text/csv", "", 422, "schema-invalid"),  # a column without a name
+        (b"a,a\n1,2\n", "text/csv", "", 422, "schema-invalid"),  # the same name twice
+        (b'{"": 1}\n', "application/x-ndjson", "", 422, "schema-invalid"),
+        (b"\n\n", "application/x-ndjson", "", 422, "file-unreadable"),
     ],
 )
 def test_bad_uploads_are_refused_and_leave_nothing(
