@@ -52,6 +52,7 @@ fmt: install-test
 bench: install-test
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[bench]'
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/api_load.py
 	$(BIN)/python bench/queue_throughput.py
 	$(BIN)/python bench/latency.py
 	$(BIN)/python bench/queue_throughput.py --backends services --concurrency 1,2,4 --name scaling
