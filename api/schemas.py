@@ -299,7 +299,7 @@ class DatasetAccepted(BaseModel):
 
 class DatasetListQuery(Strict):
     limit: int = Field(default=50, ge=1, le=200)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=10_000_000)
 
 
 class RowsQuery(Strict):

@@ -85,7 +85,10 @@ def typed_value(column: ColumnSpec, raw: Any) -> Any:
     try:
         match column.type:
             case "integer":
-                return int(text)
+                number = int(text)
+                if not -(2**63) <= number < 2**63:
+                    raise ValueError(text)  # beyond BIGINT: no stored value can equal or exceed it this way
+                return number
             case "float":
                 return float(text)
             case "decimal":
