@@ -50,8 +50,9 @@ def parse_schema(raw: Any) -> list[ColumnSpec]:
     """`{"name": "type" | {"type": ..., "nullable": ...}}` or `[{"name": ..., "type": ...}]` → columns with SQL
     names. Duplicate or blank names and unknown types are refused with the offending field."""
     if isinstance(raw, dict):
-        raw = [{"name": name} | ({"type": spec} if isinstance(spec, str) else dict(spec or {}))
-               for name, spec in raw.items()]  # fmt: skip
+        if not all(isinstance(spec, (str, dict)) for spec in raw.values()):
+            raise SchemaInvalid('Each column maps to a type name or to {"type": ..., "nullable": ...}.')
+        raw = [{"name": name} | ({"type": spec} if isinstance(spec, str) else spec) for name, spec in raw.items()]
     if not isinstance(raw, list) or not raw:
         raise SchemaInvalid('Give the schema as {"column": "type", ...} or [{"name": ..., "type": ...}].')
     if len(raw) > MAX_COLUMNS:

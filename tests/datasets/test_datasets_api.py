@@ -61,6 +61,9 @@ def test_multipart_upload_with_all_fields(client: FlaskClient, run_job: Any, cle
         (b"a,b\n1,2\n", "text/csv", 'schema={"a":"integer","z":"integer"}', 422, "validation-error"),  # not in file
         (b"a,b\n1,2\n", "text/csv", 'schema=[{"name":"a"},{"name":"a"}]', 422, "schema-invalid"),  # duplicate
         (b"a,b\n1,2\n", "text/csv", 'schema=[{"name":" "}]', 422, "schema-invalid"),  # blank
+        (b"a,b\n1,2\n", "text/csv", 'schema={"a":5}', 422, "schema-invalid"),
+        (b"a,b\n1,2\n", "text/csv", "schema=[5]", 422, "schema-invalid"),
+        (b"a,b\n1,2\n", "text/csv", "schema=7", 422, "schema-invalid"),
         (b"a,b\n1,2\n", "text/csv", 'options={"delimiter":";;"}', 422, "validation-error"),
         (b"a,b\n1,2\n", "text/csv", 'options={"encoding":"klingon"}', 422, "file-unreadable"),
         (b"a,b\n1,2\n", "text/csv", "format=xlsx", 422, "validation-error"),
