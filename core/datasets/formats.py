@@ -101,7 +101,8 @@ def infer_columns(path: Path, format: Format, options: FileOptions) -> list[Colu
         raise FileUnreadable("The file has a header but no rows." if options.header else "The file has no rows.")
     if any(pa.types.is_binary(f.type) for f in batch.schema):  # what Arrow infers for text that does not decode
         raise FileUnreadable(_csv_error(ValueError("invalid UTF-8"), options))
-    return _columns(batch.schema)
+    names = _csv_names(batch.schema.names, options)
+    return _columns(pa.schema([f.with_name(n) for f, n in zip(batch.schema, names, strict=True)]))
 
 
 def _columns(schema: pa.Schema) -> list[ColumnSpec]:
@@ -202,10 +203,14 @@ def _csv_batches(path: Path, options: FileOptions) -> Iterator[RawBatch]:
 def file_columns_csv(path: Path, options: FileOptions) -> list[str]:
     reader = _open_csv(path, options, text_columns=None, block_size=1 << 16, on_invalid=lambda _row: "skip")
     try:
-        names = list(reader.schema.names)
+        return _csv_names(reader.schema.names, options)
     finally:
         reader.close()
-    return names if options.header else [f"column_{i + 1}" for i in range(len(names))]
+
+
+def _csv_names(names: list[str], options: FileOptions) -> list[str]:
+    """The header's names, or column_1, column_2, … for a file without one (Arrow's own are f0, f1, …)."""
+    return list(names) if options.header else [f"column_{i + 1}" for i in range(len(names))]
 
 
 def _renamed(batch: pa.RecordBatch, names: list[str]) -> pa.RecordBatch:

@@ -215,6 +215,14 @@ def test_other_encodings_and_delimiters(upload: Upload, clean_db: Engine) -> Non
     assert rows_of(clean_db, done["dataset"]["id"]) == [{"name": "José", "city": "Zürich"}]
 
 
+def test_a_file_without_a_header_gets_numbered_columns(upload: Upload, clean_db: Engine) -> None:
+    done = upload("1,x\n2,y\n", options={"header": False})
+    assert [c["name"] for c in done["dataset"]["columns"]] == ["column_1", "column_2"]
+    assert rows_of(clean_db, done["dataset"]["id"]) == [{"column_1": 1, "column_2": "x"},
+                                                        {"column_1": 2, "column_2": "y"}]  # fmt: skip
+    assert rejects(clean_db, done["dataset"]["id"]) == []
+
+
 def test_many_blocks_keep_line_numbers(upload: Upload, clean_db: Engine) -> None:
     lines = ["n,s"] + [f"{i},{'x' * 40}" for i in range(2, 200_002)]
     bad = {1000, 95_000, 150_001, 199_999}
