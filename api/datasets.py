@@ -25,7 +25,7 @@ from api.schemas import (
 )
 from api.uploads import Upload, UploadInvalid, json_param, receive_upload
 from core.datasets.files import record_file
-from core.datasets.formats import file_columns
+from core.datasets.formats import check_file
 from core.datasets.query import parse_filter
 from core.datasets.schema import ColumnSpec, parse_schema
 from core.datasets.store import (
@@ -88,15 +88,6 @@ def _accept(upload: Upload, dataset: Dataset, mode: str) -> Any:
     return body, 202, {"Location": url_for("datasets.get_one", dataset_id=str(dataset.id))}
 
 
-def _check_columns(upload: Upload, columns: list[ColumnSpec] | None) -> None:
-    """Refuse at once what the ingest would: an empty or unreadable file, declared columns it does not have."""
-    present = file_columns(upload.spooled.path, upload.format, upload.options)
-    missing = [c.name for c in columns or [] if c.name not in present]
-    if missing:
-        detail = f"The file has no column {', '.join(missing)} (it has: {', '.join(present)})."
-        raise UploadInvalid(detail, errors=[{"field": "schema", "message": f"not in the file: {', '.join(missing)}"}])
-
-
 @bp.post("")
 @bp.output(DatasetAccepted, status_code=202, description="Accepted: the dataset and its ingest job.")
 @bp.doc(summary="Create a dataset from an uploaded file", description=UPLOAD_DOC, responses=UPLOAD_ERRORS)
@@ -105,7 +96,7 @@ def create() -> Any:
     try:
         raw_schema = json_param(upload.params, "schema")
         columns = parse_schema(raw_schema) if raw_schema is not None else None
-        _check_columns(upload, columns)
+        check_file(upload.spooled.path, upload.format, upload.options, columns)
         name = str(upload.params.get("name") or upload.info.filename)[:200]
         dataset = new_dataset(db(), name=name, columns=columns)
         return _accept(upload, dataset, "replace")
@@ -133,7 +124,7 @@ def ingest(dataset_id: str) -> Any:
             raise UploadInvalid("A dataset's schema is set by its first upload; leave `schema` out.",
                                 errors=[{"field": "schema", "message": "not allowed here"}])  # fmt: skip
         columns = [ColumnSpec.model_validate(c) for c in dataset.columns] if dataset.columns else None
-        _check_columns(upload, columns)
+        check_file(upload.spooled.path, upload.format, upload.options, columns)
         return _accept(upload, dataset, mode)
     except BaseException:
         db().rollback()

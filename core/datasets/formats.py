@@ -32,6 +32,10 @@ class FileUnreadable(ConveyorError):
     slug, status, title = "file-unreadable", 422, "The file cannot be read"
 
 
+class ColumnsMissing(ConveyorError):
+    slug, status, title = "validation-error", 422, "Request validation failed"
+
+
 class FileOptions(BaseModel):
     """How to read the file (the `options` of an upload)."""
 
@@ -77,9 +81,14 @@ def read_batches(path: Path, format: Format, options: FileOptions) -> Iterator[R
     return _parquet_batches(path)
 
 
-def file_columns(path: Path, format: Format, options: FileOptions) -> list[str]:
-    """The column names the file declares (its header, the keys of its first objects, its Parquet schema)."""
-    return [c.name for c in infer_columns(path, format, options)]
+def check_file(path: Path, format: Format, options: FileOptions, columns: list[ColumnSpec] | None) -> None:
+    """Refuse what an ingest of this file would fail on: an empty or unreadable file, a column `columns` declares
+    that the file does not have (its header, the keys of its first objects, its Parquet schema)."""
+    present = [c.name for c in infer_columns(path, format, options)]
+    missing = [c.name for c in columns or [] if c.name not in present]
+    if missing:
+        detail = f"The file has no column {', '.join(missing)} (it has: {', '.join(present)})."
+        raise ColumnsMissing(detail, errors=[{"field": "schema", "message": f"not in the file: {', '.join(missing)}"}])
 
 
 def infer_columns(path: Path, format: Format, options: FileOptions) -> list[ColumnSpec]:

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from core.datasets.formats import FileOptions, FileUnreadable, Format, Reject, file_columns, infer_columns, read_batches
+from core.datasets.formats import FileOptions, FileUnreadable, Format, Reject, check_file, infer_columns, read_batches
 from core.datasets.load import REJECTS, StagingLoad, discard_staging, staging_name, swap_in
 from core.datasets.schema import ColumnSpec, table_of
 from core.datasets.typing import type_batch
@@ -55,9 +55,11 @@ def ingest_file(
         dataset = connection.execute(
             sa.select(Dataset.table_name, Dataset.columns).where(Dataset.id == dataset_id)
         ).one()
-    columns = [ColumnSpec.model_validate(c) for c in dataset.columns] if dataset.columns else \
-        infer_columns(path, format, options)  # fmt: skip
-    _require_columns(columns, file_columns(path, format, options))
+    if dataset.columns:
+        columns = [ColumnSpec.model_validate(c) for c in dataset.columns]
+        check_file(path, format, options, columns)
+    else:
+        columns = infer_columns(path, format, options)  # read from the file: nothing to check against it
     staging = staging_name(dataset.table_name, job_id)
     total = path.stat().st_size
     loaded = rejected = 0
@@ -88,12 +90,6 @@ def ingest_file(
         raise
 
 
-def _require_columns(columns: list[ColumnSpec], present: list[str]) -> None:
-    missing = [c.name for c in columns if c.name not in present]
-    if missing:
-        raise FileUnreadable(f"The file has no column {', '.join(missing)} (it has: {', '.join(present)}).")
-
-
 def _describe(rejects: list[Reject]) -> str:
     return "; ".join(f"line {r.line}" + (f" column {r.column}" if r.column else "") + f": {r.reason}"
                      for r in rejects) or "none"  # fmt: skip
@@ -109,8 +105,9 @@ def _swap(
     if exists and dataset.columns:
         columns = [ColumnSpec.model_validate(c) for c in dataset.columns]  # the schema is the first ingest's
     connection = session.connection()
-    row_count = swap_in(connection, table_name=dataset.table_name, staging=staging, columns=columns, mode=mode,
-                        exists=exists)  # fmt: skip
+    swap_in(connection, table_name=dataset.table_name, staging=staging, columns=columns, mode=mode, exists=exists)
+    # The dataset row is locked: its count plus what was staged is the table's, without scanning it.
+    row_count = dataset.row_count + loaded if exists and mode == "append" else loaded
     if mode == "replace":
         connection.execute(sa.delete(REJECTS).where(REJECTS.c.dataset_id == dataset_id, REJECTS.c.job_id != job_id))
     now = utcnow()

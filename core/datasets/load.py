@@ -169,9 +169,8 @@ def discard_staging(connection: Connection, name: str, dataset_id: uuid.UUID, jo
 
 def swap_in(
     connection: Connection, *, table_name: str, staging: str, columns: list[ColumnSpec], mode: str, exists: bool
-) -> int:
-    """Make the staged rows the dataset's (replace) or add them (append), in the caller's transaction. Returns the
-    dataset's row count after."""
+) -> None:
+    """Make the staged rows the dataset's (replace) or add them (append), in the caller's transaction."""
     main = table_of(table_name, columns)
     if mode == "replace" or not exists:
         if exists:
@@ -186,4 +185,3 @@ def swap_in(
         rows = sa.select(staged.c[ROW_COLUMN] + offset, *(staged.c[n] for n in names[1:]))
         connection.execute(sa.insert(main).from_select(names, rows))
         staged.drop(connection)
-    return int(connection.execute(sa.select(sa.func.count()).select_from(main)).scalar_one())
