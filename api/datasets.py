@@ -23,13 +23,14 @@ from api.schemas import (
     RowsPage,
     RowsQuery,
 )
-from api.uploads import Upload, UploadInvalid, json_param, receive_upload
+from api.uploads import Upload, UploadInvalid, json_param, kept_only_if_accepted, receive_upload
 from core.datasets.files import record_file
 from core.datasets.formats import check_file
 from core.datasets.query import parse_filter
-from core.datasets.schema import ColumnSpec, parse_schema
+from core.datasets.schema import parse_schema
 from core.datasets.store import (
     DatasetNotFound,
+    columns_of,
     delete_dataset,
     get_dataset,
     list_datasets,
@@ -93,17 +94,13 @@ def _accept(upload: Upload, dataset: Dataset, mode: str) -> Any:
 @bp.doc(summary="Create a dataset from an uploaded file", description=UPLOAD_DOC, responses=UPLOAD_ERRORS)
 def create() -> Any:
     upload = receive_upload()
-    try:
+    with kept_only_if_accepted(upload):
         raw_schema = json_param(upload.params, "schema")
         columns = parse_schema(raw_schema) if raw_schema is not None else None
         check_file(upload.spooled.path, upload.format, upload.options, columns)
         name = str(upload.params.get("name") or upload.info.filename)[:200]
         dataset = new_dataset(db(), name=name, columns=columns)
         return _accept(upload, dataset, "replace")
-    except BaseException:
-        db().rollback()
-        upload.spooled.discard()
-        raise
 
 
 @bp.post("/<dataset_id>/ingest")
@@ -116,20 +113,15 @@ def create() -> Any:
 def ingest(dataset_id: str) -> Any:
     dataset = get_dataset(db(), parse_dataset_id(dataset_id))
     upload = receive_upload()
-    try:
+    with kept_only_if_accepted(upload):
         mode = upload.params.get("mode", "append")
         if mode not in ("append", "replace"):
             raise UploadInvalid("`mode` is append or replace.", errors=[{"field": "mode", "message": mode}])
         if "schema" in upload.params:
             raise UploadInvalid("A dataset's schema is set by its first upload; leave `schema` out.",
                                 errors=[{"field": "schema", "message": "not allowed here"}])  # fmt: skip
-        columns = [ColumnSpec.model_validate(c) for c in dataset.columns] if dataset.columns else None
-        check_file(upload.spooled.path, upload.format, upload.options, columns)
+        check_file(upload.spooled.path, upload.format, upload.options, columns_of(dataset))
         return _accept(upload, dataset, mode)
-    except BaseException:
-        db().rollback()
-        upload.spooled.discard()
-        raise
 
 
 @bp.get("")

@@ -4,13 +4,15 @@ with its options from the form or the query string."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from flask import request
 from pydantic import ValidationError
 
-from api.extension import conveyor
+from api.extension import conveyor, db
 from api.jsonio import SPOOL_FACTORY
 from core.datasets.files import FileInfo, SpoolFile, spool_stream
 from core.datasets.formats import FileOptions, Format
@@ -86,6 +88,17 @@ def receive_upload() -> Upload:
         return Upload(spooled, info, _format(params, info), _options(params), params)
     except BaseException:
         spooled.discard()
+        raise
+
+
+@contextmanager
+def kept_only_if_accepted(upload: Upload) -> Iterator[None]:
+    """A refused upload leaves nothing: not its rows (rolled back), not its spooled file."""
+    try:
+        yield
+    except BaseException:
+        db().rollback()
+        upload.spooled.discard()
         raise
 
 

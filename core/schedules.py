@@ -210,10 +210,6 @@ def get_schedule(
     return schedule
 
 
-def find_schedule(session: Session, name: str, *, tenant_id: str = "default") -> Schedule | None:
-    return session.scalars(select(Schedule).where(Schedule.tenant_id == tenant_id, Schedule.name == name)).one_or_none()
-
-
 def list_schedules(session: Session, *, tenant_id: str = "default") -> list[Schedule]:
     return list(session.scalars(select(Schedule).where(Schedule.tenant_id == tenant_id).order_by(Schedule.name)))
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -117,9 +116,3 @@ def get_file(session: Session, file_id: uuid.UUID, *, tenant_id: str = "default"
 
 def path_of(data_dir: Path, stored: StoredFile) -> Path:
     return data_dir / stored.path
-
-
-def read_chunks(path: Path) -> Iterator[bytes]:
-    with open(path, "rb") as file:
-        while chunk := file.read(CHUNK):
-            yield chunk

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from core.datasets.formats import FileOptions, FileUnreadable, Format, Reject, check_file, infer_columns, read_batches
 from core.datasets.load import REJECTS, StagingLoad, discard_staging, staging_name, swap_in
 from core.datasets.schema import ColumnSpec, table_of
+from core.datasets.store import columns_of
 from core.datasets.typing import type_batch
 from core.errors import ConveyorError
 from core.models import Dataset, DatasetVersion
@@ -103,7 +104,7 @@ def _swap(
     dataset = session.scalars(query.execution_options(populate_existing=True)).one()
     exists = dataset.version > 0
     if exists and dataset.columns:
-        columns = [ColumnSpec.model_validate(c) for c in dataset.columns]  # the schema is the first ingest's
+        columns = columns_of(dataset)  # the schema is the first ingest's
     connection = session.connection()
     swap_in(connection, table_name=dataset.table_name, staging=staging, columns=columns, mode=mode, exists=exists)
     # The dataset row is locked: its count plus what was staged is the table's, without scanning it.
