@@ -133,7 +133,7 @@ def run_aggregate(session: Session, spec: AggregateSpec, *, job_id: uuid.UUID) -
         *(_metric(table, columns, m, out) for m, out in zip(spec.metrics, output[len(keys) :], strict=True)),
     ]
     row_number = sa.func.row_number().over(order_by=keys or None)
-    query = sa.select(row_number, *values).where(*_conditions(table, columns, spec.filters))
+    query = sa.select(row_number, *values).where(*conditions(table, columns, spec.filters))  # checked by _plan
     if keys:
         query = query.group_by(*keys)
     name = spec.name or f"{source.name} aggregate"
@@ -151,13 +151,6 @@ def run_aggregate(session: Session, spec: AggregateSpec, *, job_id: uuid.UUID) -
                                rows_rejected=0, row_count=rows, source=origin, created_at=now))  # fmt: skip
     session.flush()
     return result
-
-
-def _conditions(table: sa.Table, columns: list[ColumnSpec], filters: list[Filter]) -> list[sa.ColumnElement[bool]]:
-    try:
-        return conditions(table, columns, filters)
-    except ConveyorError as exc:
-        raise AggregateInvalid(exc.detail) from None
 
 
 def _bucket(column: Any, unit: str, dialect: str) -> Any:

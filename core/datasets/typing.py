@@ -105,8 +105,6 @@ def cast_column(values: pa.Array, column: ColumnSpec) -> tuple[pa.Array, pa.Arra
     else:
         result = cast_or_null(values, target)  # a typed source (Parquet): cast what can be cast
     failed = pc.and_(pc.is_null(result), pc.is_valid(values)) if result is not values else None
-    if failed is not None and column.type == "string" and not pc.any(failed).as_py():
-        failed = None
     if not column.nullable:
         empty = pc.is_null(values)
         failed = empty if failed is None else pc.or_(failed, empty)
