@@ -6,6 +6,7 @@ import json
 import os
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -48,6 +49,14 @@ class ApiClient:
             except ValueError:
                 parsed = raw.decode(errors="replace")
             raise ApiError(exc.code, parsed) from None
+
+
+def call_api(action: Callable[[], Any]) -> Any:
+    """Run a CLI command's API call; an HTTP error or an unreachable API becomes the command's error message."""
+    try:
+        return action()
+    except (ApiError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def client_for(api: str | None) -> ApiClient:

@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 
 import click
 
-from cli.client import ApiClient, ApiError, api_option, client_for, download
+from cli.client import ApiClient, api_option, call_api, client_for, download
 
 CONTENT_TYPES = {"csv": "text/csv", "jsonl": "application/x-ndjson", "parquet": "application/vnd.apache.parquet"}
 EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
@@ -21,13 +21,6 @@ TERMINAL = {"succeeded", "failed", "cancelled"}
 @click.group("dataset")
 def dataset() -> None:
     """Datasets: upload, list, show, rows, rejects, aggregate, export, delete."""
-
-
-def _call(action: Any) -> Any:
-    try:
-        return action()
-    except (ApiError, OSError) as exc:
-        raise click.ClickException(str(exc)) from None
 
 
 def _json_option(value: str | None, name: str) -> Any:
@@ -88,10 +81,10 @@ def upload(path: Path, name: str | None, format_: str | None, schema: str | None
     target = f"/v1/datasets/{into}/ingest" if into else "/v1/datasets"
     headers = {"Content-Type": CONTENT_TYPES[fmt], "Content-Length": str(path.stat().st_size)}
     with open(path, "rb") as body:
-        accepted = _call(lambda: client.request("POST", f"{target}?{urlencode(params)}", headers=headers, raw=body))
+        accepted = call_api(lambda: client.request("POST", f"{target}?{urlencode(params)}", headers=headers, raw=body))
     click.echo(accepted["dataset"]["id"])
     if wait:
-        result = _call(lambda: wait_for(client, accepted["job"]))
+        result = call_api(lambda: wait_for(client, accepted["job"]))
         click.echo(f"version {result['version']}: {result['rows_loaded']} rows loaded, {result['rows_rejected']} "
                    f"rejected, {result['row_count']} in the dataset", err=True)  # fmt: skip
 
@@ -100,7 +93,7 @@ def upload(path: Path, name: str | None, format_: str | None, schema: str | None
 @api_option
 def list_(api: str | None) -> None:
     """List datasets."""
-    for item in _call(lambda: client_for(api).request("GET", "/v1/datasets?limit=200"))["items"]:
+    for item in call_api(lambda: client_for(api).request("GET", "/v1/datasets?limit=200"))["items"]:
         click.echo(f"{item['id']}  {item['name']:<30} {item['status']:<8} {item['row_count']:>12,} rows  "
                    f"{item['reject_count']:>8,} rejected")  # fmt: skip
 
@@ -110,7 +103,7 @@ def list_(api: str | None) -> None:
 @api_option
 def show(dataset_id: str, api: str | None) -> None:
     """A dataset as JSON: schema, counts, source, versions."""
-    click.echo(json.dumps(_call(lambda: client_for(api).request("GET", f"/v1/datasets/{dataset_id}")), indent=2))
+    click.echo(json.dumps(call_api(lambda: client_for(api).request("GET", f"/v1/datasets/{dataset_id}")), indent=2))
 
 
 @dataset.command()
@@ -122,7 +115,7 @@ def show(dataset_id: str, api: str | None) -> None:
 def rows(dataset_id: str, filters: tuple[str, ...], sort: str | None, limit: int, api: str | None) -> None:
     """Print rows as JSON Lines."""
     query = urlencode([("limit", limit), *(("filter", f) for f in filters), *((("sort", sort),) if sort else ())])
-    page = _call(lambda: client_for(api).request("GET", f"/v1/datasets/{dataset_id}/rows?{query}"))
+    page = call_api(lambda: client_for(api).request("GET", f"/v1/datasets/{dataset_id}/rows?{query}"))
     for row in page["items"]:
         click.echo(json.dumps(row))
 
@@ -133,13 +126,13 @@ def rows(dataset_id: str, filters: tuple[str, ...], sort: str | None, limit: int
 @api_option
 def rejects(dataset_id: str, limit: int, api: str | None) -> None:
     """The rows the ingests refused."""
-    page = _call(lambda: client_for(api).request("GET", f"/v1/datasets/{dataset_id}/rejects?limit={limit}"))
+    page = call_api(lambda: client_for(api).request("GET", f"/v1/datasets/{dataset_id}/rejects?limit={limit}"))
     for item in page["items"]:
         click.echo(f"line {item['line']:>8}  {item['column'] or '-':<20} {item['reason']}  {item['value'] or ''}")
 
 
 def _submit(client: ApiClient, job_type: str, payload: dict[str, Any]) -> dict[str, Any]:
-    job: dict[str, Any] = _call(lambda: client.request("POST", "/v1/jobs", {"type": job_type, "payload": payload}))
+    job: dict[str, Any] = call_api(lambda: client.request("POST", "/v1/jobs", {"type": job_type, "payload": payload}))
     return job
 
 
@@ -166,7 +159,7 @@ def aggregate(dataset_id: str, group_by: str | None, metrics: tuple[str, ...], f
     if name:
         payload["name"] = name
     client = client_for(api)
-    result = _call(lambda: wait_for(client, _submit(client, "dataset_aggregate", payload)))
+    result = call_api(lambda: wait_for(client, _submit(client, "dataset_aggregate", payload)))
     click.echo(result["dataset_id"])
 
 
@@ -192,9 +185,9 @@ def export(dataset_id: str, format_: str, columns: str | None, filters: tuple[st
     if columns:
         payload["columns"] = [c.strip() for c in columns.split(",")]
     client = client_for(api)
-    result = _call(lambda: wait_for(client, _submit(client, "dataset_export", payload)))
+    result = call_api(lambda: wait_for(client, _submit(client, "dataset_export", payload)))
     target = "/dev/stdout" if output == "-" else output
-    size = _call(lambda: download(client, result["url"], target))
+    size = call_api(lambda: download(client, result["url"], target))
     click.echo(f"{result['rows']} rows, {size} bytes → {output}", err=True)
     if output != "-" and size != result["size"]:
         sys.exit(1)
@@ -205,5 +198,5 @@ def export(dataset_id: str, format_: str, columns: str | None, filters: tuple[st
 @api_option
 def delete(dataset_id: str, api: str | None) -> None:
     """Delete a dataset, its table, rejects and files."""
-    _call(lambda: client_for(api).request("DELETE", f"/v1/datasets/{dataset_id}"))
+    call_api(lambda: client_for(api).request("DELETE", f"/v1/datasets/{dataset_id}"))
     click.echo(f"deleted {dataset_id}")

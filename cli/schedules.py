@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from cli.client import ApiClient, ApiError, api_option, client_for
+from cli.client import ApiClient, api_option, call_api, client_for
 from core.db import make_engine, make_sessionmaker
 from core.errors import ConveyorError
 from core.registry import load_registry
@@ -33,13 +33,6 @@ def _resolve(client: ApiClient, ref: str) -> dict[str, Any]:
         if ref in (item["id"], item["name"]):
             return dict(item)
     raise click.ClickException(f"no schedule with id or name {ref!r} (conveyor schedule list shows them)")
-
-
-def _call(action: Any) -> Any:
-    try:
-        return action()
-    except (ApiError, OSError) as exc:
-        raise click.ClickException(str(exc)) from None
 
 
 def _definition_options(command: Any) -> Any:
@@ -70,7 +63,7 @@ def _body(**fields: Any) -> dict[str, Any]:
 @api_option
 def list_(api: str | None) -> None:
     """List schedules."""
-    for item in _call(lambda: client_for(api).request("GET", "/v1/schedules"))["items"]:
+    for item in call_api(lambda: client_for(api).request("GET", "/v1/schedules"))["items"]:
         click.echo(_describe(item))
 
 
@@ -79,7 +72,7 @@ def list_(api: str | None) -> None:
 @api_option
 def show(ref: str, api: str | None) -> None:
     """Show a schedule (by id or name) as JSON, with its next fire times."""
-    click.echo(json.dumps(_call(lambda: _resolve(client_for(api), ref)), indent=2))
+    click.echo(json.dumps(call_api(lambda: _resolve(client_for(api), ref)), indent=2))
 
 
 @schedule.command()
@@ -90,7 +83,7 @@ def show(ref: str, api: str | None) -> None:
 def create(name: str, type_: str | None, paused: bool, api: str | None, **fields: Any) -> None:
     """Create schedule NAME: --type and one of --cron or --every."""
     body = _body(name=name, type=type_, **fields) | ({"enabled": False} if paused else {})
-    created = _call(lambda: client_for(api).request("POST", "/v1/schedules", body))
+    created = call_api(lambda: client_for(api).request("POST", "/v1/schedules", body))
     click.echo(_describe(created))
 
 
@@ -106,7 +99,7 @@ def update(ref: str, type_: str | None, api: str | None, **fields: Any) -> None:
     if "interval_seconds" in body:
         body["cron"] = None
     client = client_for(api)
-    updated = _call(lambda: client.request("PATCH", f"/v1/schedules/{_resolve(client, ref)['id']}", body))
+    updated = call_api(lambda: client.request("PATCH", f"/v1/schedules/{_resolve(client, ref)['id']}", body))
     click.echo(_describe(updated))
 
 
@@ -116,7 +109,7 @@ def _action(name: str, method: str, suffix: str, help_text: str) -> None:
     @api_option
     def command(ref: str, api: str | None) -> None:
         client = client_for(api)
-        result = _call(lambda: client.request(method, f"/v1/schedules/{_resolve(client, ref)['id']}{suffix}"))
+        result = call_api(lambda: client.request(method, f"/v1/schedules/{_resolve(client, ref)['id']}{suffix}"))
         if result and "interval_seconds" in result:
             click.echo(_describe(result))
         elif result:
@@ -136,7 +129,7 @@ _action("delete", "DELETE", "", "Delete a schedule (the jobs it made stay).")
 def runs(ref: str, limit: int, api: str | None) -> None:
     """The jobs a schedule made, newest slot first."""
     client = client_for(api)
-    page = _call(lambda: client.request("GET", f"/v1/schedules/{_resolve(client, ref)['id']}/runs?limit={limit}"))
+    page = call_api(lambda: client.request("GET", f"/v1/schedules/{_resolve(client, ref)['id']}/runs?limit={limit}"))
     for job in page["items"]:
         click.echo(f"{job['schedule_slot']}  {job['id']}  {job['status']}")
 
