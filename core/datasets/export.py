@@ -11,7 +11,6 @@ from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
@@ -119,5 +118,7 @@ def _writer(format: str, sink: SpoolFile, schema: pa.Schema) -> Any:
     if format == "csv":
         return pacsv.CSVWriter(sink, schema)
     if format == "parquet":
+        import pyarrow.parquet as pq  # only when asked for: libparquet costs 12 MB (see formats._parquet_file)
+
         return pq.ParquetWriter(sink, schema)
     return JsonLinesWriter(sink)

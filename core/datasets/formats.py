@@ -12,17 +12,22 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.datasets.schema import ColumnSpec, SchemaInvalid, type_of_arrow, with_sql_names
 from core.errors import ConveyorError
 
-BLOCK_BYTES = 1 << 20  # one CSV block (~12,000 rows of 8 columns): measured faster and leaner than 4 MiB
+if TYPE_CHECKING:
+    import pyarrow.parquet as pq
+
+# One CSV block (~3,000 rows of 8 columns; also the sample a schema is inferred from). Arrow's reader reads a dozen
+# or more blocks ahead in the background, so the block sets the ingest's memory: 1 MiB blocks held ~30 MB, 256 KiB
+# ones hold ~8 MB and measured as fast (the per-batch work is vectorised).
+BLOCK_BYTES = 1 << 18
 JSONL_ROWS = 20_000
 SAMPLE_ROWS = 10_000  # rows read to infer a schema
 Format = Literal["csv", "jsonl", "parquet"]
@@ -97,7 +102,7 @@ def infer_columns(path: Path, format: Format, options: FileOptions) -> list[Colu
         return _columns(_parquet_file(path).schema_arrow)
     if format == "jsonl":
         return _columns(_jsonl_sample(path, options).schema)
-    reader = _open_csv(path, options, text_columns=None, block_size=1 << 20, on_invalid=lambda _row: "skip")
+    reader = _open_csv(path, options, text_columns=None, on_invalid=lambda _row: "skip")
     try:
         batch = reader.read_next_batch()
     except StopIteration:
@@ -327,6 +332,8 @@ def _as_text(value: Any) -> str | None:
 
 
 def _parquet_file(path: Path) -> pq.ParquetFile:
+    import pyarrow.parquet as pq  # here, not at the top: loading libparquet costs 12 MB, CSV ingests need none of it
+
     try:
         return pq.ParquetFile(str(path))
     except (pa.ArrowInvalid, OSError) as exc:

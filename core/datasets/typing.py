@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -30,7 +31,7 @@ EXPECTED = {
     "string": "text",
 }
 ZONE = r"(Z|[+-]\d{2}:?\d{2})$"
-TRUE_WORDS = ["true", "t", "1", "yes", "y"]
+TRUE = r"^(true|t|1|yes|y)$"
 
 
 @dataclass
@@ -44,7 +45,7 @@ def type_batch(raw: RawBatch, columns: list[ColumnSpec], first_row: int) -> Type
     """Cast every column of `raw` to its type; rows with any bad value go to rejects (the first bad value is the
     reason). `first_row` numbers the accepted rows (`_row`)."""
     rows = raw.data.num_rows
-    bad = pa.array([False] * rows) if rows else pa.array([], pa.bool_())
+    bad: pa.Array | None = None
     typed: list[pa.Array] = []
     source: list[pa.Array] = []
     rejects = list(raw.rejects)
@@ -61,17 +62,23 @@ def type_batch(raw: RawBatch, columns: list[ColumnSpec], first_row: int) -> Type
                     reason = _reason(column, text)
                     reasons[index] = Reject(raw.lines[index], column.name, None if text is None else str(text)[:1000],
                                             reason)  # fmt: skip
-            bad = pc.or_(bad, failed)
-    keep = pc.invert(bad)
-    accepted = pc.sum(keep.cast(pa.int64())).as_py() or 0
-    row_ids = pa.array(range(first_row, first_row + accepted), pa.int64())
-    names = [ROW_COLUMN, *(c.column or c.name for c in columns)]
-    if reasons:
+            bad = failed if bad is None else pc.or_(bad, failed)
+    if bad is not None:  # some rows refused: keep the others
+        keep = pc.invert(bad)
         typed, source = [pc.filter(a, keep) for a in typed], [pc.filter(a, keep) for a in source]
+    row_ids = _sequence(first_row, rows - len(reasons))
+    names = [ROW_COLUMN, *(c.column or c.name for c in columns)]
     data = pa.RecordBatch.from_arrays([row_ids, *typed], names=names)
     text = pa.RecordBatch.from_arrays([row_ids, *source], names=names)
     rejects += [reasons[i] for i in sorted(reasons)]
     return TypedBatch(data, text, rejects)
+
+
+def _sequence(first: int, count: int) -> pa.Array:
+    """first, first + 1, … as int64, made from a NumPy buffer: any conversion of Python objects (`pa.array` of a
+    list or range, `pa.scalar`) makes pyarrow import pandas when it is installed, 55 MB more for the ingest."""
+    numbers = np.arange(first, first + count, dtype=np.int64)
+    return pa.Array.from_buffers(pa.int64(), count, [None, pa.py_buffer(numbers)])
 
 
 def _column(batch: pa.RecordBatch, name: str, rows: int) -> pa.Array:
@@ -129,7 +136,7 @@ def _cast_text(values: pa.Array, column: ColumnSpec, target: pa.DataType) -> pa.
         text = pc.utf8_lower(text)
     shaped = pc.if_else(pc.match_substring_regex(text, SHAPES[column.type]), text, pa.nulls(len(text), pa.string()))
     if column.type == "boolean":
-        return pc.if_else(pc.is_null(shaped), pa.nulls(len(text), pa.bool_()), pc.is_in(shaped, pa.array(TRUE_WORDS)))
+        return pc.if_else(pc.is_null(shaped), pa.nulls(len(text), pa.bool_()), pc.match_substring_regex(shaped, TRUE))
     if column.type == "timestamp":
         zoned = pc.match_substring_regex(shaped, ZONE)
         none = pa.nulls(len(text), pa.string())
