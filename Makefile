@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
+BENCH_VENV := .venv-bench
 
 .PHONY: up install install-test test test-fast chaos lint fmt bench clean
 
@@ -48,14 +49,19 @@ fmt: install-test
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# The pandas baseline of bench/ingest.py lives in a venv of its own: pandas brings NumPy, which pyarrow then loads
+# too (12 MB), and Conveyor's own venv, like a deployment, has neither.
+$(BENCH_VENV)/bin/python:
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet -c constraints.txt pandas sqlalchemy 'psycopg[binary]'
+
 ## bench: ingest vs psql \copy and pandas; throughput vs bare Celery (single, batch); latency; scaling 1→2→4
-bench: install-test
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[bench]'
-	$(BIN)/python bench/ingest.py
+bench: install-test $(BENCH_VENV)/bin/python
+	$(BIN)/python bench/ingest.py --pandas-python $(BENCH_VENV)/bin/python
 	$(BIN)/python bench/api_load.py
 	$(BIN)/python bench/queue_throughput.py
 	$(BIN)/python bench/latency.py
 	$(BIN)/python bench/queue_throughput.py --backends services --concurrency 1,2,4 --name scaling
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(BENCH_VENV) var .pytest_cache .mypy_cache .ruff_cache

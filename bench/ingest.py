@@ -1,11 +1,12 @@
 """Dataset ingest on PostgreSQL vs `psql \\copy` (untyped) and pandas.read_csv + DataFrame.to_sql, same file, same
 run: rows/s and peak RSS of each, and the ratios. Then Conveyor's peak RSS at 1M and 5M rows (it must stay flat).
 
-    .venv/bin/python bench/ingest.py [--rows 1000000] [--large-rows 5000000]
+    .venv/bin/python bench/ingest.py [--rows 1000000] [--large-rows 5000000] [--pandas-python .venv-bench/bin/python]
 
-Each contender runs in a process of its own; its peak RSS is that process's (os.wait4). Conveyor's run is the
-`dataset_ingest` job's body: streaming parse, per-value validation with reject capture, COPY into a staging table,
-swap. The file carries a few bad rows on purpose, so rejects are captured, not assumed away.
+Each contender runs in a process of its own; its peak RSS is that process's (VmHWM, sampled). Conveyor runs in its
+own venv, as deployed (no pandas, so pyarrow loads no NumPy); pandas in the venv `make bench` makes for it.
+Conveyor's run is the `dataset_ingest` job's body: streaming parse, per-value validation with reject capture, binary
+COPY into a staging table, swap. The file carries a few bad rows on purpose, so rejects are captured, not assumed away.
 """
 
 from __future__ import annotations
@@ -119,10 +120,10 @@ def contender(kind: str, path: Path, url: str, report: Path) -> None:
     seconds = time.perf_counter() - started
     engine.dispose()
     report.write_text(json.dumps({"rows": rows, "rejected": rejected, "seconds": round(seconds, 3),
-                                  "peak_rss_mb": peak_rss_mb()}))  # fmt: skip
+                                  "peak_rss_mb": peak_rss_mb(), "numpy_loaded": "numpy" in sys.modules}))  # fmt: skip
 
 
-def measure(kind: str, path: Path, directory: Path) -> dict[str, Any]:
+def measure(kind: str, path: Path, directory: Path, python: str = sys.executable) -> dict[str, Any]:
     """One contender against a fresh database of its own."""
     from core.migrate import upgrade_database
     from tests.support.backends import postgres_database
@@ -140,7 +141,7 @@ def measure(kind: str, path: Path, directory: Path) -> dict[str, Any]:
             report = {"rows": int(count.stdout), "rejected": 0, "seconds": round(seconds, 3)}
         else:
             out = directory / "report.json"
-            run_measured([sys.executable, __file__, "--contender", kind, "--file", str(path), "--url", url,
+            run_measured([python, __file__, "--contender", kind, "--file", str(path), "--url", url,
                           "--report", str(out)], directory)  # fmt: skip
             report = json.loads(out.read_text())
             peak = report.pop("peak_rss_mb")
@@ -168,6 +169,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3, help="runs of psql and of Conveyor (the median counts)")
     parser.add_argument("--large-rows", type=int, default=5_000_000, help="0 to skip the flat-memory run")
+    parser.add_argument("--pandas-python", help="a Python with pandas (make bench makes .venv-bench); else no pandas")
     parser.add_argument("--contender", help=argparse.SUPPRESS)
     parser.add_argument("--file", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
@@ -191,7 +193,8 @@ def main() -> None:
             for kind, done in runs.items():
                 done.append(measure(kind, path, directory))
         results = {kind: median_run(done) for kind, done in runs.items()}
-        results["pandas"] = measure("pandas", path, directory)
+        if args.pandas_python:
+            results["pandas"] = measure("pandas", path, directory, args.pandas_python)
         base = results["psql"]["rows_per_s"]
         print(f"{'':<34}{'rows/s':>10}{'seconds':>9}{'peak RSS MB':>13}{'vs copy':>10}")
         labels = {"psql": "psql \\copy (untyped, no checks)", "conveyor": "Conveyor ingest (typed, rejects)",
@@ -209,7 +212,8 @@ def main() -> None:
             memory[args.large_rows] = measure("conveyor", large, directory)["peak_rss_mb"]
         baseline = baseline_rss_mb()
         print("Conveyor peak RSS: " + ", ".join(f"{rows:,} rows {mb} MB" for rows, mb in memory.items())
-              + f" (the same process after its imports, before any data: {baseline} MB)")  # fmt: skip
+              + f" (the same process after its imports, before any data: {baseline} MB; NumPy loaded: "
+              f"{results['conveyor']['numpy_loaded']})")  # fmt: skip
     record = {
         "machine": machine(),
         "rows": args.rows,

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from core.datasets.formats import FileOptions, FileUnreadable, Format, Reject, check_file, infer_columns, read_batches
 from core.datasets.load import REJECTS, StagingLoad, discard_staging, staging_name, swap_in
-from core.datasets.schema import ColumnSpec, table_of
+from core.datasets.schema import ColumnSpec
 from core.datasets.store import columns_of
 from core.datasets.typing import type_batch
 from core.errors import ConveyorError
@@ -65,8 +65,7 @@ def ingest_file(
     total = path.stat().st_size
     loaded = rejected = 0
     first_rejects: list[Reject] = []
-    keyed = engine.dialect.name != "postgresql"  # PostgreSQL builds the key after the COPY (see swap_in)
-    with StagingLoad(engine, table_of(staging, columns, keyed=keyed), dataset_id, job_id) as load:
+    with StagingLoad(engine, staging, columns, dataset_id, job_id) as load:
         for raw in read_batches(path, format, options):
             typed = type_batch(raw, columns, first_row=loaded + 1)
             load.write(typed)

@@ -150,6 +150,12 @@ def type_of_arrow(data_type: pa.DataType) -> ColumnType:
     return "string"
 
 
+def arrow_schema(columns: list[ColumnSpec]) -> pa.Schema:
+    """The typed batches of an ingest: `_row`, then each column under its SQL name and Arrow type."""
+    fields = [pa.field(c.column or c.name, arrow_type(c)) for c in columns]
+    return pa.schema([pa.field(ROW_COLUMN, pa.int64()), *fields])
+
+
 def table_of(table_name: str, columns: list[ColumnSpec], *, keyed: bool = True) -> sa.Table:
     """The dataset's table as SQLAlchemy Core: every identifier quoted by SQLAlchemy, never spliced by hand.
     `keyed=False` leaves out the primary key on `_row` (a staging table whose key is built after the load)."""

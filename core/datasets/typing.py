@@ -3,14 +3,14 @@ with its line, column and reason, and the rest of the batch goes on."""
 
 from __future__ import annotations
 
+import array
 from dataclasses import dataclass
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from core.datasets.formats import RawBatch, Reject
-from core.datasets.schema import ROW_COLUMN, ColumnSpec, arrow_type
+from core.datasets.schema import ColumnSpec, arrow_schema, arrow_type
 
 # Cheap shape checks before the exact cast (which then only has to find the rare value that still fails).
 SHAPES = {
@@ -36,8 +36,7 @@ TRUE = r"^(true|t|1|yes|y)$"
 
 @dataclass
 class TypedBatch:
-    data: pa.RecordBatch  # the accepted rows: `_row` then the columns under their SQL names, typed
-    text: pa.RecordBatch  # the same rows as they were read: for PostgreSQL's COPY, whose parsers take them as they are
+    data: pa.RecordBatch  # the accepted rows: `_row` then the columns under their SQL names, typed (arrow_schema)
     rejects: list[Reject]
 
 
@@ -47,14 +46,12 @@ def type_batch(raw: RawBatch, columns: list[ColumnSpec], first_row: int) -> Type
     rows = raw.data.num_rows
     bad: pa.Array | None = None
     typed: list[pa.Array] = []
-    source: list[pa.Array] = []
     rejects = list(raw.rejects)
     reasons: dict[int, Reject] = {}
     for column in columns:
         values = _column(raw.data, column.name, rows)
         result, failed = cast_column(values, column)
         typed.append(result)
-        source.append(result if column.type == "string" else values)  # strings: NUL-checked
         if failed is not None and pc.any(failed).as_py():
             for index in pc.indices_nonzero(failed).to_pylist():
                 if index not in reasons:
@@ -65,19 +62,17 @@ def type_batch(raw: RawBatch, columns: list[ColumnSpec], first_row: int) -> Type
             bad = failed if bad is None else pc.or_(bad, failed)
     if bad is not None:  # some rows refused: keep the others
         keep = pc.invert(bad)
-        typed, source = [pc.filter(a, keep) for a in typed], [pc.filter(a, keep) for a in source]
+        typed = [pc.filter(a, keep) for a in typed]
     row_ids = _sequence(first_row, rows - len(reasons))
-    names = [ROW_COLUMN, *(c.column or c.name for c in columns)]
-    data = pa.RecordBatch.from_arrays([row_ids, *typed], names=names)
-    text = pa.RecordBatch.from_arrays([row_ids, *source], names=names)
+    data = pa.RecordBatch.from_arrays([row_ids, *typed], schema=arrow_schema(columns))
     rejects += [reasons[i] for i in sorted(reasons)]
-    return TypedBatch(data, text, rejects)
+    return TypedBatch(data, rejects)
 
 
 def _sequence(first: int, count: int) -> pa.Array:
-    """first, first + 1, … as int64, made from a NumPy buffer: any conversion of Python objects (`pa.array` of a
-    list or range, `pa.scalar`) makes pyarrow import pandas when it is installed, 55 MB more for the ingest."""
-    numbers = np.arange(first, first + count, dtype=np.int64)
+    """first, first + 1, … as int64, from a buffer: `pa.array` of a list or range (like any conversion of Python
+    objects, `pa.scalar` too) makes pyarrow import pandas when it is installed, 55 MB more for the ingest."""
+    numbers = array.array("q", range(first, first + count))
     return pa.Array.from_buffers(pa.int64(), count, [None, pa.py_buffer(numbers)])
 
 
