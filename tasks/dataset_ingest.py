@@ -13,6 +13,7 @@ from core.context import JobCancelled, JobContext
 from core.datasets.files import path_of
 from core.datasets.formats import FileOptions, Format
 from core.datasets.ingest import ingest_file
+from core.datasets.load import COPY_CONNECTION_ERRORS
 from core.db import TRANSIENT_ERRORS
 from core.models import Dataset, StoredFile
 from core.registry import JobSpec
@@ -75,7 +76,7 @@ spec = JobSpec(
     description="Loads an uploaded CSV, JSON Lines or Parquet file into a dataset (POST /v1/datasets submits it).",
     queue="default",
     max_attempts=3,
-    retry_on=TRANSIENT_ERRORS,  # the database went away; a bad file never retries
+    retry_on=(*TRANSIENT_ERRORS, *COPY_CONNECTION_ERRORS),  # the database went away; a bad file never retries
     retry_backoff=5.0,
     time_limit=6 * 3600,
 )

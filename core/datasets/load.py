@@ -22,6 +22,9 @@ from core.datasets.typing import TypedBatch
 from core.models import DatasetReject
 
 REJECTS = cast(sa.Table, DatasetReject.__table__)
+# The COPY's own connection failed (a restart, a failover): as with SQLAlchemy's OperationalError, another attempt
+# may well succeed, and the attempt that failed left nothing (its transaction is gone).
+COPY_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (adbc.OperationalError,)
 
 
 def staging_name(table_name: str, job_id: uuid.UUID) -> str:

@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
+import adbc_driver_manager as adbc
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -239,3 +240,44 @@ def test_nul_in_text_is_a_reject_not_a_crash(upload: Upload, clean_db: Engine) -
     done = upload(b"s\nok\nbad\x00value\n", schema={"s": "string"})
     assert done["dataset"]["row_count"] == 1
     assert rejects(clean_db, done["dataset"]["id"]) == [(3, "s", "contains a NUL character")]
+
+
+def test_a_connection_lost_mid_copy_is_retried_and_leaves_nothing(
+    client: FlaskClient, settings: Any, registry: Any, clean_db: Engine, tables: Callable[[], set[str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """PostgreSQL ends the COPY's connection (a restart, a failover): the attempt fails as retryable, and neither
+    the staging table nor a row of it is left for the next one."""
+    if clean_db.dialect.name != "postgresql":
+        pytest.skip("SQLite's ingest has no COPY connection")
+    import core.datasets.formats as formats
+    from core.queue import make_celery
+    from worker.executor import execute_job
+    from worker.runtime import WorkerRuntime
+
+    monkeypatch.setattr(formats, "BLOCK_BYTES", 1 << 10)  # many small batches
+    accepted = client.post("/v1/datasets", data="n\n" + "".join(f"{i}\n" for i in range(20_000)),
+                           content_type="text/csv").json  # fmt: skip
+    job_id = accepted["job"]["id"]
+    runtime = WorkerRuntime(settings, registry, make_celery(settings, name="test"))
+    original = formats._number_rows
+    batches = 0
+
+    def terminate_the_copy(*args: Any) -> Any:
+        nonlocal batches
+        batches += 1
+        if batches == 5:
+            with clean_db.begin() as connection:
+                ended = connection.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+                                                "query LIKE 'COPY%' AND pid <> pg_backend_pid()")).all()  # fmt: skip
+            assert ended, "no COPY was running"
+        return original(*args)
+
+    monkeypatch.setattr(formats, "_number_rows", terminate_the_copy)
+    with pytest.raises(adbc.OperationalError):  # recorded, then raised to Celery (as every failure is)
+        execute_job(runtime, registry.get("dataset_ingest"), job_id, hostname="test")
+    runtime.engine.dispose()
+    job = client.get(f"/v1/jobs/{job_id}").json
+    assert job["status"] == "retrying" and job["attempt"] == 1, job
+    assert tables() == set()
+    assert client.get(f"/v1/datasets/{accepted['dataset']['id']}").json["row_count"] == 0
