@@ -163,7 +163,7 @@ def _event_from(source: Any, kind: str, attempt: Any) -> Any:
     )
 
 
-def _owned(job_id: uuid.UUID, attempt: int) -> Any:
+def _owned(job_id: uuid.UUID | Any, attempt: int | Any) -> Any:
     """The condition that this attempt still owns the running job (its lease was not taken over)."""
     return (Job.id == job_id) & (Job.status == S.RUNNING.value) & (Job.attempt == attempt)
 
@@ -214,14 +214,9 @@ def complete_job(
 def _complete() -> Any:
     """Success, if this attempt still owns the running job (binds: b_job_id, b_attempt, b_now)."""
     now = _param("now", "updated_at")
-    owned = (
-        (JOBS.c.id == _param("job_id", "id"))
-        & (JOBS.c.status == S.RUNNING.value)
-        & (JOBS.c.attempt == _param("attempt", "attempt"))
-    )
     return (
         update(JOBS)
-        .where(owned)
+        .where(_owned(_param("job_id", "id"), _param("attempt", "attempt")))
         .values(status=S.SUCCEEDED.value, finished_at=now, updated_at=now, lease_until=None, error=None)
         .returning(JOBS.c.id)
     )
