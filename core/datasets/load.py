@@ -39,10 +39,11 @@ class ArrowCopy:
     the GIL), fed through a small bounded queue, so the next batch is read and typed while this one is stored.
     At most `depth` batches wait."""
 
-    def __init__(self, uri: str, table: str, schema: pa.Schema, depth: int = 3) -> None:
+    def __init__(self, engine: Engine, table: str, schema: pa.Schema, depth: int = 3) -> None:
         self._queue: queue.Queue[pa.RecordBatch | None] = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
         self._abort = False
+        uri = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)  # libpq's form
         self._database = adbc_driver_postgresql.connect(uri)
         self._connection = adbc.AdbcConnection(self._database)
         self._connection.set_autocommit(False)
@@ -131,8 +132,7 @@ class StagingLoad:
         self.table.create(self._connection)
         self._connection.commit()
         if self.postgres:
-            uri = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-            self._copy = ArrowCopy(uri, self.table.name, self.schema)
+            self._copy = ArrowCopy(self.engine, self.table.name, self.schema)
         return self
 
     def write(self, batch: TypedBatch) -> None:

@@ -32,6 +32,13 @@ def batch(first: int, count: int) -> pa.RecordBatch:
     )
 
 
+def copy_into_new_table(engine: Engine, columns_sql: str) -> tuple[str, ArrowCopy]:
+    name = f"ds_t_copy_{uuid.uuid4().hex[:8]}"
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f'CREATE TABLE "{name}" ({columns_sql})')
+    return name, ArrowCopy(engine, name, arrow_schema(COLUMNS))
+
+
 def staged_rows(engine: Engine, name: str) -> int | None:
     """The rows of a staging table, None when it does not exist."""
     with engine.connect() as connection:
@@ -61,11 +68,7 @@ def test_a_failed_ingest_leaves_no_staging_table(postgres: Engine) -> None:
 
 def test_a_refused_copy_raises_and_commits_nothing(postgres: Engine) -> None:
     """What the server refuses (here a string into a bigint column) fails the load, and no row is kept."""
-    name = f"ds_t_copy_{uuid.uuid4().hex[:8]}"
-    with postgres.begin() as connection:
-        connection.exec_driver_sql(f'CREATE TABLE "{name}" (_row bigint, n bigint, s bigint)')
-    copy = ArrowCopy(postgres.url.set(drivername="postgresql").render_as_string(hide_password=False), name,
-                     arrow_schema(COLUMNS))  # fmt: skip
+    name, copy = copy_into_new_table(postgres, "_row bigint, n bigint, s bigint")
     with pytest.raises(adbc.Error) as refused:
         for first in range(1, 50_001, 1_000):
             copy.write(batch(first, 1_000))
@@ -75,11 +78,7 @@ def test_a_refused_copy_raises_and_commits_nothing(postgres: Engine) -> None:
 
 
 def test_an_aborted_copy_keeps_nothing(postgres: Engine) -> None:
-    name = f"ds_t_copy_{uuid.uuid4().hex[:8]}"
-    with postgres.begin() as connection:
-        connection.exec_driver_sql(f'CREATE TABLE "{name}" (_row bigint, n bigint, s text)')
-    copy = ArrowCopy(postgres.url.set(drivername="postgresql").render_as_string(hide_password=False), name,
-                     arrow_schema(COLUMNS))  # fmt: skip
+    name, copy = copy_into_new_table(postgres, "_row bigint, n bigint, s text")
     for first in range(1, 5_001, 1_000):
         copy.write(batch(first, 1_000))
     copy.abort()
