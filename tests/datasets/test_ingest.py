@@ -154,11 +154,12 @@ def test_leftovers_of_a_killed_attempt_are_cleared_by_the_next(
     assert tables() == {table} and rejects(clean_db, dataset_id) == []
 
 
-def test_cancelled_ingest_leaves_no_partial_dataset(
-    client: FlaskClient, settings: Any, registry: Any, clean_db: Engine, tables: Callable[[], set[str]],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
-    """Cancel requested while the file streams: the progress check stops it mid-way, nothing is left."""
+def interrupted_ingest(
+    client: FlaskClient, settings: Any, registry: Any, monkeypatch: pytest.MonkeyPatch, *, at_batch: int,
+    interrupt: Callable[[str], None],
+) -> tuple[dict[str, Any], Callable[[], str]]:  # fmt: skip
+    """Upload 20,000 rows that are read in small blocks. Returns the upload's answer and `run`, which executes the
+    ingest through the worker's executor, calling `interrupt(job_id)` when the reader reaches batch `at_batch`."""
     import core.datasets.formats as formats
     from core.queue import make_celery
     from worker.executor import execute_job
@@ -166,24 +167,43 @@ def test_cancelled_ingest_leaves_no_partial_dataset(
 
     monkeypatch.setattr(formats, "BLOCK_BYTES", 1 << 10)  # many small batches
     body = "n\n" + "".join(f"{i}\n" for i in range(20_000))
-    accepted = client.post("/v1/datasets", data=body, content_type="text/csv").json
+    accepted: dict[str, Any] = client.post("/v1/datasets", data=body, content_type="text/csv").json
     job_id = accepted["job"]["id"]
-    runtime = WorkerRuntime(settings, registry, make_celery(settings, name="test"))
     original = formats._number_rows
     batches = 0
 
-    def cancel_after_three(*args: Any) -> Any:
+    def counting(*args: Any) -> Any:
         nonlocal batches
         batches += 1
-        if batches == 3:
-            assert client.post(f"/v1/jobs/{job_id}/cancel").status_code == 200
+        if batches == at_batch:
+            interrupt(job_id)
         return original(*args)
 
-    monkeypatch.setattr(formats, "_number_rows", cancel_after_three)
+    monkeypatch.setattr(formats, "_number_rows", counting)
+
+    def run() -> str:
+        runtime = WorkerRuntime(settings, registry, make_celery(settings, name="test"))
+        try:
+            return execute_job(runtime, registry.get("dataset_ingest"), job_id, hostname="test")
+        finally:
+            runtime.engine.dispose()
+
+    return accepted, run
+
+
+def test_cancelled_ingest_leaves_no_partial_dataset(
+    client: FlaskClient, settings: Any, registry: Any, clean_db: Engine, tables: Callable[[], set[str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """Cancel requested while the file streams: the progress check stops it mid-way, nothing is left."""
+
+    def cancel(job_id: str) -> None:
+        assert client.post(f"/v1/jobs/{job_id}/cancel").status_code == 200
+
+    accepted, run = interrupted_ingest(client, settings, registry, monkeypatch, at_batch=3, interrupt=cancel)
     monkeypatch.setattr("worker.context.PROGRESS_MIN_INTERVAL", 0.0)
-    assert execute_job(runtime, registry.get("dataset_ingest"), job_id, hostname="test") == "cancelled"
-    runtime.engine.dispose()
-    assert client.get(f"/v1/jobs/{job_id}").json["status"] == "cancelled"
+    assert run() == "cancelled"
+    assert client.get(f"/v1/jobs/{accepted['job']['id']}").json["status"] == "cancelled"
     assert tables() == set()
     assert client.get(f"/v1/datasets/{accepted['dataset']['id']}").json["row_count"] == 0
 
@@ -250,34 +270,18 @@ def test_a_connection_lost_mid_copy_is_retried_and_leaves_nothing(
     the staging table nor a row of it is left for the next one."""
     if clean_db.dialect.name != "postgresql":
         pytest.skip("SQLite's ingest has no COPY connection")
-    import core.datasets.formats as formats
-    from core.queue import make_celery
-    from worker.executor import execute_job
-    from worker.runtime import WorkerRuntime
 
-    monkeypatch.setattr(formats, "BLOCK_BYTES", 1 << 10)  # many small batches
-    accepted = client.post("/v1/datasets", data="n\n" + "".join(f"{i}\n" for i in range(20_000)),
-                           content_type="text/csv").json  # fmt: skip
-    job_id = accepted["job"]["id"]
-    runtime = WorkerRuntime(settings, registry, make_celery(settings, name="test"))
-    original = formats._number_rows
-    batches = 0
+    def terminate_the_copy(_job_id: str) -> None:
+        with clean_db.begin() as connection:
+            ended = connection.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+                                            "query LIKE 'COPY%' AND pid <> pg_backend_pid()")).all()  # fmt: skip
+        assert ended, "no COPY was running"
 
-    def terminate_the_copy(*args: Any) -> Any:
-        nonlocal batches
-        batches += 1
-        if batches == 5:
-            with clean_db.begin() as connection:
-                ended = connection.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
-                                                "query LIKE 'COPY%' AND pid <> pg_backend_pid()")).all()  # fmt: skip
-            assert ended, "no COPY was running"
-        return original(*args)
-
-    monkeypatch.setattr(formats, "_number_rows", terminate_the_copy)
+    accepted, run = interrupted_ingest(client, settings, registry, monkeypatch, at_batch=5,
+                                       interrupt=terminate_the_copy)  # fmt: skip
     with pytest.raises(adbc.OperationalError):  # recorded, then raised to Celery (as every failure is)
-        execute_job(runtime, registry.get("dataset_ingest"), job_id, hostname="test")
-    runtime.engine.dispose()
-    job = client.get(f"/v1/jobs/{job_id}").json
+        run()
+    job = client.get(f"/v1/jobs/{accepted['job']['id']}").json
     assert job["status"] == "retrying" and job["attempt"] == 1, job
     assert tables() == set()
     assert client.get(f"/v1/datasets/{accepted['dataset']['id']}").json["row_count"] == 0
