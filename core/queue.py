@@ -92,6 +92,15 @@ class CeleryPublisher:
             return [w.job_id for w in wakeups]
         return failed
 
+    def queue_depth(self, queue: str) -> int:
+        """Messages waiting in a queue, all priority levels (not those a worker holds unacknowledged). Raises when
+        the broker cannot be reached."""
+        with self.app.connection_for_write() as connection:
+            try:
+                return int(connection.default_channel.queue_declare(queue=queue, passive=True).message_count)
+            except connection.channel_errors:  # the queue does not exist (yet): nothing waits in it
+                return 0
+
     def broker_priority(self, priority: int) -> int:
         # kombu's Redis transport serves priority 0 first; AMQP serves the highest number first.
         return PRIORITY_LEVELS - 1 - priority if self.redis else priority

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import sys
 from dataclasses import asdict
 from typing import Any
 
@@ -22,6 +24,7 @@ def run_reconcile(runtime: WorkerRuntime) -> dict[str, Any]:
             session,
             republish_after=settings.republish_after,
             backoff_cap=settings.retry_backoff_max,
+            broker_depth=functools.partial(_broker_depth, runtime),
         )
     failed = _publish(runtime, report.to_publish)
     summary = asdict(report) | {"to_publish": len(report.to_publish), "publish_failed": failed}
@@ -40,6 +43,15 @@ def run_schedules(runtime: WorkerRuntime) -> dict[str, Any]:
     if report.schedules:
         log.info("schedules: %s", summary)
     return summary
+
+
+def _broker_depth(runtime: WorkerRuntime, queue: str) -> int:
+    try:
+        return runtime.publisher.queue_depth(queue)
+    except Exception:
+        # Unknown: republish nothing this tick (a publish would fail too); rows never published are still handled.
+        log.warning("cannot read the depth of queue %s; stale queued rows wait for the next tick", queue, exc_info=True)
+        return sys.maxsize
 
 
 def _publish(runtime: WorkerRuntime, wakeups: list[Wakeup]) -> int:

@@ -240,3 +240,26 @@ def test_concurrent_submits_with_one_unique_key_make_one_active_job(
 ) -> None:
     assert len(race_submits(session, registry, 30, unique_key="nightly")) == 1
     assert session.scalar(select(func.count()).select_from(Job)) == 1
+
+
+def test_reconciler_republishes_only_the_messages_the_broker_lacks(session: Session, registry: Registry) -> None:
+    """Behind a backlog every row waits past republish_after; only rows whose message is gone get another one."""
+    now = utcnow()
+    waiting = [submit(session, registry, now=now - timedelta(seconds=300 - i)) for i in range(5)]  # oldest first
+    unpublished = submit(session, registry, now=now - timedelta(seconds=10))
+    mark_unpublished(session, [unpublished.id])
+    session.commit()
+
+    later = utcnow() + timedelta(seconds=5)  # past the grace the API has between its commit and its publish
+
+    def tick(depth: int) -> list[object]:
+        report = reconcile(session, republish_after=60, backoff_cap=60, broker_depth=lambda _queue: depth, now=later)
+        session.commit()
+        return [w.job_id for w in report.to_publish]
+
+    # all five messages still in the broker: only the row whose publish failed goes out
+    assert tick(5) == [unpublished.id]
+    # six messages now; two lost (e.g. a broker restart without persistence): FIFO says the oldest two rows'
+    assert tick(4) == [waiting[0].id, waiting[1].id]
+    kinds = session.scalars(select(JobEvent.kind).where(JobEvent.kind == "republished")).all()
+    assert len(kinds) == 3
