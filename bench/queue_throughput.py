@@ -26,7 +26,7 @@ from sqlalchemy import func, select
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bare_celery import COUNTER_KEY, make_bare_app
-from core.models import Job
+from core.models import Job, JobEvent
 from tests.e2e.harness import ROOT, Cluster
 from tests.support.backends import RedisServer, postgres_database, service_redis_db
 
@@ -39,9 +39,16 @@ def succeeded(cluster: Cluster) -> int:
         return int(session.scalar(select(func.count()).select_from(Job).where(Job.status == "succeeded")) or 0)
 
 
+def republished(cluster: Cluster) -> int:
+    """Messages the reconciler sent again: each one a duplicate delivery unless the first was really lost."""
+    with cluster.session() as session:
+        query = select(func.count()).select_from(JobEvent).where(JobEvent.kind == "republished")
+        return int(session.scalar(query) or 0)
+
+
 def conveyor_run(cluster: Cluster, jobs: int, *, batch: bool) -> float:
     """Submit `jobs` echo jobs (8 concurrent single POSTs, or batches of 1,000) and wait for every success."""
-    before = succeeded(cluster)
+    before, republished_before = succeeded(cluster), republished(cluster)
     local = threading.local()
 
     def http() -> requests.Session:  # one keep-alive connection per client thread
@@ -71,7 +78,8 @@ def conveyor_run(cluster: Cluster, jobs: int, *, batch: bool) -> float:
     end = time.perf_counter()
     mode = "batch" if batch else "single"
     print(
-        f"  conveyor ({mode}): submit {jobs / (submitted - started):.0f}/s, end to end {jobs / (end - started):.0f}/s"
+        f"  conveyor ({mode}): submit {jobs / (submitted - started):.0f}/s, end to end {jobs / (end - started):.0f}/s,"
+        f" republished {republished(cluster) - republished_before}"
     )
     return jobs / (end - started)
 
