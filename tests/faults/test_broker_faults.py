@@ -8,7 +8,6 @@ from collections.abc import Callable
 
 import pytest
 import requests
-
 from sqlalchemy import func, select
 
 from core.db import make_sessionmaker
