@@ -7,9 +7,11 @@ from typing import Any
 from apiflask import APIBlueprint
 
 from api.extension import conveyor, db
-from api.jobs import job_request, publish_after_commit
+from api.jobs import job_request, publish_wakeups, wakeups_of
 from api.problems import conveyor_problem_body
 from api.schemas import BatchItemResult, BatchResult, JobBatchCreate, JobRead
+from core.jobs import record_message_jobs
+from core.queue import messages
 from core.submit import submit_jobs
 from core.types import utcnow
 
@@ -21,10 +23,11 @@ bp = APIBlueprint("job_batches", __name__, url_prefix="/v1", tag="Batches")
 @bp.output(BatchResult)
 @bp.doc(
     summary="Submit up to 1,000 jobs at once",
-    description="One transaction, then one publish per accepted job. Items are independent: an invalid job type, "
-    "payload or queue refuses that item only (its `error` says why); a malformed request (not a list, over 1,000 "
-    "items, a field of the wrong type) refuses the whole request with 422. Each item may carry its own "
-    "`idempotency_key`.",
+    description="One transaction, then the accepted jobs are published: jobs of the same type, queue and priority "
+    "share broker messages of up to CONVEYOR_JOBS_PER_MESSAGE jobs, each run by one worker process in turn. Items "
+    "are independent: an invalid job type, payload or queue refuses that item only (its `error` says why); a "
+    "malformed request (not a list, over 1,000 items, a field of the wrong type) refuses the whole request with "
+    "422. Each item may carry its own `idempotency_key`.",
     responses={415: "Not JSON", 413: "Body over CONVEYOR_MAX_REQUEST_BYTES"},
 )
 def create_batch(body: JobBatchCreate) -> Any:
@@ -33,8 +36,10 @@ def create_batch(body: JobBatchCreate) -> Any:
     session = db()
     requests = [job_request(item, now=now, idempotency_key=item.idempotency_key) for item in body.jobs]
     outcomes = submit_jobs(session, registry=ext.registry, known_queues=ext.settings.queues, requests=requests, now=now)
+    wakeups = wakeups_of([o.job for o in outcomes if o.created and o.job is not None], shared=True)
+    record_message_jobs(session, messages(wakeups))
     session.commit()
-    publish_after_commit([o.job for o in outcomes if o.created and o.job is not None])
+    publish_wakeups(wakeups)
     items = []
     for index, outcome in enumerate(outcomes):
         if outcome.error is not None:

@@ -49,9 +49,26 @@ def idempotency_key() -> str | None:
     return key
 
 
+def wakeups_of(jobs: list[Job], *, shared: bool = False) -> list[Wakeup]:
+    """Wake-ups for the jobs due now. `shared` (a batch): jobs of a type, queue and priority share messages of up
+    to CONVEYOR_JOBS_PER_MESSAGE, except types with a soft time limit, which Celery applies to a whole message."""
+    ext = conveyor()
+    wakeups = []
+    for job in jobs:
+        if job.status != JobStatus.QUEUED:
+            continue
+        spec = ext.registry.get(job.type)
+        per_message = ext.settings.jobs_per_message if shared and spec.soft_time_limit is None else 1
+        wakeups.append(Wakeup(job.id, job.type, job.queue, job.priority, per_message, spec.time_limit))
+    return wakeups
+
+
 def publish_after_commit(jobs: list[Job]) -> None:
-    """The commit made the jobs durable; a failed publish only delays them until the reconciler's next tick."""
-    wakeups = [Wakeup(job.id, job.type, job.queue, job.priority) for job in jobs if job.status == JobStatus.QUEUED]
+    publish_wakeups(wakeups_of(jobs))
+
+
+def publish_wakeups(wakeups: list[Wakeup]) -> None:
+    """After the commit that made the jobs durable; a failed publish only delays them until the reconciler's tick."""
     failed = conveyor().publisher.publish(wakeups)
     if failed:
         session = db()

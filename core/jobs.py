@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from core.errors import InvalidTransition, JobNotFound
 from core.models import Job, JobEvent, JobResult
+from core.queue import Message
 from core.status import JobStatus
 from core.types import iso_or_none, utcnow
 
@@ -323,11 +324,21 @@ def retry_job(session: Session, job_id: uuid.UUID, *, tenant_id: str = "default"
         raise InvalidTransition(f"Job {job_id} is {job.status}; only failed jobs can be retried.")
     job.status, job.max_attempts = S.QUEUED.value, max(job.max_attempts, job.attempt + 1)
     job.finished_at, job.next_attempt_at, job.error = None, None, None
-    job.published_at, job.updated_at = now, now
+    job.published_at, job.message_jobs, job.updated_at = now, 1, now
     record_event(
         session, job_id, S.QUEUED.value, attempt=job.attempt, detail={"from": "failed", "by": "retry"}, now=now
     )
     return job
+
+
+def record_message_jobs(session: Session, sent: list[Message]) -> None:
+    """Rows that share a message record its size, before the commit: the reconciler weighs the broker with it."""
+    by_size: dict[int, list[uuid.UUID]] = {}
+    for message in sent:
+        if len(message.wakeups) > 1:
+            by_size.setdefault(len(message.wakeups), []).extend(message.job_ids)
+    for size, job_ids in by_size.items():
+        session.execute(update(JOBS).where(JOBS.c.id.in_(job_ids)).values(message_jobs=size))
 
 
 def mark_unpublished(session: Session, job_ids: list[uuid.UUID]) -> None:

@@ -66,6 +66,9 @@ class Job(Base):
     next_attempt_at: Mapped[datetime | None]
     lease_until: Mapped[datetime | None]
     published_at: Mapped[datetime | None]  # last successful publish; NULL after a failed one (the reconciler retries)
+    # Jobs woken by the message that last published this row (a batch shares messages): the reconciler weighs the
+    # broker's message count with it.
+    message_jobs: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
     worker: Mapped[str | None] = mapped_column(String(255))
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     request_hash: Mapped[str | None] = mapped_column(String(64))  # body fingerprint behind idempotency_key

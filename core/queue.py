@@ -23,16 +23,55 @@ PRIORITY_LEVELS = 10  # API priority 0..9, higher runs first
 
 @dataclass(frozen=True)
 class Wakeup:
-    """What a publish needs to know about a job: which task, which queue, which priority."""
+    """What a publish needs to know about a job: which task, which queue, which priority; and whether its message
+    may wake other jobs of the same type, queue and priority too (a batch submit's)."""
 
     job_id: uuid.UUID
     type: str
     queue: str
     priority: int
+    jobs_per_message: int = 1
+    time_limit: float | None = None  # the job type's hard limit; a shared message gets the sum of its jobs'
 
     @property
     def task_name(self) -> str:
         return task_name(self.type)
+
+
+@dataclass(frozen=True)
+class Message:
+    """One broker message: `jobs.<type>` with the ids of the jobs it wakes (one, or several of a batch)."""
+
+    wakeups: tuple[Wakeup, ...]
+
+    @property
+    def first(self) -> Wakeup:
+        return self.wakeups[0]
+
+    @property
+    def job_ids(self) -> list[uuid.UUID]:
+        return [w.job_id for w in self.wakeups]
+
+    @property
+    def time_limit(self) -> float | None:
+        """Celery's hard limit applies to a message: each job keeps its own allowance."""
+        limits = [w.time_limit for w in self.wakeups]
+        return None if None in limits else sum(limit for limit in limits if limit is not None)
+
+
+def messages(wakeups: Sequence[Wakeup]) -> list[Message]:
+    """Wake-ups grouped into messages: the same task, queue and priority share one, in submit order, up to each
+    wake-up's `jobs_per_message`. Deterministic, so the rows can record their message's size before the publish."""
+    open_messages: dict[tuple[str, str, int], list[Wakeup]] = {}
+    grouped: list[list[Wakeup]] = []
+    for wakeup in wakeups:
+        key = (wakeup.type, wakeup.queue, wakeup.priority)
+        current = open_messages.get(key)
+        if current is None or len(current) >= wakeup.jobs_per_message:
+            current = open_messages[key] = []
+            grouped.append(current)
+        current.append(wakeup)
+    return [Message(tuple(group)) for group in grouped]
 
 
 def task_name(job_type: str) -> str:
@@ -41,7 +80,8 @@ def task_name(job_type: str) -> str:
 
 class Publisher(Protocol):
     def publish(self, wakeups: Sequence[Wakeup]) -> list[uuid.UUID]:
-        """Publish each wake-up; return the ids whose publish failed (their rows stay for the reconciler)."""
+        """Publish the wake-ups (as `messages(wakeups)`); return the ids whose publish failed (their rows stay for
+        the reconciler)."""
         ...
 
 
@@ -50,12 +90,14 @@ class RecordingPublisher:
 
     def __init__(self) -> None:
         self.sent: list[Wakeup] = []
+        self.messages: list[Message] = []
         self.fail = False
 
     def publish(self, wakeups: Sequence[Wakeup]) -> list[uuid.UUID]:
         if self.fail:
             return [w.job_id for w in wakeups]
         self.sent.extend(wakeups)
+        self.messages.extend(messages(wakeups))
         return []
 
 
@@ -73,24 +115,30 @@ class CeleryPublisher:
         try:
             # One pooled producer (one connection) for the whole list, instead of one acquire per message.
             with self.app.producer_or_acquire() as producer:
-                for wakeup in wakeups:
+                for message in messages(wakeups):
                     try:
-                        self.app.send_task(
-                            wakeup.task_name,
-                            args=[str(wakeup.job_id)],
-                            queue=wakeup.queue,
-                            priority=self.broker_priority(wakeup.priority),
-                            producer=producer,
-                        )
+                        self.send(message, producer)
                     except Exception:
-                        log.warning(
-                            "publish of %s failed; the reconciler will publish it", wakeup.job_id, exc_info=True
-                        )
-                        failed.append(wakeup.job_id)
+                        log.warning("publish of %s failed; the reconciler will publish them", message.job_ids,
+                                    exc_info=True)  # fmt: skip
+                        failed.extend(message.job_ids)
         except Exception:
             log.warning("no broker connection for publishing; the reconciler will publish", exc_info=True)
             return [w.job_id for w in wakeups]
         return failed
+
+    def send(self, message: Message, producer: Any) -> None:
+        options: dict[str, Any] = {}
+        if len(message.wakeups) > 1 and message.time_limit is not None:
+            options["time_limit"] = message.time_limit
+        self.app.send_task(
+            message.first.task_name,
+            args=[str(job_id) for job_id in message.job_ids],
+            queue=message.first.queue,
+            priority=self.broker_priority(message.first.priority),
+            producer=producer,
+            **options,
+        )
 
     def queue_depth(self, queue: str) -> int:
         """Messages waiting in a queue, all priority levels (not those a worker holds unacknowledged). Raises when

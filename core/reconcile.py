@@ -6,11 +6,12 @@ due `scheduled` and `retrying` jobs, and recovers jobs whose worker vanished (le
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import Float, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from core.jobs import fail_attempt, record_event
@@ -88,10 +89,13 @@ def reconcile(
 
     # First: the rows that get their first message below must not count as published without one.
     stale = Job.published_at < now - timedelta(seconds=republish_after)
-    for queue, missing in _missing_messages(session, stale, broker_depth).items():
-        rows = _batch(session, Job.status == S.QUEUED.value, Job.queue == queue, stale, limit=min(missing, batch),
+    # Published rows: the API commits before it publishes, so a row published within the grace may lack its message
+    # for a moment; leaving it out errs towards fewer republishes (its message, once sent, is in the depth).
+    settled = Job.published_at < now - UNPUBLISHED_GRACE
+    for queue, missing in _missing_messages(session, stale, settled, broker_depth).items():
+        rows = _batch(session, Job.status == S.QUEUED.value, Job.queue == queue, stale, limit=batch,
                       order=Job.published_at)  # fmt: skip
-        for job in rows:
+        for job in _oldest_messages(rows, missing):
             _republish(session, job, report, now)
 
     due = or_(
@@ -100,7 +104,7 @@ def reconcile(
     )
     for job in _batch(session, due, limit=batch):
         record_event(session, job.id, S.QUEUED.value, attempt=job.attempt, detail={"from": job.status}, now=now)
-        job.status, job.published_at, job.updated_at = S.QUEUED.value, now, now
+        job.status, job.published_at, job.message_jobs, job.updated_at = S.QUEUED.value, now, 1, now
         report.to_publish.append(_wakeup(job))
         report.woken += 1
 
@@ -112,27 +116,44 @@ def reconcile(
 
 def _republish(session: Session, job: Job, report: ReconcileReport, now: datetime) -> None:
     record_event(session, job.id, "republished", attempt=job.attempt, now=now)
-    job.published_at = now
+    job.published_at, job.message_jobs = now, 1
     report.to_publish.append(_wakeup(job))
     report.republished += 1
 
 
-def _missing_messages(session: Session, stale: object, broker_depth: Callable[[str], int]) -> dict[str, int]:
-    """Per queue holding stale `queued` rows: how many of its published rows have no message in the broker.
+def _missing_messages(
+    session: Session, stale: object, settled: object, broker_depth: Callable[[str], int]
+) -> dict[str, float]:
+    """Per queue holding stale `queued` rows: how many messages the broker lacks for its published rows.
 
     A row waiting longer than `republish_after` is not proof of a lost message: behind a deep backlog every row
-    waits, and publishing each one again every tick fed the backlog its own duplicates. The broker queues are FIFO,
-    so the messages still there belong to the newest rows; what the broker lacks (it restarted without persistence,
-    a message was dropped) is the oldest rows'. Duplicates already in the broker make this count low for a while
-    (never high): they are consumed, and the next ticks republish what is still missing."""
+    waits, and publishing each one again every tick fed the backlog its own duplicates. So the rows are weighed
+    against the queue's depth: a row counts 1/`message_jobs` of a message (a batch's jobs share messages). An empty
+    queue lacks every message. Messages a worker holds unacknowledged, and duplicates already queued, make the count
+    low for a while, never high: they are consumed, and later ticks republish what is still missing."""
     queued = Job.status == S.QUEUED.value
     queues = list(session.scalars(select(Job.queue).where(queued, stale).distinct()))  # type: ignore[arg-type]
     # The depths first: a message consumed between the two reads then errs towards fewer republishes, not more.
     depths = {queue: broker_depth(queue) for queue in queues}
+    weight = func.sum(literal(1.0, Float) / Job.message_jobs)
     published = (
-        select(Job.queue, func.count())
+        select(Job.queue, weight)
         .where(queued, Job.published_at.is_not(None), Job.queue.in_(queues))
         .group_by(Job.queue)
     )
-    counts: dict[str, int] = {queue: count for queue, count in session.execute(published).all()}
-    return {queue: counts.get(queue, 0) - depths[queue] for queue in queues if counts.get(queue, 0) > depths[queue]}
+    expected: dict[str, float] = {queue: float(total or 0) for queue, total in session.execute(published).all()}
+    missing = {queue: math.inf if depths[queue] == 0 else expected.get(queue, 0.0) - depths[queue] for queue in queues}
+    return {queue: count for queue, count in missing.items() if count > 0}
+
+
+def _oldest_messages(rows: list[Job], missing: float) -> list[Job]:
+    """The oldest rows, up to `missing` messages' worth: FIFO queues lose their oldest messages' (they would have been
+    consumed first), and a message is republished whole (its rows, as single wake-ups)."""
+    taken: list[Job] = []
+    weight = 0.0
+    for job in rows:
+        weight += 1 / job.message_jobs
+        if weight > missing + 1e-9:
+            break
+        taken.append(job)
+    return taken

@@ -38,6 +38,13 @@ class Settings(BaseSettings):
     )
     worker_concurrency: int = Field(default=2, ge=1, description="Worker processes per `conveyor up` worker.")
     worker_prefetch_multiplier: int = Field(default=1, ge=1, description="Messages reserved per worker process.")
+    jobs_per_message: int = Field(
+        default=50,
+        ge=1,
+        le=1000,
+        description="Jobs of one `POST /v1/jobs:batch` (same type, queue and priority) woken by one broker message "
+        "and run one after another by one worker process; 1 sends a message per job.",
+    )
     lease_seconds: float = Field(default=30.0, gt=0, description="A running job's lease; renewed by a heartbeat.")
     reconcile_interval: float = Field(default=2.0, gt=0, description="Seconds between reconciler ticks (beat).")
     schedule_tick: float = Field(

@@ -201,6 +201,7 @@ def build_job(registry: Registry, known_queues: list[str], request: JobRequest, 
         max_attempts=request.max_attempts or spec.max_attempts,
         run_at=request.run_at,
         published_at=now if due else None,  # optimistic: the caller publishes after commit, or clears it on failure
+        message_jobs=1,
         idempotency_key=request.idempotency_key,
         request_hash=request.request_hash,
         unique_key=request.unique_key,

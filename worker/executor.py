@@ -7,6 +7,8 @@ import logging
 import os
 import traceback
 import uuid
+from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -37,6 +39,23 @@ def discard(session: Session) -> None:
     releases the write lock the fresh session needs). A broken connection must not mask the real error."""
     with contextlib.suppress(SQLAlchemyError):
         session.rollback()
+
+
+def execute_message(runtime: WorkerRuntime, spec: JobSpec, raw_job_ids: Sequence[str], hostname: str) -> str:
+    """Run the jobs one message wakes (one, or several of a batch) one after another, each with its own claim,
+    heartbeat and outcome. A job that raises does not stop the others; the first error is raised after the last job,
+    so Celery and Flower see the message failed. Returns what happened (for logs and Flower)."""
+    outcomes: Counter[str] = Counter()
+    first_error: Exception | None = None
+    for raw_job_id in raw_job_ids:
+        try:
+            outcomes[execute_job(runtime, spec, raw_job_id, hostname)] += 1
+        except Exception as exc:
+            outcomes["failed"] += 1
+            first_error = first_error or exc
+    if first_error is not None:
+        raise first_error
+    return ", ".join(f"{count} {outcome}" for outcome, count in outcomes.items())
 
 
 def execute_job(runtime: WorkerRuntime, spec: JobSpec, raw_job_id: str, hostname: str) -> str:

@@ -11,7 +11,7 @@ from core.queue import make_celery, task_name
 from core.queue_names import QueueNames
 from core.registry import JobSpec, Registry, load_registry
 from core.settings import Settings
-from worker.executor import execute_job
+from worker.executor import execute_message
 from worker.maintenance import run_reconcile, run_schedules
 from worker.runtime import WorkerRuntime
 
@@ -61,8 +61,8 @@ def create_worker_app(settings: Settings | None = None, registry: Registry | Non
 
 
 def _register_job_task(app: Celery, runtime: WorkerRuntime, spec: JobSpec) -> None:
-    def run_job(self: Task, job_id: str) -> str:
-        return execute_job(runtime, spec, job_id, hostname=self.request.hostname or "worker")
+    def run_job(self: Task, *job_ids: str) -> str:  # one id, or several of a batch (CONVEYOR_JOBS_PER_MESSAGE)
+        return execute_message(runtime, spec, job_ids, hostname=self.request.hostname or "worker")
 
     run_job.__name__ = run_job.__qualname__ = f"job_{spec.name}"
     app.task(

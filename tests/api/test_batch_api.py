@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from apiflask import APIFlask
 from flask.testing import FlaskClient
+from sqlalchemy import Engine, select
 
+from api.app import create_app
+from core.models import Job
 from core.queue import RecordingPublisher
+from core.registry import load_registry
+from core.settings import Settings
 from tests.api.test_jobs_api import PROBLEM, count_jobs
 
 
@@ -75,3 +83,26 @@ def test_malformed_batches_are_refused_whole(client: FlaskClient, app: APIFlask)
         assert response.status_code == status and response.content_type == PROBLEM, payload
     assert client.post("/v1/jobs:batch", data="x", content_type="text/plain").status_code == 415
     assert count_jobs(app) == 0
+
+
+def test_batch_jobs_share_messages_and_their_rows_record_the_size(
+    clean_db: Engine, database_url: str, tmp_path: Path, publisher: RecordingPublisher
+) -> None:
+    """120 echo jobs → messages of 50, 50, 20 (CONVEYOR_JOBS_PER_MESSAGE); a type with a soft time limit (Celery's
+    applies to a whole message) and a single POST get a message per job."""
+    registry = load_registry()
+    registry.register(dataclasses.replace(registry.get("echo"), name="timed", soft_time_limit=5.0))
+    settings = Settings(data_dir=tmp_path, database_url=database_url, jobs_per_message=50)
+    app = create_app(settings, publisher=publisher, registry=registry)
+    client = app.test_client()
+    jobs = [echo(str(i)) for i in range(120)] + [{"type": "timed", "payload": {"message": "t"}}] * 2
+    body = client.post("/v1/jobs:batch", json={"jobs": jobs}).json
+    assert body["accepted"] == 122
+    client.post("/v1/jobs", json=echo("single"))
+    assert [(m.first.type, len(m.wakeups)) for m in publisher.messages] == [
+        ("echo", 50), ("echo", 50), ("echo", 20), ("timed", 1), ("timed", 1), ("echo", 1)]  # fmt: skip
+    assert publisher.messages[0].time_limit == 50 * registry.get("echo").time_limit
+    with app.extensions["conveyor"].sessions() as session:
+        sizes = Counter(session.scalars(select(Job.message_jobs)))
+    assert sizes == {50: 100, 20: 20, 1: 3}
+    app.extensions["conveyor"].engine.dispose()

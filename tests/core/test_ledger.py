@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from core.db import make_sessionmaker
@@ -263,3 +263,24 @@ def test_reconciler_republishes_only_the_messages_the_broker_lacks(session: Sess
     assert tick(4) == [waiting[0].id, waiting[1].id]
     kinds = session.scalars(select(JobEvent.kind).where(JobEvent.kind == "republished")).all()
     assert len(kinds) == 3
+
+
+def test_reconciler_weighs_the_broker_depth_by_jobs_per_message(session: Session, registry: Registry) -> None:
+    """Two messages of 50 batch jobs each: one message lost means the 50 oldest rows, as single messages."""
+    now = utcnow()
+    older = [submit(session, registry, now=now - timedelta(seconds=300)) for _ in range(50)]
+    newer = [submit(session, registry, now=now - timedelta(seconds=200)) for _ in range(50)]
+    session.execute(update(Job).values(message_jobs=50))
+    session.commit()
+    later = utcnow() + timedelta(seconds=5)
+
+    def tick(depth: int) -> set[object]:
+        report = reconcile(session, republish_after=60, backoff_cap=60, broker_depth=lambda _queue: depth, now=later)
+        session.commit()
+        return {w.job_id for w in report.to_publish}
+
+    assert tick(2) == set()  # both messages there: 100 rows waiting are no loss
+    assert tick(1) == {job.id for job in older}
+    assert set(session.scalars(select(Job.message_jobs).where(Job.id.in_([j.id for j in older])))) == {1}
+    # the queue empty (a broker restart without persistence): every stale row lacks its message
+    assert tick(0) == {job.id for job in newer}

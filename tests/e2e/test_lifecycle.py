@@ -164,6 +164,25 @@ def test_batch_submit_from_the_cli(cluster: Cluster, tmp_path: Path) -> None:
         assert cluster.wait_job(job_id)["status"] == "succeeded"
 
 
+def test_batch_jobs_sharing_a_message_each_get_their_own_outcome(cluster: Cluster) -> None:
+    """A batch's jobs of one type share one message (CONVEYOR_JOBS_PER_MESSAGE): one worker process runs them in
+    turn, each with its own claim, events and result, and one that raises does not stop the others."""
+    fails = [{"type": "fail", "payload": {"times": 1}}] * 3
+    echoes = [{"type": "echo", "payload": {"message": f"e{i}"}} for i in range(5)]
+    body = cluster.request("POST", "/v1/jobs:batch", json={"jobs": fails + echoes}).json()
+    ids = [item["job"]["id"] for item in body["items"]]
+    assert {cluster.wait_job(job_id)["status"] for job_id in ids} == {"succeeded"}
+    for job_id in ids[:3]:  # each failed its first attempt inside the shared message, then ran again alone
+        assert cluster.event_kinds(job_id) == ["queued", "running", "retrying", "queued", "running", "succeeded"]
+        assert cluster.request("GET", f"/v1/jobs/{job_id}/result").json()["data"] == {"attempts": 2}
+    echo_rows = [cluster.row(job_id) for job_id in ids[3:]]
+    assert {row.message_jobs for row in echo_rows} == {5}
+    assert len({row.worker for row in echo_rows}) == 1  # one message, one worker process
+    assert [cluster.request("GET", f"/v1/jobs/{job_id}/result").json()["data"]["message"] for job_id in ids[3:]] == [
+        f"e{i}" for i in range(5)
+    ]
+
+
 def test_an_oversized_body_gets_its_413_over_a_real_socket(cluster: Cluster) -> None:
     """gunicorn closes after the 413; unread body bytes would make that a reset ("broken pipe") on the client."""
     body = b'{"type": "echo", "payload": {"message": "' + b"x" * (2 << 20) + b'"}}'

@@ -44,6 +44,25 @@ def test_sigkill_worker_child_mid_job(scenario: Callable[..., Scenario], backend
     assert ledger.duplicate_executions_expected >= 1  # the killed attempt ran again after its lease expired
 
 
+@pytest.mark.parametrize("backend", ["embedded", "services"])
+def test_sigkill_worker_child_mid_shared_message(scenario: Callable[..., Scenario], backend: str) -> None:
+    """A batch's jobs share messages of 20: the killed child's message comes back, its finished jobs are skipped,
+    the killed job is recovered by its lease, the rest run once."""
+    s = scenario("sigkill_child_shared_message", backend, jobs_per_message="20")
+    items = [{"type": "effect", "payload": {"seconds": 0.1}}] * 60
+    body = s.cluster.request("POST", "/v1/jobs:batch", json={"jobs": items}).json()
+    s.client.accepted += [item["job"]["id"] for item in body["items"]]
+    time.sleep(0.5)  # a few jobs into each message
+    child = int(running_workers(s)[0].rsplit(":", 1)[1])
+    os.kill(child, signal.SIGKILL)
+    s.fault_over()
+    s.drain(90)
+    ledger = s.ledger()
+    ledger.assert_no_loss_no_duplicates()
+    assert ledger.completed == 60
+    assert ledger.duplicate_executions_expected >= 1  # the killed attempt ran again after its lease expired
+
+
 @pytest.mark.chaos
 def test_sigkill_whole_worker_with_jobs_in_flight(scenario: Callable[..., Scenario]) -> None:
     s = scenario("sigkill_worker", "services")

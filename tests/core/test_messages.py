@@ -1,0 +1,33 @@
+"""How wake-ups become broker messages: a batch's jobs share messages by type, queue and priority."""
+
+from __future__ import annotations
+
+import uuid
+
+from core.queue import Wakeup, messages
+
+
+def wakeup(job_type: str = "echo", priority: int = 0, per_message: int = 3, limit: float | None = 60.0) -> Wakeup:
+    return Wakeup(uuid.uuid4(), job_type, "default", priority, per_message, limit)
+
+
+def test_jobs_of_one_type_queue_and_priority_share_messages_in_submit_order() -> None:
+    echo = [wakeup() for _ in range(7)]
+    urgent = [wakeup(priority=9) for _ in range(2)]
+    sleep = wakeup("sleep")
+    ordered = [echo[0], urgent[0], echo[1], sleep, echo[2], echo[3], urgent[1], echo[4], echo[5], echo[6]]
+    sent = messages(ordered)
+    assert [m.job_ids for m in sent] == [
+        [echo[0].job_id, echo[1].job_id, echo[2].job_id],
+        [urgent[0].job_id, urgent[1].job_id],
+        [sleep.job_id],
+        [echo[3].job_id, echo[4].job_id, echo[5].job_id],
+        [echo[6].job_id],
+    ]
+    assert [m.time_limit for m in sent] == [180.0, 120.0, 60.0, 180.0, 60.0]  # each job keeps its own allowance
+
+
+def test_one_job_per_message_unless_the_wakeups_allow_sharing() -> None:
+    singles = [wakeup(per_message=1) for _ in range(3)]
+    assert [len(m.wakeups) for m in messages(singles)] == [1, 1, 1]
+    assert messages([wakeup(limit=None), wakeup(limit=None)])[0].time_limit is None
