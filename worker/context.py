@@ -1,4 +1,4 @@
-"""The worker's JobContext: progress that renews the lease, cancellation checks, and the lease heartbeat."""
+"""The worker's JobContext: progress that renews the lease, and cancellation checks."""
 
 from __future__ import annotations
 
@@ -51,6 +51,9 @@ class WorkerJobContext:
     def cancelled(self) -> bool:
         return self._cancel_requested.is_set()
 
+    def lease_lost(self) -> bool:
+        return self._lease_lost.is_set()
+
     def check(self) -> None:
         if self._lease_lost.is_set():
             raise LeaseLost(f"job {self.job_id} attempt {self.attempt} lost its lease")
@@ -72,32 +75,3 @@ class WorkerJobContext:
             self._lease_lost.set()
         elif cancel:
             self._cancel_requested.set()
-
-
-class Heartbeat:
-    """Renews the lease while the handler runs, so a job that never calls progress() is not run twice.
-    The lease then only expires when the process is gone (or killed by its time limit)."""
-
-    def __init__(self, ctx: WorkerJobContext, interval: float) -> None:
-        self.ctx = ctx
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{ctx.job_id}", daemon=True)
-
-    def __enter__(self) -> Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=self.interval + 5)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.ctx.renew()
-            except Exception:
-                # A database blip must not kill the heartbeat: the next beat tries again well within the lease.
-                logging.getLogger(__name__).warning("lease renewal of %s failed", self.ctx.job_id, exc_info=True)
-            if self.ctx._lease_lost.is_set():
-                return

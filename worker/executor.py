@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from core.context import JobCancelled, LeaseLost
 from core.jobs import ClaimedJob, claim_job, complete_job, fail_attempt, mark_cancelled
 from core.registry import JobSpec
-from worker.context import Heartbeat, WorkerJobContext
+from worker.context import WorkerJobContext
 from worker.runtime import WorkerRuntime
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ def _run_claimed(runtime: WorkerRuntime, spec: JobSpec, claimed: ClaimedJob, ses
     # 2. Run under a heartbeat; 3. result and success in one transaction.
     try:
         ctx = WorkerJobContext(runtime, claimed, session, worker)
-        with Heartbeat(ctx, interval=runtime.settings.lease_seconds / 3):
+        with runtime.lease_keeper.keeping(ctx):
             payload = spec.payload.model_validate(claimed.payload)
             result = spec.handler(payload, ctx)
             ctx.check()

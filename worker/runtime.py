@@ -14,6 +14,7 @@ from core.db import make_engine, make_sessionmaker
 from core.queue import CeleryPublisher
 from core.registry import Registry
 from core.settings import Settings
+from worker.lease import LeaseKeeper
 
 
 class WorkerRuntime:
@@ -26,6 +27,10 @@ class WorkerRuntime:
     @cached_property
     def engine(self) -> Engine:
         return make_engine(self.settings.resolved_database_url)
+
+    @cached_property
+    def lease_keeper(self) -> LeaseKeeper:
+        return LeaseKeeper(interval=self.settings.lease_seconds / 3)
 
     @cached_property
     def sessions(self) -> sessionmaker[Session]:
@@ -42,3 +47,4 @@ class WorkerRuntime:
         """In a prefork child: drop the parent's pooled connections without closing them under the parent."""
         if "engine" in self.__dict__:
             self.engine.dispose(close=False)
+        self.__dict__.pop("lease_keeper", None)  # its thread, if any, stayed in the parent
