@@ -61,7 +61,7 @@ bench: install-test $(BENCH_VENV)/bin/python
 	$(BIN)/python bench/api_load.py
 	$(BIN)/python bench/queue_throughput.py
 	$(BIN)/python bench/latency.py
-	$(BIN)/python bench/queue_throughput.py --backends services --concurrency 1,2,4 --name scaling
+	$(BIN)/python bench/queue_throughput.py --backends services --concurrency 1,2,4 --jobs 2000 --name scaling
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) var .pytest_cache .mypy_cache .ruff_cache
