@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -40,8 +41,18 @@ def test_queue_depth_counts_waiting_messages_of_every_priority(publisher: Celery
     with publisher.app.connection_for_write() as connection:
         try:
             assert publisher.publish(wakeups) == []
-            assert publisher.queue_depth(queue) == 4
+            assert depth_settles(publisher, queue, 4)
             connection.default_channel.queue_purge(queue)  # what a broker restart without persistence leaves
-            assert publisher.queue_depth(queue) == 0
+            assert depth_settles(publisher, queue, 0)
         finally:
             connection.default_channel.queue_delete(queue)
+
+
+def depth_settles(publisher: CeleryPublisher, queue: str, expected: int, timeout: float = 5) -> bool:
+    """RabbitMQ counts a published message a moment later (no publisher confirms); Redis at once."""
+    deadline = time.monotonic() + timeout
+    while publisher.queue_depth(queue) != expected:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
