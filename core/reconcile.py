@@ -138,7 +138,7 @@ def _missing_messages(
     weight = func.sum(literal(1.0, Float) / Job.message_jobs)
     published = (
         select(Job.queue, weight)
-        .where(queued, Job.published_at.is_not(None), Job.queue.in_(queues))
+        .where(queued, settled, Job.queue.in_(queues))  # type: ignore[arg-type]
         .group_by(Job.queue)
     )
     expected: dict[str, float] = {queue: float(total or 0) for queue, total in session.execute(published).all()}

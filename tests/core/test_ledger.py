@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select, update
@@ -248,21 +248,23 @@ def test_reconciler_republishes_only_the_messages_the_broker_lacks(session: Sess
     waiting = [submit(session, registry, now=now - timedelta(seconds=300 - i)) for i in range(5)]  # oldest first
     unpublished = submit(session, registry, now=now - timedelta(seconds=10))
     mark_unpublished(session, [unpublished.id])
+    later = utcnow() + timedelta(seconds=5)  # past the grace the API has between its commit and its publish
+    # committed a moment before the tick, their publish not done yet: no message to weigh them against
+    just_committed = [submit(session, registry, now=later - timedelta(seconds=1)) for _ in range(3)]
     session.commit()
 
-    later = utcnow() + timedelta(seconds=5)  # past the grace the API has between its commit and its publish
-
-    def tick(depth: int) -> list[object]:
-        report = reconcile(session, republish_after=60, backoff_cap=60, broker_depth=lambda _queue: depth, now=later)
+    def tick(depth: int, at: datetime) -> list[object]:
+        report = reconcile(session, republish_after=60, backoff_cap=60, broker_depth=lambda _queue: depth, now=at)
         session.commit()
         return [w.job_id for w in report.to_publish]
 
-    # all five messages still in the broker: only the row whose publish failed goes out
-    assert tick(5) == [unpublished.id]
-    # six messages now; two lost (e.g. a broker restart without persistence): FIFO says the oldest two rows'
-    assert tick(4) == [waiting[0].id, waiting[1].id]
+    # the five waiting rows' messages are in the broker: only the row whose publish failed goes out
+    assert tick(5, later) == [unpublished.id]
+    # a tick later all nine have their messages; two lost (a broker restart without persistence): FIFO says the
+    # oldest two rows'
+    assert tick(7, later + timedelta(seconds=5)) == [waiting[0].id, waiting[1].id]
     kinds = session.scalars(select(JobEvent.kind).where(JobEvent.kind == "republished")).all()
-    assert len(kinds) == 3
+    assert len(kinds) == 3 and len(just_committed) == 3
 
 
 def test_reconciler_weighs_the_broker_depth_by_jobs_per_message(session: Session, registry: Registry) -> None:
