@@ -337,11 +337,18 @@ def retry_job(session: Session, job_id: uuid.UUID, *, tenant_id: str = "default"
         raise InvalidTransition(f"Job {job_id} is {job.status}; only failed jobs can be retried.")
     job.status, job.max_attempts = S.QUEUED.value, max(job.max_attempts, job.attempt + 1)
     job.finished_at, job.next_attempt_at, job.error = None, None, None
-    job.published_at, job.message_jobs, job.updated_at = now, 1, now
+    job.updated_at = now
+    published_alone(job, now)
     record_event(
         session, job_id, S.QUEUED.value, attempt=job.attempt, detail={"from": "failed", "by": "retry"}, now=now
     )
     return job
+
+
+def published_alone(job: Job, now: datetime) -> None:
+    """The row is (about to be) published in a message of its own, as everything but a batch submit is: the
+    reconciler weighs the broker's depth with `message_jobs`."""
+    job.published_at, job.message_jobs = now, 1
 
 
 def record_message_jobs(session: Session, sent: list[Message]) -> None:

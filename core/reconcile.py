@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Float, func, literal, or_, select
 from sqlalchemy.orm import Session
 
-from core.jobs import fail_attempt, record_event
+from core.jobs import fail_attempt, published_alone, record_event
 from core.models import Job
 from core.queue import Wakeup
 from core.status import JobStatus
@@ -104,7 +104,8 @@ def reconcile(
     )
     for job in _batch(session, due, limit=batch):
         record_event(session, job.id, S.QUEUED.value, attempt=job.attempt, detail={"from": job.status}, now=now)
-        job.status, job.published_at, job.message_jobs, job.updated_at = S.QUEUED.value, now, 1, now
+        job.status, job.updated_at = S.QUEUED.value, now
+        published_alone(job, now)
         report.to_publish.append(_wakeup(job))
         report.woken += 1
 
@@ -116,7 +117,7 @@ def reconcile(
 
 def _republish(session: Session, job: Job, report: ReconcileReport, now: datetime) -> None:
     record_event(session, job.id, "republished", attempt=job.attempt, now=now)
-    job.published_at, job.message_jobs = now, 1
+    published_alone(job, now)
     report.to_publish.append(_wakeup(job))
     report.republished += 1
 
