@@ -10,6 +10,7 @@ from typing import Any
 
 from core.firing import fire_due_schedules
 from core.jobs import mark_unpublished
+from core.planner_stats import refresh_planner_statistics
 from core.queue import Wakeup
 from core.reconcile import reconcile
 from worker.runtime import WorkerRuntime
@@ -27,8 +28,10 @@ def run_reconcile(runtime: WorkerRuntime) -> dict[str, Any]:
             broker_depth=functools.partial(_broker_depth, runtime),
         )
     failed = _publish(runtime, report.to_publish)
-    summary = asdict(report) | {"to_publish": len(report.to_publish), "publish_failed": failed}
-    if report.to_publish or report.leases_expired or report.expired:
+    with runtime.sessions() as session, session.begin():
+        analyzed = refresh_planner_statistics(session)
+    summary = asdict(report) | {"to_publish": len(report.to_publish), "publish_failed": failed, "analyzed": analyzed}
+    if report.to_publish or report.leases_expired or report.expired or analyzed:
         log.info("reconcile: %s", summary)
     return summary
 
