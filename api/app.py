@@ -11,7 +11,7 @@ from api import datasets, files, health, job_batches, job_stream, job_types, job
 from api.extension import Conveyor, close_db
 from api.jsonio import JSONRequest, StrictJSONProvider
 from api.problems import PROBLEM_SCHEMA, problem, register_problem_handlers
-from core.db import make_engine, make_sessionmaker
+from core.db import make_engine, make_sessionmaker, reading
 from core.queue import CeleryPublisher, Publisher, broker_reachable, make_celery
 from core.registry import Registry, load_registry
 from core.settings import Settings
@@ -48,6 +48,7 @@ def create_app(
         settings=settings,
         engine=engine,
         sessions=make_sessionmaker(engine),
+        read_sessions=make_sessionmaker(reading(engine)),
         registry=registry or load_registry(),
         publisher=publisher or CeleryPublisher(celery),
         broker_check=(lambda: broker_reachable(celery, settings.publish_timeout)) if celery else (lambda: True),

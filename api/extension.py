@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from flask import current_app, g
+from flask import current_app, g, request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -19,6 +19,7 @@ class Conveyor:
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
+    read_sessions: sessionmaker[Session]  # for GET and HEAD: core.db.reading()
     registry: Registry
     publisher: Publisher
     broker_check: Callable[[], bool]
@@ -29,10 +30,15 @@ def conveyor() -> Conveyor:
     return ext
 
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 def db() -> Session:
-    """The request's session, opened on first use and closed on teardown; views commit their own work."""
+    """The request's session, opened on first use and closed on teardown; views commit their own work. A GET only
+    reads, so its session does not open a write transaction (see core.db.reading)."""
     if "db_session" not in g:
-        g.db_session = conveyor().sessions()
+        ext = conveyor()
+        g.db_session = (ext.read_sessions if request.method in SAFE_METHODS else ext.sessions)()
     session: Session = g.db_session
     return session
 

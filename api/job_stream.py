@@ -39,7 +39,7 @@ def stream(job_id: str) -> Any:
     job_uuid = parse_job_id(job_id)
     first = JobRead.of(get_job(db(), job_uuid))  # a 404 is answered before the stream starts
     close_db()  # don't hold the request's connection for the life of the stream
-    sessions = conveyor().sessions
+    sessions = conveyor().read_sessions
 
     def events() -> Iterator[str]:
         job, sent, started = first, "", time.monotonic()

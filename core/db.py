@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 READ_ONLY = "conveyor_read_only"  # execution option: this connection's transactions only read
 # The database went away (restart, failover, network): worth another attempt, unlike a bad input.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (OperationalError, InterfaceError, ConnectionError)
+# A pooled connection used this recently is handed out without a ping (HikariCP's aliveBypassWindowMs is 500 ms):
+# the ping was a round trip on every request, a sixth of a GET's time.
+PING_AFTER_IDLE_SECONDS = 0.5
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -20,7 +24,18 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs)
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    engine = create_engine(url, **kwargs)
+    _ping_idle_connections(engine)
+    return engine
+
+
+def reading(engine: Engine) -> Engine:
+    """The engine (same pool) for units of work that only read, such as GET requests. PostgreSQL runs their
+    statements in autocommit: no BEGIN and ROLLBACK round trips, and read committed gives each statement its own
+    snapshot either way. SQLite takes a deferred BEGIN, so that in WAL mode a read waits for no writer."""
+    if is_sqlite(engine):
+        return engine.execution_options(**{READ_ONLY: True})
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
@@ -29,6 +44,26 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    """Pessimistic disconnect handling, as pool_pre_ping, but only for connections idle past
+    PING_AFTER_IDLE_SECONDS: one that fails its ping is replaced before the caller gets it (after a database
+    restart, say); a DisconnectionError makes the pool discard it and check out another."""
+
+    @event.listens_for(engine, "connect")
+    @event.listens_for(engine, "checkin")
+    def _mark_used(_dbapi_connection: Any, record: Any) -> None:
+        record.info["used_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if time.monotonic() - record.info.get("used_at", 0.0) < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            raise DisconnectionError(f"a pooled connection failed its ping: {exc}") from exc
 
 
 def _configure_sqlite(engine: Engine) -> None:
