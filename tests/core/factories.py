@@ -12,6 +12,15 @@ from core.status import JobStatus
 from core.types import utcnow
 
 
+def queued_job_row(now: datetime | None = None) -> dict[str, object]:
+    """A `queued` job's columns, for Core inserts of many rows at once."""
+    now = now or utcnow()
+    return {"id": uuid.uuid4(), "tenant_id": "default", "type": "echo", "queue": "default", "priority": 5,
+            "status": JobStatus.QUEUED.value, "payload": {"message": "x"}, "attempt": 0, "max_attempts": 3,
+            "cancel_requested": False, "created_at": now, "updated_at": now, "published_at": now,
+            "message_jobs": 1}  # fmt: skip
+
+
 def insert_job(
     session: Session,
     status: JobStatus,

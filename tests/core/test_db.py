@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 import time
-import uuid
 
 import pytest
 from sqlalchemy import Engine, func, insert, select, text
 
 from core.db import PING_AFTER_IDLE_SECONDS, make_engine, make_sessionmaker, reading
 from core.models import Job
-from core.types import utcnow
+from tests.core.factories import queued_job_row
 from tests.support.backends import ADMIN_DATABASE_URL
-
-
-def a_job_row() -> dict[str, object]:
-    now = utcnow()
-    return {"id": uuid.uuid4(), "tenant_id": "default", "type": "echo", "queue": "default",
-            "priority": 5, "status": "queued", "payload": {}, "attempt": 0, "max_attempts": 3,
-            "cancel_requested": False, "created_at": now, "updated_at": now, "message_jobs": 1}  # fmt: skip
 
 
 def test_an_idle_connection_whose_server_side_died_is_replaced(clean_db: Engine, database_url: str) -> None:
@@ -43,7 +35,7 @@ def test_a_read_waits_for_no_writer(clean_db: Engine) -> None:
     """A GET must not queue behind a long write: on SQLite a read-only session does not take the write lock, on
     PostgreSQL it runs in autocommit (no transaction held open between statements)."""
     with clean_db.connect() as writer:
-        writer.execute(insert(Job), [a_job_row()])  # uncommitted: on SQLite this transaction holds the write lock
+        writer.execute(insert(Job), [queued_job_row()])  # uncommitted: on SQLite this transaction holds the write lock
         with make_sessionmaker(reading(clean_db))() as session:
             assert session.scalar(select(func.count()).select_from(Job)) == 0  # committed state only
             if clean_db.dialect.name == "postgresql":

@@ -18,6 +18,7 @@ from core.models import Job
 from core.planner_stats import MIN_CHANGED_ROWS, refresh_planner_statistics
 from core.queries import get_job
 from core.types import utcnow
+from tests.core.factories import queued_job_row
 from tests.support.backends import postgres_database
 
 BACKLOG = 3000
@@ -36,16 +37,10 @@ def fresh_postgres() -> Iterator[Engine]:
 
 def add_queued(engine: Engine, count: int) -> list[uuid.UUID]:
     now = utcnow()
-    ids = [uuid.uuid4() for _ in range(count)]
-    rows = [
-        {"id": i, "tenant_id": "default", "type": "echo", "queue": "default", "priority": 5, "status": "queued",
-         "payload": {"message": "x"}, "attempt": 0, "max_attempts": 3, "cancel_requested": False,
-         "created_at": now, "updated_at": now, "published_at": now, "message_jobs": 1}
-        for i in ids
-    ]  # fmt: skip
+    rows = [queued_job_row(now) for _ in range(count)]
     with engine.begin() as conn:
         conn.execute(insert(Job), rows)
-    return ids
+    return [row["id"] for row in rows]  # type: ignore[misc]
 
 
 def run_jobs(engine: Engine, ids: list[uuid.UUID]) -> None:
