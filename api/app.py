@@ -12,6 +12,7 @@ from api.extension import Conveyor, close_db
 from api.jsonio import JSONRequest, StrictJSONProvider
 from api.problems import PROBLEM_SCHEMA, problem, register_problem_handlers
 from core.db import make_engine, make_sessionmaker, reading
+from core.group_commit import GroupCommit
 from core.queue import CeleryPublisher, Publisher, broker_reachable, make_celery
 from core.registry import Registry, load_registry
 from core.settings import Settings
@@ -52,6 +53,7 @@ def create_app(
         registry=registry or load_registry(),
         publisher=publisher or CeleryPublisher(celery),
         broker_check=(lambda: broker_reachable(celery, settings.publish_timeout)) if celery else (lambda: True),
+        submit_groups=GroupCommit(jobs.submit_group),
     )
     app.teardown_appcontext(close_db)
     register_problem_handlers(app)

@@ -9,9 +9,11 @@ from flask import current_app, g, request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.group_commit import GroupCommit
 from core.queue import Publisher
 from core.registry import Registry
 from core.settings import Settings
+from core.submit import JobRequest, Submitted
 
 
 @dataclass
@@ -23,6 +25,7 @@ class Conveyor:
     registry: Registry
     publisher: Publisher
     broker_check: Callable[[], bool]
+    submit_groups: GroupCommit[JobRequest, Submitted]  # POST /v1/jobs: concurrent submits share a commit
 
 
 def conveyor() -> Conveyor:

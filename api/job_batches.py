@@ -6,13 +6,10 @@ from typing import Any
 
 from apiflask import APIBlueprint
 
-from api.extension import conveyor, db
-from api.jobs import job_request, publish_wakeups, wakeups_of
+from api.extension import db
+from api.jobs import job_request, submit_and_publish
 from api.problems import conveyor_problem_body
 from api.schemas import BatchItemResult, BatchResult, JobBatchCreate, JobRead
-from core.jobs import record_message_jobs
-from core.queue import messages
-from core.submit import submit_jobs
 from core.types import utcnow
 
 bp = APIBlueprint("job_batches", __name__, url_prefix="/v1", tag="Batches")
@@ -31,15 +28,9 @@ bp = APIBlueprint("job_batches", __name__, url_prefix="/v1", tag="Batches")
     responses={415: "Not JSON", 413: "Body over CONVEYOR_MAX_REQUEST_BYTES"},
 )
 def create_batch(body: JobBatchCreate) -> Any:
-    ext = conveyor()
     now = utcnow()
-    session = db()
     requests = [job_request(item, now=now, idempotency_key=item.idempotency_key) for item in body.jobs]
-    outcomes = submit_jobs(session, registry=ext.registry, known_queues=ext.settings.queues, requests=requests, now=now)
-    wakeups = wakeups_of([o.job for o in outcomes if o.created and o.job is not None], shared=True)
-    record_message_jobs(session, messages(wakeups))
-    session.commit()
-    publish_wakeups(wakeups)
+    outcomes = submit_and_publish(db(), requests, now=now)
     items = []
     for index, outcome in enumerate(outcomes):
         if outcome.error is not None:

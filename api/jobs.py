@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from apiflask import APIBlueprint
 from flask import Response, request, url_for
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from api.extension import conveyor, db
 from api.schemas import EventList, EventRead, JobCreate, JobListQuery, JobPage, JobRead, ResultRead
@@ -19,8 +21,7 @@ from core.jobs import cancel_job, mark_unpublished, retry_job
 from core.models import Job
 from core.queries import JobFilter, get_job, get_result, list_events, list_jobs
 from core.queue import Wakeup
-from core.status import JobStatus
-from core.submit import JobRequest, request_fingerprint, submit_job_request
+from core.submit import JobRequest, Submitted, request_fingerprint, submit_jobs, wakeups
 from core.types import utcnow
 
 bp = APIBlueprint("jobs", __name__, url_prefix="/v1/jobs", tag="Jobs")
@@ -49,27 +50,14 @@ def idempotency_key() -> str | None:
     return key
 
 
-def wakeups_of(jobs: list[Job], *, shared: bool = False) -> list[Wakeup]:
-    """Wake-ups for the jobs due now. `shared` (a batch): jobs of a type, queue and priority share messages of up
-    to CONVEYOR_JOBS_PER_MESSAGE, except types with a soft time limit, which Celery applies to a whole message."""
-    ext = conveyor()
-    wakeups = []
-    for job in jobs:
-        if job.status != JobStatus.QUEUED:
-            continue
-        spec = ext.registry.get(job.type)
-        per_message = ext.settings.jobs_per_message if shared and spec.soft_time_limit is None else 1
-        wakeups.append(Wakeup(job.id, job.type, job.queue, job.priority, per_message, spec.time_limit))
-    return wakeups
-
-
 def publish_after_commit(jobs: list[Job]) -> None:
-    publish_wakeups(wakeups_of(jobs))
+    """A job published alone (a retry, a dataset's job, a schedule's trigger)."""
+    publish_wakeups(wakeups(conveyor().registry, jobs))
 
 
-def publish_wakeups(wakeups: list[Wakeup]) -> None:
+def publish_wakeups(due: list[Wakeup]) -> None:
     """After the commit that made the jobs durable; a failed publish only delays them until the reconciler's tick."""
-    failed = conveyor().publisher.publish(wakeups)
+    failed = conveyor().publisher.publish(due)
     if failed:
         session = db()
         try:
@@ -119,21 +107,33 @@ def job_request(body: JobCreate, *, now: datetime, idempotency_key: str | None) 
     },
 )
 def create(body: JobCreate) -> Any:
-    ext = conveyor()
-    now = utcnow()
+    request_ = job_request(body, now=utcnow(), idempotency_key=idempotency_key())
+    submitted = conveyor().submit_groups.submit(request_)
+    if submitted.error is not None:
+        raise submitted.error
+    assert submitted.job is not None  # noqa: S101 - an outcome has a job or an error
+    return JobRead.of(submitted.job), 202 if submitted.created else 200, job_location(submitted.job)
+
+
+def submit_group(requests: Sequence[JobRequest]) -> list[Submitted]:
+    """POST /v1/jobs requests that arrived together (core/group_commit.py), run in the first one's request and
+    session: one transaction, and their messages shared as a batch's are (ADR 0006)."""
     session = db()
-    job, created = submit_job_request(
-        session,
-        registry=ext.registry,
-        known_queues=ext.settings.queues,
-        request=job_request(body, now=now, idempotency_key=idempotency_key()),
-        now=now,
-    )
+    outcomes = submit_and_publish(session, list(requests), now=utcnow())
+    session.expunge_all()  # the jobs are answered by the other requests' threads
+    return outcomes
+
+
+def submit_and_publish(session: Session, requests: list[JobRequest], *, now: datetime) -> list[Submitted]:
+    """Insert the jobs (their rows record the sizes of the messages they will share), commit, then publish."""
+    ext = conveyor()
+    shared = ext.settings.jobs_per_message
+    outcomes = submit_jobs(session, registry=ext.registry, known_queues=ext.settings.queues, requests=requests,
+                           now=now, jobs_per_message=shared)  # fmt: skip
+    created = [o.job for o in outcomes if o.created and o.job is not None]
     session.commit()
-    if not created:
-        return JobRead.of(job), 200, job_location(job)
-    publish_after_commit([job])
-    return JobRead.of(job), 202, job_location(job)
+    publish_wakeups(wakeups(ext.registry, created, jobs_per_message=shared))
+    return outcomes
 
 
 @bp.get("")

@@ -18,7 +18,6 @@ from sqlalchemy.orm import Session
 
 from core.errors import InvalidTransition, JobNotFound
 from core.models import Job, JobEvent, JobResult
-from core.queue import Message
 from core.status import JobStatus
 from core.types import iso_or_none, utcnow
 
@@ -349,16 +348,6 @@ def published_alone(job: Job, now: datetime) -> None:
     """The row is (about to be) published in a message of its own, as everything but a batch submit is: the
     reconciler weighs the broker's depth with `message_jobs`."""
     job.published_at, job.message_jobs = now, 1
-
-
-def record_message_jobs(session: Session, sent: list[Message]) -> None:
-    """Rows that share a message record its size, before the commit: the reconciler weighs the broker with it."""
-    by_size: dict[int, list[uuid.UUID]] = {}
-    for message in sent:
-        if len(message.wakeups) > 1:
-            by_size.setdefault(len(message.wakeups), []).extend(message.job_ids)
-    for size, job_ids in by_size.items():
-        session.execute(update(JOBS).where(JOBS.c.id.in_(job_ids)).values(message_jobs=size))
 
 
 def mark_unpublished(session: Session, job_ids: list[uuid.UUID]) -> None:

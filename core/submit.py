@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, make_transient_to_detached
 from core.errors import ConveyorError, IdempotencyMismatch, PayloadInvalid, UnknownQueue, UnknownType
 from core.jobs import EVENTS, JOBS, event_row
 from core.models import Job
+from core.queue import Wakeup, messages
 from core.registry import Registry, UnknownJobType
 from core.status import JobStatus
 from core.types import iso_or_none, utcnow
@@ -120,10 +121,12 @@ def submit_jobs(
     requests: list[JobRequest],
     tenant_id: str = "default",
     now: datetime | None = None,
+    jobs_per_message: int = 1,
 ) -> list[Submitted]:
     """Validate and insert many jobs in the caller's transaction (flushed, not committed): one outcome per request,
     in order. Jobs without keys go in as one bulk insert; keyed ones each in a savepoint, so a lost race on a key
-    answers with the winner's job instead of failing the batch."""
+    answers with the winner's job instead of failing the batch. With `jobs_per_message` > 1 the rows record the
+    size of the message `wakeups` will give them (ADR 0005)."""
     now = now or utcnow()
     outcomes: list[Submitted] = []
     plain: list[Job] = []
@@ -145,6 +148,12 @@ def submit_jobs(
             outcomes.append(Submitted(job, created=True))
         else:
             outcomes.append(_insert_keyed(session, job, request, tenant_id))
+    created = [o.job for o in outcomes if o.created and o.job is not None]
+    by_id = {job.id: job for job in created}
+    for message in messages(wakeups(registry, created, jobs_per_message=jobs_per_message)):
+        if len(message.wakeups) > 1:  # before the insert: the plain jobs need no UPDATE
+            for job_id in message.job_ids:
+                by_id[job_id].message_jobs = len(message.wakeups)
     if plain:
         # A Core insert, not the unit of work: a profile of POST /v1/jobs put a third of its time in the ORM's
         # flush and bulk-insert machinery. The jobs then join the session as if loaded (refresh, identity map).
@@ -152,12 +161,25 @@ def submit_jobs(
         for job in plain:
             make_transient_to_detached(job)
             session.add(job)
-    created = [o.job for o in outcomes if o.created and o.job is not None]
     if created:
         events = [event_row(j.id, j.status, detail={"queue": j.queue, "run_at": iso_or_none(j.run_at)}, now=now)
                   for j in created]  # fmt: skip
         session.execute(insert(EVENTS), events)
     return outcomes
+
+
+def wakeups(registry: Registry, jobs: list[Job], *, jobs_per_message: int = 1) -> list[Wakeup]:
+    """The wake-ups of the jobs due now (queued), in order. With `jobs_per_message` > 1, jobs of a type, queue and
+    priority share messages of up to that many, except types with a soft time limit, which Celery applies to a
+    whole message."""
+    due = []
+    for job in jobs:
+        if job.status != S.QUEUED:
+            continue
+        spec = registry.get(job.type)
+        per_message = jobs_per_message if spec.soft_time_limit is None else 1
+        due.append(Wakeup(job.id, job.type, job.queue, job.priority, per_message, spec.time_limit))
+    return due
 
 
 def _column_values(job: Job) -> dict[str, Any]:
