@@ -18,9 +18,9 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
+from http.client import HTTPConnection
 from pathlib import Path
 
-import requests
 from sqlalchemy import func, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -59,19 +59,24 @@ def conveyor_run(cluster: Cluster, jobs: int, *, batch: bool) -> tuple[float, in
     before, republished_before = succeeded(cluster), republished(cluster)
     local = threading.local()
 
-    def http() -> requests.Session:  # one keep-alive connection per client thread
-        if not hasattr(local, "session"):
-            local.session = requests.Session()
-        session: requests.Session = local.session
-        return session
+    def post(path: str, body: dict[str, object]) -> None:
+        """On the client thread's own keep-alive connection: the standard library's http.client, as bench/latency.py
+        explains (requests costs ~1 ms of CPU per call, on the two cores the servers use)."""
+        if not hasattr(local, "http"):
+            local.http = HTTPConnection("127.0.0.1", cluster.port, timeout=120)
+        http: HTTPConnection = local.http
+        http.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+        response = http.getresponse()
+        answer = response.read()
+        if response.status not in (200, 202, 207):
+            raise SystemExit(f"POST {path}: {response.status} {answer[:300]!r}")
 
     def submit(i: int) -> None:
-        body = {"type": "echo", "payload": {"message": str(i)}}
-        http().post(f"{cluster.base}/v1/jobs", json=body, timeout=30).raise_for_status()
+        post("/v1/jobs", {"type": "echo", "payload": {"message": str(i)}})
 
     def submit_batch(start: int) -> None:
         items = [{"type": "echo", "payload": {"message": str(i)}} for i in range(start, min(start + 1000, jobs))]
-        http().post(f"{cluster.base}/v1/jobs:batch", json={"jobs": items}, timeout=120).raise_for_status()
+        post("/v1/jobs:batch", {"jobs": items})
 
     started = time.perf_counter()
     if batch:
@@ -137,20 +142,21 @@ def machine() -> dict[str, object]:
     }
 
 
-def run_backend(kind: str, jobs: int, concurrency: int) -> dict[str, object]:
+def run_backend(kind: str, jobs: int, concurrency: int, api_workers: int) -> dict[str, object]:
     with ExitStack() as stack:
         directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"bench-{kind}-")))
         database_url, broker_url, counter_url = backend_urls(kind, directory, stack)
         bare = bare_celery_run(directory, broker_url, counter_url, jobs, concurrency)
         cluster = Cluster(directory, database_url, broker_url, worker_concurrency=str(concurrency),
-                          lease_seconds="30", reconcile_interval="2", api_workers="4")  # fmt: skip
+                          lease_seconds="30", reconcile_interval="2", api_workers=str(api_workers))  # fmt: skip
         stack.callback(cluster.close)
         cluster.start()
         cluster.wait_ready()
         cluster.wait_workers()
         single, single_republished = conveyor_run(cluster, jobs, batch=False)
         batched, batch_republished = conveyor_run(cluster, jobs, batch=True)
-    return {"backend": kind, "jobs": jobs, "worker_processes": concurrency, "bare_celery_jobs_per_s": round(bare, 1),
+    return {"backend": kind, "jobs": jobs, "worker_processes": concurrency, "api_processes": api_workers,
+            "bare_celery_jobs_per_s": round(bare, 1),
             "conveyor_single_jobs_per_s": round(single, 1), "ratio_single": round(single / bare, 3),
             "conveyor_batch_jobs_per_s": round(batched, 1), "ratio_batch": round(batched / bare, 3),
             "republished": {"single": single_republished, "batch": batch_republished}}  # fmt: skip
@@ -161,10 +167,15 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=20000)
     parser.add_argument("--concurrency", default="2", help="worker processes; a comma list measures scaling (1,2,4)")
     parser.add_argument("--backends", default="embedded,services")
+    parser.add_argument("--api-workers", type=int, default=1,
+                        help="gunicorn processes (8 threads each): on two cores shared with the workers, one submits "
+                        "single jobs fastest, its concurrent requests sharing commits (docs/adr/0006)")  # fmt: skip
     parser.add_argument("--name", default="queue_throughput", help="file name under bench/results/")
     args = parser.parse_args()
     rows = [
-        run_backend(kind, args.jobs, int(k)) for kind in args.backends.split(",") for k in args.concurrency.split(",")
+        run_backend(kind, args.jobs, int(k), args.api_workers)
+        for kind in args.backends.split(",")
+        for k in args.concurrency.split(",")
     ]
     header = f"{'backend':<10} {'jobs':>6} {'procs':>5} {'bare celery/s':>14} {'single/s':>9} {'ratio':>6} "
     print(header + f"{'batch/s':>8} {'ratio':>6}")

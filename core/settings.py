@@ -42,8 +42,9 @@ class Settings(BaseSettings):
         default=50,
         ge=1,
         le=1000,
-        description="Jobs of one `POST /v1/jobs:batch` (same type, queue and priority) woken by one broker message "
-        "and run one after another by one worker process; 1 sends a message per job.",
+        description="Jobs submitted together (one `POST /v1/jobs:batch`, or concurrent `POST /v1/jobs` sharing a "
+        "commit) of the same type, queue and priority woken by one broker message and run one after another by one "
+        "worker process; 1 sends a message per job.",
     )
     lease_seconds: float = Field(default=30.0, gt=0, description="A running job's lease; renewed by a heartbeat.")
     reconcile_interval: float = Field(default=2.0, gt=0, description="Seconds between reconciler ticks (beat).")

@@ -131,7 +131,11 @@ def test_higher_priority_runs_first_when_workers_are_busy(cluster: Cluster) -> N
     for job_id in low + high:
         cluster.wait_job(job_id)
     started = {job_id: cluster.row(job_id).started_at for job_id in low + high}
-    assert max(started[j] for j in high) <= min(started[j] for j in low)  # type: ignore[type-var]
+    in_start_order = sorted(low + high, key=lambda j: started[j])
+    # The broker hands the high ones out first. Two worker processes that free at the same moment take the last high
+    # job and the first low one together, and either may write its started_at first: only that pair may swap.
+    assert set(in_start_order[:3]) <= set(high), [("high" if j in high else "low") for j in in_start_order]
+    assert set(in_start_order[5:]) <= set(low)
 
 
 def test_event_stream_follows_a_job_to_the_end(cluster: Cluster) -> None:
