@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from apiflask import APIBlueprint
-from flask import Response, request, url_for
+from flask import Response, request
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -70,8 +70,12 @@ def publish_wakeups(due: list[Wakeup]) -> None:
             log.warning("could not mark %s unpublished; the reconciler re-publishes them later", failed, exc_info=True)
 
 
-def job_location(job: Job) -> dict[str, str]:
-    return {"Location": url_for("jobs.get_one", job_id=str(job.id))}
+def job_response(job: Job, status: int) -> Response:
+    """The job as JSON, with its Location. pydantic-core serialises it directly: apiflask's output path (a dump,
+    then json.dumps) and url_for's route building took a sixth of a POST's CPU in a profile."""
+    body = JobRead.of(job).model_dump_json()
+    location = f"{request.script_root}{bp.url_prefix}/{job.id}"
+    return Response(body, status=status, mimetype="application/json", headers={"Location": location})
 
 
 def job_request(body: JobCreate, *, now: datetime, idempotency_key: str | None) -> JobRequest:
@@ -112,7 +116,7 @@ def create(body: JobCreate) -> Any:
     if submitted.error is not None:
         raise submitted.error
     assert submitted.job is not None  # noqa: S101 - an outcome has a job or an error
-    return JobRead.of(submitted.job), 202 if submitted.created else 200, job_location(submitted.job)
+    return job_response(submitted.job, 202 if submitted.created else 200)
 
 
 def submit_group(requests: Sequence[JobRequest]) -> list[Submitted]:
@@ -200,4 +204,4 @@ def retry(job_id: str) -> Any:
     job = retry_job(session, parse_job_id(job_id))
     session.commit()
     publish_after_commit([job])
-    return JobRead.of(job), 202, job_location(job)
+    return job_response(job, 202)

@@ -9,7 +9,7 @@ from apiflask import APIBlueprint
 from flask import url_for
 
 from api.extension import conveyor, db
-from api.jobs import job_location, publish_after_commit
+from api.jobs import job_response, publish_after_commit
 from api.schemas import JobPage, JobRead, RunListQuery, ScheduleList, ScheduleRead, ScheduleUpdate
 from core.schedules import (
     ScheduleDefinition,
@@ -123,7 +123,7 @@ def trigger(schedule_id: str) -> Any:
     )
     session.commit()
     publish_after_commit([job])
-    return JobRead.of(job), 202, job_location(job)
+    return job_response(job, 202)
 
 
 @bp.get("/<schedule_id>/runs")
