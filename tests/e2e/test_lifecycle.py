@@ -9,10 +9,12 @@ import subprocess
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
 import pytest
+import requests
 from celery import Celery
 from sqlalchemy import func, select
 
@@ -37,6 +39,36 @@ def test_200_echo_jobs_each_succeed_with_exactly_one_result(cluster: Cluster) ->
     assert len(results) == 200 and {count for _, count in results} == {1}
     assert {j.attempt for j in jobs.values()} == {1}
     assert cluster.request("GET", f"/v1/jobs/{ids[7]}/result").json()["data"] == {"message": "m7"}
+
+
+def test_concurrent_single_submits_each_get_their_own_job_run_once(cluster: Cluster) -> None:
+    """8 clients POSTing at once over real sockets: requests share commits and messages (ADR 0006), yet each answer
+    names the job made from its own body, and every job runs exactly once with its own result."""
+
+    def submit_from(client: int) -> list[tuple[str, str]]:
+        with requests.Session() as http:
+            sent = []
+            for i in range(25):
+                message = f"c{client}-{i}"
+                body = {"type": "echo", "payload": {"message": message}}
+                response = http.post(f"{cluster.base}/v1/jobs", json=body, timeout=30)
+                assert response.status_code == 202, response.text
+                assert response.json()["payload"] == {"message": message}
+                assert response.headers["Location"] == f"/v1/jobs/{response.json()['id']}"
+                sent.append((response.json()["id"], message))
+            return sent
+
+    with ThreadPoolExecutor(8) as pool:
+        sent = [pair for client in pool.map(submit_from, range(8)) for pair in client]
+    assert len({job_id for job_id, _ in sent}) == 200
+    for job_id, _ in sent:
+        cluster.wait_job(job_id, timeout=120)
+    with cluster.session() as session:
+        ids = [_uuid(job_id) for job_id, _ in sent]
+        jobs = {str(j.id): j for j in session.scalars(select(Job).where(Job.id.in_(ids)))}
+        results = {str(r.job_id): r.data for r in session.scalars(select(JobResult).where(JobResult.job_id.in_(ids)))}
+    assert {(j.status, j.attempt) for j in jobs.values()} == {("succeeded", 1)}
+    assert results == {job_id: {"message": message} for job_id, message in sent}
 
 
 def test_fail_twice_then_succeed_on_attempt_3(cluster: Cluster) -> None:
