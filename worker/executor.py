@@ -16,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from core.context import JobCancelled, LeaseLost
+from core.db import single_statement
 from core.jobs import ClaimedJob, claim_job, complete_job, fail_attempt, mark_cancelled
 from core.registry import JobSpec
 from worker.context import WorkerJobContext
@@ -71,7 +72,7 @@ def execute_job(runtime: WorkerRuntime, spec: JobSpec, raw_job_id: str, hostname
     # One session on one pooled connection for the claim and the handler's unit of work.
     with runtime.job_session() as session:
         # 1. Claim: one conditional update. No row back means a duplicate or stale delivery.
-        with session.begin():
+        with single_statement(session), session.begin():
             claimed = claim_job(session, job_id=job_id, worker=worker, lease_seconds=runtime.settings.lease_seconds)
         if claimed is None:
             runtime.duplicate_deliveries += 1
@@ -90,10 +91,14 @@ def _run_claimed(runtime: WorkerRuntime, spec: JobSpec, claimed: ClaimedJob, ses
             result = spec.handler(payload, ctx)
             ctx.check()
             data = spec.result.model_validate(result, from_attributes=True).model_dump(mode="json")
-        if complete_job(session, job_id=job_id, attempt=claimed.attempt, worker=worker, data=data):
-            session.commit()
+        if session.in_transaction():  # the handler wrote through ctx.session: its work and the result commit together
+            completed = complete_job(session, job_id=job_id, attempt=claimed.attempt, worker=worker, data=data)
+            (session.commit if completed else session.rollback)()
+        else:  # nothing to join: the completion is one statement
+            with single_statement(session), session.begin():
+                completed = complete_job(session, job_id=job_id, attempt=claimed.attempt, worker=worker, data=data)
+        if completed:
             return "succeeded"
-        session.rollback()
         log.warning("job %s attempt %s finished after losing its lease; result discarded", job_id, claimed.attempt)
         return "lease_lost"
     except JobCancelled:

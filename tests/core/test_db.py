@@ -6,8 +6,9 @@ import time
 
 import pytest
 from sqlalchemy import Engine, func, insert, select, text
+from sqlalchemy.orm import Session
 
-from core.db import PING_AFTER_IDLE_SECONDS, make_engine, make_sessionmaker, reading
+from core.db import PING_AFTER_IDLE_SECONDS, make_engine, make_sessionmaker, reading, single_statement
 from core.models import Job
 from tests.core.factories import queued_job_row
 from tests.support.backends import ADMIN_DATABASE_URL
@@ -42,4 +43,32 @@ def test_a_read_waits_for_no_writer(clean_db: Engine) -> None:
                 assert session.connection().connection.dbapi_connection.info.transaction_status.name == "IDLE"
         writer.commit()
     with make_sessionmaker(reading(clean_db))() as session:
+        assert session.scalar(select(func.count()).select_from(Job)) == 1
+
+
+def transaction_ids(session: Session) -> set[int]:
+    """txid_current() twice: one id inside a transaction, two when each statement commits itself."""
+    return {session.scalar(text("SELECT txid_current()")) for _ in range(2)}
+
+
+def test_a_single_statement_unit_runs_in_autocommit_on_postgresql_only(clean_db: Engine, database_url: str) -> None:
+    """The worker's claim and completion: no BEGIN/COMMIT round trips on PostgreSQL; the connection is back to
+    transactions afterwards, and a session that already holds a transaction keeps it."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite has no txid; single_statement leaves its sessions alone")
+    with clean_db.connect() as connection, Session(bind=connection) as session:
+        with single_statement(session), session.begin():
+            assert len(transaction_ids(session)) == 2  # autocommit: each statement its own transaction
+        with session.begin():
+            assert len(transaction_ids(session)) == 1  # afterwards, an ordinary transaction again
+        session.scalar(text("SELECT 1"))  # the session holds a transaction now (autobegin)
+        with single_statement(session):
+            assert len(transaction_ids(session)) == 1  # left as it was: the caller's transaction
+        session.rollback()
+
+
+def test_a_single_statement_unit_commits_its_work_on_both_backends(clean_db: Engine) -> None:
+    with clean_db.connect() as connection, Session(bind=connection) as session:
+        with single_statement(session), session.begin():
+            session.execute(insert(Job), [queued_job_row()])
         assert session.scalar(select(func.count()).select_from(Job)) == 1
