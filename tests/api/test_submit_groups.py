@@ -58,9 +58,7 @@ def post_while_the_first_is_held(app: APIFlask, publisher: HeldFirstPublish,
         return [first.result(10), *(f.result(10) for f in futures)]
 
 
-def test_requests_that_arrive_together_share_a_commit_and_a_message(
-    app: APIFlask, publisher: HeldFirstPublish
-) -> None:
+def test_requests_that_arrive_together_share_a_commit_and_a_message(app: APIFlask, publisher: HeldFirstPublish) -> None:
     later = [({"type": "echo", "payload": {"message": f"m{i}"}}, {}) for i in range(5)]
     responses = post_while_the_first_is_held(app, publisher, later)
     assert [r.status_code for r in responses] == [202] * 6
