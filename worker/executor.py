@@ -91,12 +91,11 @@ def _run_claimed(runtime: WorkerRuntime, spec: JobSpec, claimed: ClaimedJob, ses
             result = spec.handler(payload, ctx)
             ctx.check()
             data = spec.result.model_validate(result, from_attributes=True).model_dump(mode="json")
-        if session.in_transaction():  # the handler wrote through ctx.session: its work and the result commit together
+        # If the handler wrote through ctx.session, its work and the result commit together (single_statement then
+        # leaves its transaction alone); else the completion is one statement.
+        with single_statement(session):
             completed = complete_job(session, job_id=job_id, attempt=claimed.attempt, worker=worker, data=data)
             (session.commit if completed else session.rollback)()
-        else:  # nothing to join: the completion is one statement
-            with single_statement(session), session.begin():
-                completed = complete_job(session, job_id=job_id, attempt=claimed.attempt, worker=worker, data=data)
         if completed:
             return "succeeded"
         log.warning("job %s attempt %s finished after losing its lease; result discarded", job_id, claimed.attempt)
