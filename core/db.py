@@ -41,19 +41,20 @@ def reading(engine: Engine) -> Engine:
 
 
 @contextlib.contextmanager
-def single_statement(session: Session) -> Iterator[None]:
+def single_statement(session: Session) -> Iterator[bool]:
     """Around a unit of work that is one statement, atomic on its own (the worker's claim and completion are each a
     single DML-in-CTE statement on PostgreSQL): a session bound to a PostgreSQL Connection runs it in autocommit,
     without the BEGIN and COMMIT round trips, which were two thirds of a delivery's waits for the database. The
     caller still wraps it in `session.begin()`: elsewhere (SQLite runs that work as several statements), or when
-    the session already holds a transaction, nothing changes."""
+    the session already holds a transaction, nothing changes. Yields whether the statement runs in autocommit (a
+    rollback then undoes nothing)."""
     bind = session.bind
     if not isinstance(bind, Connection) or bind.dialect.name != "postgresql" or session.in_transaction():
-        yield
+        yield False
         return
     bind.execution_options(isolation_level="AUTOCOMMIT")
     try:
-        yield
+        yield True
     finally:
         with contextlib.suppress(SQLAlchemyError):  # a broken connection is discarded by the pool anyway
             bind.execution_options(isolation_level=bind.default_isolation_level)

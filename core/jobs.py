@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, literal, or_, select, update
+from sqlalchemy import Table, bindparam, insert, literal, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from core.errors import InvalidTransition, JobNotFound
@@ -88,8 +88,7 @@ def claim_job(
 ) -> ClaimedJob | None:
     """Take a queued job for one attempt. None means a duplicate or stale delivery: the caller does nothing."""
     now = now or utcnow()
-    lease_until = now + timedelta(seconds=lease_seconds)
-    params = {"b_job_id": job_id, "b_now": now, "b_lease_until": lease_until, "b_worker": worker}
+    params = _claim_params(job_id, worker, lease_seconds, now)
     connection = session.connection()
     if _dml_in_cte(session):
         row = connection.execute(_claim_with_event(), params).one_or_none()
@@ -98,8 +97,15 @@ def claim_job(
         if row is not None:
             event = event_row(job_id, S.RUNNING.value, attempt=row.attempt, worker=worker, now=now)
             connection.execute(_insert_event(), event)
-    if row is None:
-        return None
+    return None if row is None else _claimed(job_id, row)
+
+
+def _claim_params(job_id: uuid.UUID, worker: str, lease_seconds: float, now: datetime) -> dict[str, Any]:
+    lease_until = now + timedelta(seconds=lease_seconds)
+    return {"b_claim_id": job_id, "b_now": now, "b_lease_until": lease_until, "b_worker": worker}
+
+
+def _claimed(job_id: uuid.UUID, row: Any) -> ClaimedJob:
     return ClaimedJob(id=job_id, type=row.type, payload=row.payload, attempt=row.attempt, max_attempts=row.max_attempts)
 
 
@@ -116,7 +122,7 @@ def _claim() -> Any:
     return (
         update(JOBS)
         .where(
-            JOBS.c.id == _param("job_id", "id"),
+            JOBS.c.id == _param("claim_id", "id"),
             JOBS.c.status.in_(sources_of(S.RUNNING)),
             JOBS.c.cancel_requested.is_(False),
             or_(JOBS.c.expires_at.is_(None), JOBS.c.expires_at > now),  # an expired job is the reconciler's
@@ -200,7 +206,7 @@ def complete_job(
 ) -> bool:
     """Result and success together. False if this attempt no longer owns the job (nothing is written)."""
     now = now or utcnow()
-    params = {"b_job_id": job_id, "b_attempt": attempt, "b_now": now, "b_worker": worker, "b_data": data}
+    params = _complete_params(job_id, attempt, worker, data, now)
     connection = session.connection()
     if _dml_in_cte(session):
         return connection.execute(_complete_with_result(), params).scalar_one_or_none() is not None
@@ -209,6 +215,38 @@ def complete_job(
     connection.execute(_insert_result(), {"job_id": job_id, "data": data, "created_at": now})
     connection.execute(_insert_event(), event_row(job_id, S.SUCCEEDED.value, attempt=attempt, worker=worker, now=now))
     return True
+
+
+def complete_and_claim(
+    session: Session,
+    *,
+    job_id: uuid.UUID,
+    attempt: int,
+    worker: str,
+    data: dict[str, Any],
+    next_job_id: uuid.UUID,
+    lease_seconds: float,
+    now: datetime | None = None,
+) -> tuple[bool, ClaimedJob | None]:
+    """`complete_job`, then `claim_job` of the next job of the same message, in one unit of work: on PostgreSQL one
+    statement, on SQLite one transaction, where they were two of each per job. Returns (completed, claimed)."""
+    now = now or utcnow()
+    if not _dml_in_cte(session):
+        completed = complete_job(session, job_id=job_id, attempt=attempt, worker=worker, data=data, now=now)
+        return completed, claim_job(session, job_id=next_job_id, worker=worker, lease_seconds=lease_seconds, now=now)
+    params = _complete_params(job_id, attempt, worker, data, now) | _claim_params(
+        next_job_id, worker, lease_seconds, now
+    )
+    row = session.connection().execute(_complete_and_claim(), params).one_or_none()
+    if row is None:  # neither: this attempt lost its job, and the next one is not claimable
+        return False, None
+    return row.done_id is not None, None if row.attempt is None else _claimed(next_job_id, row)
+
+
+def _complete_params(
+    job_id: uuid.UUID, attempt: int, worker: str, data: dict[str, Any], now: datetime
+) -> dict[str, Any]:
+    return {"b_job_id": job_id, "b_attempt": attempt, "b_now": now, "b_worker": worker, "b_data": data}
 
 
 # SQLite's claim and completion (no DML in CTEs): Core inserts on the session's connection. Through the ORM entity,
@@ -238,13 +276,33 @@ def _complete() -> Any:
 @functools.cache
 def _complete_with_result() -> Any:
     """One round trip on PostgreSQL: success, result and event in a single statement (binds: + b_worker, b_data)."""
+    done, result, event = _completion_ctes()
+    return select(done.c.id).add_cte(result).add_cte(event)
+
+
+def _completion_ctes() -> tuple[Any, Any, Any]:
+    """Success, its result and its event as CTEs (binds: b_job_id, b_attempt, b_now, b_worker, b_data)."""
     done = _complete().cte("done")
     result = insert(RESULTS).from_select(
         ["job_id", "data", "created_at"],
         select(done.c.id, bindparam("b_data", type_=RESULTS.c.data.type), _param("now", "updated_at")),
     )
     event = _event_from(done, S.SUCCEEDED.value, _param("attempt", "attempt"))
-    return select(done.c.id).add_cte(result.cte("result")).add_cte(event.cte("done_event"))
+    return done, result.cte("result"), event.cte("done_event")
+
+
+@functools.cache
+def _complete_and_claim() -> Any:
+    """The completion and the next claim in one statement. The two touch different rows; PostgreSQL runs every
+    data-modifying CTE to completion whether or not the SELECT reads it. The FULL JOIN of the two one-row CTEs
+    answers one row when either happened."""
+    done, result, done_event = _completion_ctes()
+    claimed = _claim().cte("claimed")
+    claim_event = _event_from(claimed, S.RUNNING.value, claimed.c.attempt).cte("claim_event")
+    columns = (claimed.c.type, claimed.c.payload, claimed.c.attempt, claimed.c.max_attempts)
+    both = done.join(claimed, true(), full=True)
+    query = select(done.c.id.label("done_id"), *columns).select_from(both)
+    return query.add_cte(result).add_cte(done_event).add_cte(claim_event)
 
 
 def backoff_delay(attempt: int, base: float, cap: float) -> float:

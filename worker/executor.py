@@ -9,6 +9,7 @@ import traceback
 import uuid
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from core.context import JobCancelled, LeaseLost
 from core.db import single_statement
-from core.jobs import ClaimedJob, claim_job, complete_job, fail_attempt, mark_cancelled
+from core.jobs import ClaimedJob, claim_job, complete_and_claim, complete_job, fail_attempt, mark_cancelled
 from core.registry import JobSpec
 from worker.context import WorkerJobContext
 from worker.runtime import WorkerRuntime
@@ -42,16 +43,38 @@ def discard(session: Session) -> None:
         session.rollback()
 
 
+@dataclass(frozen=True)
+class ClaimAhead:
+    """The claim of a message's next job, made in the same statement (PostgreSQL) or transaction (SQLite) as the
+    previous job's completion; `claimed` None means that job was not claimable (a duplicate or stale delivery)."""
+
+    job_id: uuid.UUID
+    claimed: ClaimedJob | None
+
+
 def execute_message(runtime: WorkerRuntime, spec: JobSpec, raw_job_ids: Sequence[str], hostname: str) -> str:
     """Run the jobs one message wakes (one, or several of a batch) one after another, each with its own claim,
-    heartbeat and outcome. A job that raises does not stop the others; the first error is raised after the last job,
-    so Celery and Flower see the message failed. Returns what happened (for logs and Flower)."""
+    heartbeat and outcome; a success also claims the next job in its unit of work. A job that raises does not stop
+    the others; the first error is raised after the last job, so Celery and Flower see the message failed. Returns
+    what happened (for logs and Flower)."""
     outcomes: Counter[str] = Counter()
     first_error: Exception | None = None
+    job_ids = []
     for raw_job_id in raw_job_ids:
+        job_id = parse_job_id(spec, raw_job_id)
+        if job_id is None:
+            outcomes["malformed"] += 1
+        else:
+            job_ids.append(job_id)
+    worker = f"{hostname}:{os.getpid()}"
+    ahead: ClaimAhead | None = None
+    for index, job_id in enumerate(job_ids):
+        next_job_id = job_ids[index + 1] if index + 1 < len(job_ids) else None
         try:
-            outcomes[execute_job(runtime, spec, raw_job_id, hostname)] += 1
+            outcome, ahead = _deliver(runtime, spec, job_id, worker, ahead=ahead, next_job_id=next_job_id)
+            outcomes[outcome] += 1
         except Exception as exc:
+            ahead = None
             outcomes["failed"] += 1
             first_error = first_error or exc
     if first_error is not None:
@@ -62,26 +85,53 @@ def execute_message(runtime: WorkerRuntime, spec: JobSpec, raw_job_ids: Sequence
 def execute_job(runtime: WorkerRuntime, spec: JobSpec, raw_job_id: str, hostname: str) -> str:
     """Run one delivery of a job. Returns what happened (for logs); raises the handler's exception after
     recording it, so Celery and Flower see the failure too."""
-    worker = f"{hostname}:{os.getpid()}"
+    job_id = parse_job_id(spec, raw_job_id)
+    if job_id is None:
+        return "malformed"
+    return _deliver(runtime, spec, job_id, f"{hostname}:{os.getpid()}", ahead=None, next_job_id=None)[0]
+
+
+def parse_job_id(spec: JobSpec, raw_job_id: str) -> uuid.UUID | None:
     try:
-        job_id = uuid.UUID(str(raw_job_id))
+        return uuid.UUID(str(raw_job_id))
     except ValueError:
         log.error("message for %s carries a malformed job id %r; dropped", spec.name, raw_job_id)
-        return "malformed"
+        return None
 
+
+def _deliver(
+    runtime: WorkerRuntime,
+    spec: JobSpec,
+    job_id: uuid.UUID,
+    worker: str,
+    *,
+    ahead: ClaimAhead | None,
+    next_job_id: uuid.UUID | None,
+) -> tuple[str, ClaimAhead | None]:
+    """One job: its claim (or the one made ahead), the handler, the outcome; with the next job's claim when the
+    outcome is a success and there is a next job."""
     # One session on one pooled connection for the claim and the handler's unit of work.
     with runtime.job_session() as session:
-        # 1. Claim: one conditional update. No row back means a duplicate or stale delivery.
-        with single_statement(session), session.begin():
-            claimed = claim_job(session, job_id=job_id, worker=worker, lease_seconds=runtime.settings.lease_seconds)
+        if ahead is not None and ahead.job_id == job_id:
+            claimed = ahead.claimed
+        else:  # 1. Claim: one conditional update. No row back means a duplicate or stale delivery.
+            with single_statement(session), session.begin():
+                claimed = claim_job(session, job_id=job_id, worker=worker, lease_seconds=runtime.settings.lease_seconds)
         if claimed is None:
             runtime.duplicate_deliveries += 1
             log.info("job %s not claimable (duplicate, stale or cancelled delivery); acked without running", job_id)
-            return "skipped"
-        return _run_claimed(runtime, spec, claimed, session, worker)
+            return "skipped", None
+        return _run_claimed(runtime, spec, claimed, session, worker, next_job_id)
 
 
-def _run_claimed(runtime: WorkerRuntime, spec: JobSpec, claimed: ClaimedJob, session: Session, worker: str) -> str:
+def _run_claimed(
+    runtime: WorkerRuntime,
+    spec: JobSpec,
+    claimed: ClaimedJob,
+    session: Session,
+    worker: str,
+    next_job_id: uuid.UUID | None,
+) -> tuple[str, ClaimAhead | None]:
     job_id = claimed.id
     # 2. Run under a heartbeat; 3. result and success in one transaction.
     try:
@@ -91,23 +141,19 @@ def _run_claimed(runtime: WorkerRuntime, spec: JobSpec, claimed: ClaimedJob, ses
             result = spec.handler(payload, ctx)
             ctx.check()
             data = spec.result.model_validate(result, from_attributes=True).model_dump(mode="json")
-        # If the handler wrote through ctx.session, its work and the result commit together (single_statement then
-        # leaves its transaction alone); else the completion is one statement.
-        with single_statement(session):
-            completed = complete_job(session, job_id=job_id, attempt=claimed.attempt, worker=worker, data=data)
-            (session.commit if completed else session.rollback)()
+        completed, ahead = _complete(runtime, session, claimed, worker, data, next_job_id)
         if completed:
-            return "succeeded"
+            return "succeeded", ahead
         log.warning("job %s attempt %s finished after losing its lease; result discarded", job_id, claimed.attempt)
-        return "lease_lost"
+        return "lease_lost", ahead
     except JobCancelled:
         discard(session)
         with runtime.sessions() as fresh, fresh.begin():
             mark_cancelled(fresh, job_id=job_id, attempt=claimed.attempt, worker=worker)
-        return "cancelled"
+        return "cancelled", None
     except LeaseLost:
         log.warning("job %s attempt %s lost its lease; another attempt owns it", job_id, claimed.attempt)
-        return "lease_lost"
+        return "lease_lost", None
     except Exception as exc:
         # 4. Failure: a fresh session (the handler's may be broken), retrying with backoff or failed.
         discard(session)
@@ -124,3 +170,27 @@ def _run_claimed(runtime: WorkerRuntime, spec: JobSpec, claimed: ClaimedJob, ses
                 backoff_cap=runtime.settings.retry_backoff_max,
             )
         raise
+
+
+def _complete(
+    runtime: WorkerRuntime,
+    session: Session,
+    claimed: ClaimedJob,
+    worker: str,
+    data: dict[str, Any],
+    next_job_id: uuid.UUID | None,
+) -> tuple[bool, ClaimAhead | None]:
+    """Record the success, claiming the next job in the same unit of work when there is one. If the handler wrote
+    through ctx.session, its work, the result (and the claim) commit together (single_statement then leaves its
+    transaction alone); else the completion is one statement. A rolled-back unit (the lease was lost) claimed
+    nothing: the next job is then claimed on its own."""
+    done = {"job_id": claimed.id, "attempt": claimed.attempt, "worker": worker, "data": data}
+    with single_statement(session) as autocommit:
+        if next_job_id is None or next_job_id == claimed.id:
+            completed, ahead = complete_job(session, **done), None
+        else:
+            lease = runtime.settings.lease_seconds
+            completed, next_claimed = complete_and_claim(session, **done, next_job_id=next_job_id, lease_seconds=lease)
+            ahead = ClaimAhead(next_job_id, next_claimed) if completed or autocommit else None
+        (session.commit if completed else session.rollback)()
+    return completed, ahead

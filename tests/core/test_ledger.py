@@ -14,6 +14,7 @@ from core.errors import IdempotencyMismatch, PayloadInvalid, UnknownQueue, Unkno
 from core.jobs import (
     backoff_delay,
     claim_job,
+    complete_and_claim,
     complete_job,
     fail_attempt,
     mark_unpublished,
@@ -108,6 +109,50 @@ def test_complete_once_then_never_again(session: Session, registry: Registry) ->
     session.commit()
     assert session.scalar(select(func.count()).select_from(JobResult).where(JobResult.job_id == job.id)) == 1
     assert events(session, job) == ["queued", "running", "succeeded"]
+
+
+def test_complete_and_claim_finishes_one_job_and_starts_the_next(session: Session, registry: Registry) -> None:
+    first, second = submit(session, registry), submit(session, registry)
+    assert claim_job(session, job_id=first.id, worker="a", lease_seconds=30) is not None
+    completed, claimed = complete_and_claim(session, job_id=first.id, attempt=1, worker="a", data={"message": "hi"},
+                                            next_job_id=second.id, lease_seconds=30)  # fmt: skip
+    session.commit()
+    assert completed and claimed is not None
+    assert (claimed.id, claimed.attempt, claimed.payload) == (second.id, 1, {"message": "hi"})
+    rows = {job.id: job for job in session.scalars(select(Job).execution_options(populate_existing=True))}
+    assert rows[first.id].status == "succeeded" and rows[first.id].finished_at is not None
+    assert rows[second.id].status == "running" and rows[second.id].worker == "a" and rows[second.id].lease_until
+    assert session.scalar(select(JobResult.data).where(JobResult.job_id == first.id)) == {"message": "hi"}
+    assert events(session, first) == ["queued", "running", "succeeded"]
+    assert events(session, second) == ["queued", "running"]
+
+
+@pytest.mark.parametrize("lost", [False, True], ids=["completed", "lease-lost"])
+def test_complete_and_claim_reports_each_half_on_its_own(session: Session, registry: Registry, lost: bool) -> None:
+    """A next job that is not claimable (here: cancelled) is not claimed; an attempt that lost its job writes no
+    result; and each half says so without hiding the other."""
+    first, second = submit(session, registry), submit(session, registry)
+    assert claim_job(session, job_id=first.id, worker="a", lease_seconds=30) is not None
+    session.execute(update(Job).where(Job.id == second.id).values(status="cancelled"))
+    attempt = 2 if lost else 1  # attempt 2 does not own the job: another attempt took it over
+    completed, claimed = complete_and_claim(session, job_id=first.id, attempt=attempt, worker="a", data={},
+                                            next_job_id=second.id, lease_seconds=30)  # fmt: skip
+    session.commit()
+    assert (completed, claimed) == (not lost, None)
+    assert session.scalar(select(Job.status).where(Job.id == first.id)) == ("running" if lost else "succeeded")
+    assert events(session, second) == ["queued"]
+    results = session.scalar(select(func.count()).select_from(JobResult).where(JobResult.job_id == first.id))
+    assert results == (0 if lost else 1)
+
+
+def test_complete_and_claim_claims_after_a_lost_lease(session: Session, registry: Registry) -> None:
+    first, second = submit(session, registry), submit(session, registry)
+    assert claim_job(session, job_id=first.id, worker="a", lease_seconds=30) is not None
+    completed, claimed = complete_and_claim(session, job_id=first.id, attempt=2, worker="a", data={},
+                                            next_job_id=second.id, lease_seconds=30)  # fmt: skip
+    session.commit()
+    assert not completed and claimed is not None and claimed.id == second.id
+    assert events(session, first) == ["queued", "running"] and events(session, second) == ["queued", "running"]
 
 
 def test_failure_retries_with_backoff_then_fails(session: Session, registry: Registry) -> None:

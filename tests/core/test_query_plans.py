@@ -12,7 +12,7 @@ from sqlalchemy import Engine, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from core.db import make_engine, make_sessionmaker
-from core.jobs import claim_job, complete_job
+from core.jobs import claim_job, complete_and_claim, complete_job
 from core.migrate import upgrade_database
 from core.models import Job
 from core.planner_stats import MIN_CHANGED_ROWS, refresh_planner_statistics
@@ -44,16 +44,20 @@ def add_queued(engine: Engine, count: int) -> list[uuid.UUID]:
 
 
 def run_jobs(engine: Engine, ids: list[uuid.UUID]) -> None:
-    """What a worker and a polling client do per job: claim, complete, read."""
+    """What a worker and a polling client do per job: claim, complete, read; in messages of two jobs, so that the
+    first claim and the last completion of a message run alone and the completion between them claims the next."""
     sessions = make_sessionmaker(engine)
-    for job_id in ids:
+    for first, second in zip(ids[::2], ids[1::2], strict=True):
         with sessions() as session:
-            claimed = claim_job(session, job_id=job_id, worker="w@h:1", lease_seconds=30)
+            claimed = claim_job(session, job_id=first, worker="w@h:1", lease_seconds=30)
             assert claimed is not None
-            assert complete_job(session, job_id=job_id, attempt=claimed.attempt, worker="w@h:1", data={})
+            completed, claimed = complete_and_claim(session, job_id=first, attempt=claimed.attempt, worker="w@h:1",
+                                                    data={}, next_job_id=second, lease_seconds=30)  # fmt: skip
+            assert completed and claimed is not None
+            assert complete_job(session, job_id=second, attempt=claimed.attempt, worker="w@h:1", data={})
             session.commit()
         with sessions() as session:
-            assert get_job(session, job_id).status == "succeeded"
+            assert [get_job(session, job_id).status for job_id in (first, second)] == ["succeeded"] * 2
 
 
 def index_tuples_read(engine: Engine) -> int:
