@@ -19,6 +19,7 @@ from core.settings import Settings
 log = logging.getLogger(__name__)
 
 PRIORITY_LEVELS = 10  # API priority 0..9, higher runs first
+PUBLISH_PIPELINE = 1000  # broker commands sent in one round trip (a 1,000-job batch of one message each)
 
 
 @dataclass(frozen=True)
@@ -109,23 +110,25 @@ class CeleryPublisher:
         self.redis = app.conf.broker_url.split(":", 1)[0].startswith("redis")
 
     def publish(self, wakeups: Sequence[Wakeup]) -> list[uuid.UUID]:
-        failed: list[uuid.UUID] = []
         if not wakeups:
-            return failed
+            return []
+        batch = messages(wakeups)
         try:
             # One pooled producer (one connection) for the whole list, instead of one acquire per message.
             with self.app.producer_or_acquire() as producer:
-                for message in messages(wakeups):
-                    try:
+                if len(batch) == 1:  # alone, a message keeps kombu's publish retry
+                    self.send(batch[0], producer)
+                    return []
+                # Several messages (a batch submit's, or a group's of several types): pipelined, one round trip
+                # to Redis (AMQP publishes them one by one). A failed flush leaves their delivery uncertain: all
+                # are handed to the reconciler, and a message that did arrive only wakes a job claimed once.
+                with producer.batch(max_size=PUBLISH_PIPELINE):
+                    for message in batch:
                         self.send(message, producer)
-                    except Exception:
-                        log.warning("publish of %s failed; the reconciler will publish them", message.job_ids,
-                                    exc_info=True)  # fmt: skip
-                        failed.extend(message.job_ids)
         except Exception:
-            log.warning("no broker connection for publishing; the reconciler will publish", exc_info=True)
+            log.warning("publish of %d jobs failed; the reconciler will publish them", len(wakeups), exc_info=True)
             return [w.job_id for w in wakeups]
-        return failed
+        return []
 
     def send(self, message: Message, producer: Any) -> None:
         options: dict[str, Any] = {}

@@ -56,3 +56,17 @@ def depth_settles(publisher: CeleryPublisher, queue: str, expected: int, timeout
             return False
         time.sleep(0.05)
     return True
+
+
+def test_a_publish_of_many_messages_delivers_each_one_to_its_queue(publisher: CeleryPublisher) -> None:
+    """A batch submit's messages go out pipelined on Redis (one by one on AMQP): every one arrives."""
+    queues = [f"many-{uuid.uuid4().hex[:8]}" for _ in range(3)]
+    wakeups = [Wakeup(uuid.uuid4(), "echo", queue, i % 10) for queue in queues for i in range(40)]
+    try:
+        assert publisher.publish(wakeups) == []
+        for queue in queues:
+            assert depth_settles(publisher, queue, 40)
+    finally:
+        with publisher.app.connection_for_write() as connection:
+            for queue in queues:
+                connection.default_channel.queue_delete(queue)
