@@ -42,15 +42,19 @@ def reading(engine: Engine) -> Engine:
 
 @contextlib.contextmanager
 def single_statement(session: Session) -> Iterator[bool]:
-    """Around a unit of work that is one statement, atomic on its own (the worker's claim and completion are each a
-    single DML-in-CTE statement on PostgreSQL): a session bound to a PostgreSQL Connection runs it in autocommit,
+    """Around a unit of work that is one statement, atomic on its own (the worker's claim and completion, a group
+    of plain submits, each a single DML-in-CTE statement on PostgreSQL): a PostgreSQL session runs it in autocommit,
     without the BEGIN and COMMIT round trips, which were two thirds of a delivery's waits for the database. The
     caller still wraps it in `session.begin()`: elsewhere (SQLite runs that work as several statements), or when
     the session already holds a transaction, nothing changes. Yields whether the statement runs in autocommit (a
     rollback then undoes nothing)."""
     bind = session.bind
-    if not isinstance(bind, Connection) or bind.dialect.name != "postgresql" or session.in_transaction():
+    if bind is None or bind.dialect.name != "postgresql" or session.in_transaction():
         yield False
+        return
+    if not isinstance(bind, Connection):  # the session takes a connection in autocommit, reset as it is returned
+        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        yield True
         return
     bind.execution_options(isolation_level="AUTOCOMMIT")
     try:

@@ -90,7 +90,7 @@ def claim_job(
     now = now or utcnow()
     params = _claim_params(job_id, worker, lease_seconds, now)
     connection = session.connection()
-    if _dml_in_cte(session):
+    if dml_in_cte(session):
         row = connection.execute(_claim_with_event(), params).one_or_none()
     else:
         row = connection.execute(_claim(), params).one_or_none()
@@ -150,7 +150,7 @@ def _claim_with_event() -> Any:
     return select(claimed.c.type, claimed.c.payload, claimed.c.attempt, claimed.c.max_attempts).add_cte(event)
 
 
-def _dml_in_cte(session: Session) -> bool:
+def dml_in_cte(session: Session) -> bool:
     """PostgreSQL runs INSERT/UPDATE … RETURNING inside WITH; SQLite does not."""
     return session.get_bind().dialect.name == "postgresql"
 
@@ -208,7 +208,7 @@ def complete_job(
     now = now or utcnow()
     params = _complete_params(job_id, attempt, worker, data, now)
     connection = session.connection()
-    if _dml_in_cte(session):
+    if dml_in_cte(session):
         return connection.execute(_complete_with_result(), params).scalar_one_or_none() is not None
     if connection.execute(_complete(), params).scalar_one_or_none() is None:
         return False
@@ -231,7 +231,7 @@ def complete_and_claim(
     """`complete_job`, then `claim_job` of the next job of the same message, in one unit of work: on PostgreSQL one
     statement, on SQLite one transaction, where they were two of each per job. Returns (completed, claimed)."""
     now = now or utcnow()
-    if not _dml_in_cte(session):
+    if not dml_in_cte(session):
         completed = complete_job(session, job_id=job_id, attempt=attempt, worker=worker, data=data, now=now)
         return completed, claim_job(session, job_id=next_job_id, worker=worker, lease_seconds=lease_seconds, now=now)
     params = _complete_params(job_id, attempt, worker, data, now) | _claim_params(

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from apiflask import APIFlask
-from sqlalchemy import select
+from sqlalchemy import event, select
 from werkzeug.test import TestResponse
 
 from core.models import Job, JobEvent
@@ -92,3 +92,35 @@ def test_one_group_keeps_each_requests_idempotency_and_errors(app: APIFlask, pub
     with app.extensions["conveyor"].sessions() as session:
         messages = sorted(j.payload["message"] for j in session.scalars(select(Job)))
     assert messages == ["a", "b", "first"]
+
+
+def record_statements(app: APIFlask) -> list[tuple[str, bool]]:
+    """Each statement the app's engine runs (its first two words), with whether its connection was in autocommit."""
+    seen: list[tuple[str, bool]] = []
+
+    def before(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        seen.append((" ".join(statement.split()[:2]), bool(conn.connection.dbapi_connection.autocommit)))
+
+    event.listen(app.extensions["conveyor"].engine, "before_cursor_execute", before)
+    return seen
+
+
+def test_plain_submits_on_postgresql_are_one_statement_in_autocommit(
+    app: APIFlask, publisher: HeldFirstPublish, database_url: str
+) -> None:
+    """One round trip per group: jobs and events in one statement, no BEGIN and COMMIT; a keyed request (which looks
+    its key up first) keeps a transaction."""
+    if database_url.startswith("sqlite"):
+        pytest.skip("SQLite has no DML in CTEs; its group is one transaction")
+    seen = record_statements(app)
+    responses = post_while_the_first_is_held(app, publisher, [({"type": "echo", "payload": {"message": f"m{i}"}}, {})
+                                                              for i in range(5)])  # fmt: skip
+    assert [r.status_code for r in responses] == [202] * 6
+    assert seen == [("WITH new_jobs", True)] * 2  # WITH new_jobs AS (INSERT INTO jobs …) INSERT INTO job_events …
+    with app.extensions["conveyor"].sessions() as session:
+        assert len(session.scalars(select(Job)).all()) == 6 and len(session.scalars(select(JobEvent)).all()) == 6
+    seen.clear()
+    keyed = app.test_client().post("/v1/jobs", json={"type": "echo", "payload": {"message": "k"}},
+                                   headers={"Idempotency-Key": "k-2"})  # fmt: skip
+    assert keyed.status_code == 202
+    assert seen and not any(autocommit for _, autocommit in seen)
