@@ -19,6 +19,7 @@ from core.settings import Settings
 from core.submit import JobRequest, submit_jobs
 from core.types import utcnow
 from worker.executor import execute_message
+from worker.lease import LeaseKeeper
 from worker.runtime import WorkerRuntime
 
 LEASE_SECONDS = 0.6
@@ -59,3 +60,30 @@ def test_a_job_without_progress_keeps_its_lease_past_its_length(
     assert {job.status for job in session.scalars(select(Job).execution_options(populate_existing=True))} == {
         "succeeded"
     }
+
+
+class CountingContext:
+    """What the keeper needs of a job's context: renew() and lease_lost()."""
+
+    def __init__(self) -> None:
+        self.renewals = 0
+        self.job_id = "job"
+
+    def renew(self) -> None:
+        self.renewals += 1
+
+    def lease_lost(self) -> bool:
+        return False
+
+
+def test_the_keeper_wakes_from_idle_for_a_new_job() -> None:
+    keeper = LeaseKeeper(interval=0.05)
+    short = [CountingContext() for _ in range(20)]
+    for ctx in short:  # jobs shorter than the interval, back to back: the thread is not woken for each
+        with keeper.keeping(ctx):  # type: ignore[arg-type]
+            time.sleep(0.005)
+    late = CountingContext()
+    time.sleep(0.2)  # the thread has found no job and waits without a deadline
+    with keeper.keeping(late):  # type: ignore[arg-type]
+        time.sleep(0.3)
+    assert late.renewals >= 2  # every 0.05 s (about 6): a deadline it only learns of by being woken
