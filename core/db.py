@@ -52,6 +52,9 @@ def single_statement(session: Session) -> Iterator[bool]:
     if bind is None or bind.dialect.name != "postgresql" or session.in_transaction():
         yield False
         return
+    if isinstance(bind, Connection) and _autocommit(bind):  # a worker's job session (its engine's default)
+        yield True
+        return
     if not isinstance(bind, Connection):  # the session takes a connection in autocommit, reset as it is returned
         session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
         yield True
@@ -62,6 +65,20 @@ def single_statement(session: Session) -> Iterator[bool]:
     finally:
         with contextlib.suppress(SQLAlchemyError):  # a broken connection is discarded by the pool anyway
             bind.execution_options(isolation_level=bind.default_isolation_level)
+
+
+def in_transactions(session: Session) -> None:
+    """A session on a connection in autocommit (a worker's job session on PostgreSQL) back to transactions, for a
+    unit of work of several statements (a handler's own writes through ctx.session)."""
+    bind = session.bind
+    if isinstance(bind, Connection) and _autocommit(bind) and not session.in_transaction():
+        bind.execution_options(isolation_level=bind.default_isolation_level)  # the pool resets it on return
+
+
+def _autocommit(connection: Connection) -> bool:
+    """Whether a PostgreSQL connection is in autocommit (psycopg's own flag: no round trip)."""
+    dbapi_connection = connection.connection.dbapi_connection
+    return connection.dialect.name == "postgresql" and getattr(dbapi_connection, "autocommit", False) is True
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -116,6 +116,12 @@ def _param(name: str, column: str) -> Any:
     return bindparam(f"b_{name}", type_=JOBS.c[column].type)
 
 
+def _claimable() -> list[Any]:
+    """The statuses a claim takes, as plain binds: a list of values is an expanding IN, re-rendered into the SQL on
+    every execution (7% of a worker process's CPU in a profile)."""
+    return [literal(status, JOBS.c.status.type) for status in sources_of(S.RUNNING)]
+
+
 @functools.cache
 def _claim() -> Any:
     now = _param("now", "updated_at")
@@ -123,7 +129,7 @@ def _claim() -> Any:
         update(JOBS)
         .where(
             JOBS.c.id == _param("claim_id", "id"),
-            JOBS.c.status.in_(sources_of(S.RUNNING)),
+            JOBS.c.status.in_(_claimable()),
             JOBS.c.cancel_requested.is_(False),
             or_(JOBS.c.expires_at.is_(None), JOBS.c.expires_at > now),  # an expired job is the reconciler's
         )

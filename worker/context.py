@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from core.context import JobCancelled, LeaseLost
+from core.db import in_transactions
 from core.jobs import ClaimedJob, renew_lease
 from worker.runtime import WorkerRuntime
 
@@ -25,6 +26,7 @@ class WorkerJobContext:
         self.worker = worker
         self.logger = logging.getLogger(f"conveyor.job.{claimed.type}")
         self._session = session
+        self._transactional = False
         self._cancel_requested = threading.Event()
         self._lease_lost = threading.Event()
         self._last_progress = 0.0
@@ -39,6 +41,9 @@ class WorkerJobContext:
 
     @property
     def session(self) -> Session:
+        if not self._transactional:  # the job's session may be in autocommit (WorkerRuntime.job_engine)
+            in_transactions(self._session)
+            self._transactional = True
         return self._session
 
     def progress(self, done: int, total: int | None = None, message: str | None = None) -> None:

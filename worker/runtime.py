@@ -10,7 +10,7 @@ from celery import Celery
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.db import make_engine, make_sessionmaker
+from core.db import is_sqlite, make_engine, make_sessionmaker
 from core.queue import CeleryPublisher
 from core.registry import Registry
 from core.settings import Settings
@@ -36,15 +36,32 @@ class WorkerRuntime:
     def sessions(self) -> sessionmaker[Session]:
         return make_sessionmaker(self.engine)
 
+    @cached_property
+    def job_engine(self) -> Engine:
+        """The engine of job sessions. On PostgreSQL its connections stay in autocommit, where a job's claim and
+        completion run as single statements (core.db.single_statement); a handler that uses ctx.session switches
+        its connection to transactions (WorkerJobContext.session). Switching for every job instead cost a tenth of
+        a short job's CPU."""
+        if is_sqlite(self.engine):
+            return self.engine
+        return make_engine(self.settings.resolved_database_url, isolation_level="AUTOCOMMIT", pool_size=2)
+
     @contextmanager
     def job_session(self) -> Iterator[Session]:
         """A session pinned to one pooled connection for a whole delivery (claim, then the handler's unit of
         work): one checkout, so one pre-ping round trip instead of one per transaction."""
-        with self.engine.connect() as connection, Session(bind=connection, expire_on_commit=False) as session:
+        with self.job_engine.connect() as connection, Session(bind=connection, expire_on_commit=False) as session:
             yield session
 
     def after_fork(self) -> None:
         """In a prefork child: drop the parent's pooled connections without closing them under the parent."""
-        if "engine" in self.__dict__:
-            self.engine.dispose(close=False)
+        for name in ("engine", "job_engine"):
+            if name in self.__dict__:
+                self.__dict__[name].dispose(close=False)
         self.__dict__.pop("lease_keeper", None)  # its thread, if any, stayed in the parent
+
+    def close(self) -> None:
+        """Close the pooled connections (tests; a worker process's end closes them anyway)."""
+        for name in ("engine", "job_engine"):
+            if name in self.__dict__:
+                self.__dict__.pop(name).dispose()

@@ -8,7 +8,14 @@ import pytest
 from sqlalchemy import Engine, func, insert, select, text
 from sqlalchemy.orm import Session
 
-from core.db import PING_AFTER_IDLE_SECONDS, make_engine, make_sessionmaker, reading, single_statement
+from core.db import (
+    PING_AFTER_IDLE_SECONDS,
+    in_transactions,
+    make_engine,
+    make_sessionmaker,
+    reading,
+    single_statement,
+)
 from core.models import Job
 from tests.core.factories import queued_job_row
 from tests.support.backends import ADMIN_DATABASE_URL
@@ -65,6 +72,28 @@ def test_a_single_statement_unit_runs_in_autocommit_on_postgresql_only(clean_db:
         with single_statement(session):
             assert len(transaction_ids(session)) == 1  # left as it was: the caller's transaction
         session.rollback()
+
+
+def test_an_autocommit_session_goes_back_to_transactions_for_a_unit_of_several_statements(database_url: str) -> None:
+    """A worker's job session on PostgreSQL: its engine's connections stay in autocommit (single_statement has
+    nothing to switch); in_transactions gives a handler's writes one transaction, and the pool returns the
+    connection in autocommit."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("the job engine is the ordinary engine on SQLite")
+    engine = make_engine(database_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection, Session(bind=connection) as session:
+            with single_statement(session) as autocommit, session.begin():
+                assert autocommit and len(transaction_ids(session)) == 2
+            in_transactions(session)
+            assert len(transaction_ids(session)) == 1
+            with single_statement(session) as autocommit:
+                assert not autocommit and len(transaction_ids(session)) == 1  # the handler's transaction
+            session.commit()
+        with engine.connect() as connection, Session(bind=connection) as session:
+            assert len(transaction_ids(session)) == 2
+    finally:
+        engine.dispose()
 
 
 def test_a_single_statement_unit_commits_its_work_on_both_backends(clean_db: Engine) -> None:

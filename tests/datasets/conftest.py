@@ -45,7 +45,7 @@ def run_job(settings: Settings, registry: Registry) -> Iterator[Callable[[uuid.U
             return session.get_one(Job, job.id)
 
     yield run
-    runtime.engine.dispose()
+    runtime.close()
 
 
 @pytest.fixture

@@ -186,7 +186,7 @@ def interrupted_ingest(
         try:
             return execute_job(runtime, registry.get("dataset_ingest"), job_id, hostname="test")
         finally:
-            runtime.engine.dispose()
+            runtime.close()
 
     return accepted, run
 

@@ -48,7 +48,7 @@ def run_message(
         runtime = WorkerRuntime(settings, registry, make_celery(settings, name="test"))
         runtimes.append(runtime)
         statements: list[str] = []
-        event.listen(runtime.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+        event.listen(runtime.job_engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
         ids = [o.job.id for o in outcomes if o.job is not None]
         try:
             said = execute_message(runtime, spec, [str(i) for i in ids], hostname="test")
@@ -58,7 +58,7 @@ def run_message(
 
     yield run
     for runtime in runtimes:
-        runtime.engine.dispose()
+        runtime.close()
 
 
 def kinds(session: Session, job_id: uuid.UUID) -> list[str]:

@@ -53,7 +53,7 @@ def test_a_job_without_progress_keeps_its_lease_past_its_length(
         ids = [str(o.job.id) for o in outcomes if o.job is not None]
         assert execute_message(runtime, spec, ids, hostname="test") == "2 succeeded"
     finally:
-        runtime.engine.dispose()
+        runtime.close()
     assert len(seen) == 2
     for now, lease_until in seen:  # without renewals each lease would have run out 0.6 s before this read
         assert lease_until > now
