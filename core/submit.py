@@ -14,11 +14,12 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import Table, bindparam, insert, select, union_all
+from sqlalchemy import Dialect, insert, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, make_transient_to_detached
 
+from core.column_arrays import column_arrays, unnest_insert
 from core.errors import ConveyorError, IdempotencyMismatch, PayloadInvalid, UnknownQueue, UnknownType
 from core.jobs import EVENTS, JOBS, dml_in_cte, event_row
 from core.models import Job
@@ -28,8 +29,9 @@ from core.status import JobStatus
 from core.types import iso_or_none, utcnow
 
 S = JobStatus
-SINGLE_STATEMENT_ROWS = 100  # a POST /v1/jobs group at most (core.group_commit.MAX_GROUP); batches use executemany
 JOB_COLUMNS = [(attribute.key, attribute.columns[0].key) for attribute in sa_inspect(Job).column_attrs]
+JOB_COLUMN_KEYS = tuple(column for _, column in JOB_COLUMNS)
+EVENT_COLUMNS = tuple(event_row(uuid.UUID(int=0), "queued"))
 
 
 def request_fingerprint(body: dict[str, Any]) -> str:
@@ -71,10 +73,8 @@ class Submitted:
 def one_statement(session: Session, registry: Registry, requests: list[JobRequest]) -> bool:
     """Whether `submit_jobs` writes these requests in a single statement, which may then run in autocommit
     (core.db.single_statement): on PostgreSQL, with no key to look up and no type's `check` hook to run."""
-    return (
-        dml_in_cte(session)
-        and len(requests) <= SINGLE_STATEMENT_ROWS
-        and not any(r.keyed or (r.type in registry and registry.get(r.type).check is not None) for r in requests)
+    return dml_in_cte(session) and not any(
+        r.keyed or (r.type in registry and registry.get(r.type).check is not None) for r in requests
     )
 
 
@@ -178,19 +178,26 @@ def submit_jobs(
 def _insert(session: Session, plain: list[Job], created: list[Job], now: datetime) -> None:
     """The plain jobs' rows and every created job's `queued`/`scheduled` event. Core inserts, not the unit of
     work: a profile of POST /v1/jobs put a third of its time in the ORM's flush and bulk-insert machinery. On
-    PostgreSQL a group of up to SINGLE_STATEMENT_ROWS is one statement (the jobs in a CTE; the events' foreign
-    keys are checked at its end), one round trip where executemany made two."""
+    PostgreSQL they are one statement of column arrays (the jobs in a CTE; the events' foreign keys are checked at
+    its end): one round trip where executemany made two."""
     rows = [_column_values(job) for job in plain]
     events = [event_row(j.id, j.status, detail={"queue": j.queue, "run_at": iso_or_none(j.run_at)}, now=now)
               for j in created]  # fmt: skip
-    if rows and len(rows) <= SINGLE_STATEMENT_ROWS and dml_in_cte(session):
-        params = {f"j{i}_{key}": value for i, row in enumerate(rows) for key, value in row.items()}
-        params |= {f"e{i}_{key}": value for i, row in enumerate(events) for key, value in row.items()}
-        session.execute(_jobs_with_events(len(rows), len(events)), params)
+    if rows and dml_in_cte(session):
+        dialect = session.get_bind().dialect
+        params = column_arrays(dialect, JOBS, JOB_COLUMN_KEYS, rows, "j_")
+        params |= column_arrays(dialect, EVENTS, EVENT_COLUMNS, events, "e_")
+        session.connection().exec_driver_sql(_jobs_with_events(dialect), params)
         return
     if rows:
         session.execute(insert(JOBS), rows)
     session.execute(insert(EVENTS), events)
+
+
+@functools.cache
+def _jobs_with_events(dialect: Dialect) -> str:
+    jobs = unnest_insert(dialect, JOBS, JOB_COLUMN_KEYS, "j_")
+    return f"WITH new_jobs AS ({jobs} RETURNING id) {unnest_insert(dialect, EVENTS, EVENT_COLUMNS, 'e_')}"
 
 
 def wakeups(registry: Registry, jobs: list[Job], *, jobs_per_message: int = 1) -> list[Wakeup]:
@@ -205,21 +212,6 @@ def wakeups(registry: Registry, jobs: list[Job], *, jobs_per_message: int = 1) -
         per_message = jobs_per_message if spec.soft_time_limit is None else 1
         due.append(Wakeup(job.id, job.type, job.queue, job.priority, per_message, spec.time_limit))
     return due
-
-
-@functools.cache
-def _jobs_with_events(jobs: int, events: int) -> Any:
-    """INSERT of `jobs` jobs (a CTE) and `events` events as one statement, built once per size with binds
-    j<i>_<column> and e<i>_<column>. Rows are SELECTs of binds joined by UNION ALL: SQLAlchemy caches that
-    statement's compiled form, where a multi-row VALUES compiles on every call (2 ms for one job)."""
-    event_columns = list(event_row(uuid.UUID(int=0), "queued"))
-    new_jobs = _insert_rows(JOBS, [c.key for c in JOBS.c], "j", jobs).returning(JOBS.c.id).cte("new_jobs")
-    return _insert_rows(EVENTS, event_columns, "e", events).add_cte(new_jobs)
-
-
-def _insert_rows(table: Table, columns: list[str], prefix: str, rows: int) -> Any:
-    selects = [select(*(bindparam(f"{prefix}{i}_{c}", type_=table.c[c].type) for c in columns)) for i in range(rows)]
-    return insert(table).from_select(columns, selects[0] if rows == 1 else union_all(*selects))
 
 
 def _column_values(job: Job) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from core.models import Job, JobEvent, JobResult
 from core.reconcile import reconcile
 from core.registry import Registry
 from core.status import JobStatus
-from core.submit import submit_job
+from core.submit import JobRequest, submit_job, submit_jobs
 from core.types import utcnow
 from tests.core.factories import insert_job
 
@@ -331,3 +331,23 @@ def test_reconciler_weighs_the_broker_depth_by_jobs_per_message(session: Session
     assert set(session.scalars(select(Job.message_jobs).where(Job.id.in_([j.id for j in older])))) == {1}
     # the queue empty (a broker restart without persistence): every stale row lacks its message
     assert tick(0) == {job.id for job in newer}
+
+
+def test_many_plain_submits_keep_every_value(session: Session, registry: Registry) -> None:
+    """A group of plain submits is one statement of column arrays on PostgreSQL (executemany on SQLite): every
+    column and event arrives as given, unicode, nested JSON, future run_at and all."""
+    later = utcnow().replace(microsecond=123456) + timedelta(hours=1)
+    requests = [JobRequest(type="echo", payload={"message": f"zürich ✓ {i}"}, priority=i % 10,
+                           run_at=later if i % 2 else None, max_attempts=1 + i % 5) for i in range(150)]  # fmt: skip
+    outcomes = submit_jobs(session, registry=registry, known_queues=QUEUES, requests=requests)
+    session.commit()
+    rows = {job.id: job for job in session.scalars(select(Job).execution_options(populate_existing=True))}
+    assert len(rows) == 150
+    for i, outcome in enumerate(outcomes):
+        assert outcome.job is not None and outcome.created
+        row = rows[outcome.job.id]
+        assert (row.payload, row.priority, row.max_attempts) == ({"message": f"zürich ✓ {i}"}, i % 10, 1 + i % 5)
+        assert (row.status, row.run_at) == (("scheduled", later) if i % 2 else ("queued", None))
+        assert row.created_at.tzinfo is not None and row.cancel_requested is False
+        detail = session.scalars(select(JobEvent.detail).where(JobEvent.job_id == row.id)).one()
+        assert detail == {"queue": "default", "run_at": later.isoformat() if i % 2 else None}

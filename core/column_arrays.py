@@ -1,0 +1,43 @@
+"""Inserts of many rows on PostgreSQL as one short statement of column arrays: INSERT … SELECT * FROM unnest(…).
+
+The statement is the same for one row or a thousand, with one parameter per column: psycopg caches its parsing
+(a statement of per-row binds, past 50 parameters, was parsed again on every call: an eighth of an API process's
+CPU under load) and PostgreSQL can prepare it. Values go through each column type's bind processor, as
+SQLAlchemy's own inserts do (UTC checks, JSON adaptation).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Dialect, Table
+
+
+@functools.cache
+def unnest_insert(dialect: Dialect, table: Table, columns: tuple[str, ...], prefix: str) -> str:
+    """`INSERT INTO table (columns) SELECT * FROM unnest(%(<prefix><column>)s::<type>[], …)`."""
+    quote = dialect.identifier_preparer.quote
+    arrays = ", ".join(
+        f"%({prefix}{name})s::{table.c[name].type.dialect_impl(dialect).compile(dialect=dialect)}[]" for name in columns
+    )
+    names = ", ".join(map(quote, columns))
+    return f"INSERT INTO {quote(table.name)} ({names}) SELECT * FROM unnest({arrays})"  # noqa: S608 - names from metadata
+
+
+def column_arrays(
+    dialect: Dialect, table: Table, columns: Sequence[str], rows: Sequence[dict[str, Any]], prefix: str
+) -> dict[str, list[Any]]:
+    """The rows as one bound list per column, for `unnest_insert`."""
+    arrays = {}
+    for name in columns:
+        process = _bind_processor(dialect, table, name)
+        values = [row[name] for row in rows]
+        arrays[f"{prefix}{name}"] = values if process is None else [process(v) for v in values]
+    return arrays
+
+
+@functools.cache
+def _bind_processor(dialect: Dialect, table: Table, name: str) -> Any:
+    return table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
