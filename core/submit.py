@@ -19,7 +19,7 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, make_transient_to_detached
 
-from core.column_arrays import column_arrays, unnest_insert
+from core.bulk_insert import column_arrays, plain_insert, row_tuples, unnest_insert
 from core.errors import ConveyorError, IdempotencyMismatch, PayloadInvalid, UnknownQueue, UnknownType
 from core.jobs import EVENTS, JOBS, dml_in_cte, event_row
 from core.models import Job
@@ -177,21 +177,24 @@ def submit_jobs(
 
 def _insert(session: Session, plain: list[Job], created: list[Job], now: datetime) -> None:
     """The plain jobs' rows and every created job's `queued`/`scheduled` event. Core inserts, not the unit of
-    work: a profile of POST /v1/jobs put a third of its time in the ORM's flush and bulk-insert machinery. On
-    PostgreSQL they are one statement of column arrays (the jobs in a CTE; the events' foreign keys are checked at
-    its end): one round trip where executemany made two."""
+    work (core/bulk_insert.py). On PostgreSQL they are one statement of column arrays (the jobs in a CTE; the events'
+    foreign keys are checked at its end): one round trip where executemany made two."""
     rows = [_column_values(job) for job in plain]
     events = [event_row(j.id, j.status, detail={"queue": j.queue, "run_at": iso_or_none(j.run_at)}, now=now)
               for j in created]  # fmt: skip
+    dialect = session.get_bind().dialect
+    connection = session.connection()
     if rows and dml_in_cte(session):
-        dialect = session.get_bind().dialect
         params = column_arrays(dialect, JOBS, JOB_COLUMN_KEYS, rows, "j_")
         params |= column_arrays(dialect, EVENTS, EVENT_COLUMNS, events, "e_")
-        session.connection().exec_driver_sql(_jobs_with_events(dialect), params)
-        return
-    if rows:
-        session.execute(insert(JOBS), rows)
-    session.execute(insert(EVENTS), events)
+        connection.exec_driver_sql(_jobs_with_events(dialect), params)
+    elif dialect.paramstyle == "qmark":  # SQLite: the DB-API's executemany, without Core's per-row parameter work
+        for table, columns, values in ((JOBS, JOB_COLUMN_KEYS, rows), (EVENTS, EVENT_COLUMNS, events)):
+            if values:
+                connection.exec_driver_sql(plain_insert(dialect, table, columns),
+                                           row_tuples(dialect, table, columns, values))  # fmt: skip
+    else:  # PostgreSQL, keyed jobs only (each flushed in its savepoint): their events
+        session.execute(insert(EVENTS), events)
 
 
 @functools.cache
