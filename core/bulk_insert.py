@@ -20,12 +20,10 @@ from sqlalchemy import Dialect, Table
 @functools.cache
 def unnest_insert(dialect: Dialect, table: Table, columns: tuple[str, ...], prefix: str) -> str:
     """`INSERT INTO table (columns) SELECT * FROM unnest(%(<prefix><column>)s::<type>[], …)`."""
-    quote = dialect.identifier_preparer.quote
     arrays = ", ".join(
         f"%({prefix}{name})s::{table.c[name].type.dialect_impl(dialect).compile(dialect=dialect)}[]" for name in columns
     )
-    names = ", ".join(map(quote, columns))
-    return f"INSERT INTO {quote(table.name)} ({names}) SELECT * FROM unnest({arrays})"  # noqa: S608 - names from metadata
+    return f"{_insert_into(dialect, table, columns)} SELECT * FROM unnest({arrays})"  # noqa: S608 - metadata names
 
 
 def column_arrays(
@@ -40,6 +38,11 @@ def column_arrays(
     return arrays
 
 
+def _insert_into(dialect: Dialect, table: Table, columns: Sequence[str]) -> str:
+    quote = dialect.identifier_preparer.quote
+    return f"INSERT INTO {quote(table.name)} ({', '.join(map(quote, columns))})"
+
+
 @functools.cache
 def _bind_processor(dialect: Dialect, table: Table, name: str) -> Any:
     return table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
@@ -48,9 +51,7 @@ def _bind_processor(dialect: Dialect, table: Table, name: str) -> Any:
 @functools.cache
 def plain_insert(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> str:
     """`INSERT INTO table (columns) VALUES (?, …)` for the DB-API's executemany (qmark style, SQLite's)."""
-    quote = dialect.identifier_preparer.quote
-    names = ", ".join(map(quote, columns))
-    return f"INSERT INTO {quote(table.name)} ({names}) VALUES ({', '.join('?' * len(columns))})"  # noqa: S608
+    return f"{_insert_into(dialect, table, columns)} VALUES ({', '.join('?' * len(columns))})"
 
 
 def row_tuples(

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import Dialect, insert, select
+from sqlalchemy import Dialect, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, make_transient_to_detached
@@ -184,23 +184,26 @@ def _insert(session: Session, plain: list[Job], created: list[Job], now: datetim
               for j in created]  # fmt: skip
     dialect = session.get_bind().dialect
     connection = session.connection()
-    if rows and dml_in_cte(session):
-        params = column_arrays(dialect, JOBS, JOB_COLUMN_KEYS, rows, "j_")
-        params |= column_arrays(dialect, EVENTS, EVENT_COLUMNS, events, "e_")
-        connection.exec_driver_sql(_jobs_with_events(dialect), params)
-    elif dialect.paramstyle == "qmark":  # SQLite: the DB-API's executemany, without Core's per-row parameter work
-        for table, columns, values in ((JOBS, JOB_COLUMN_KEYS, rows), (EVENTS, EVENT_COLUMNS, events)):
-            if values:
-                connection.exec_driver_sql(plain_insert(dialect, table, columns),
-                                           row_tuples(dialect, table, columns, values))  # fmt: skip
-    else:  # PostgreSQL, keyed jobs only (each flushed in its savepoint): their events
-        session.execute(insert(EVENTS), events)
+    if dml_in_cte(session):
+        params = column_arrays(dialect, EVENTS, EVENT_COLUMNS, events, "e_")
+        if rows:  # the plain jobs go in the events' statement (keyed ones were flushed, each in its savepoint)
+            params |= column_arrays(dialect, JOBS, JOB_COLUMN_KEYS, rows, "j_")
+        connection.exec_driver_sql(_jobs_with_events(dialect) if rows else _events(dialect), params)
+        return
+    for table, columns, values in ((JOBS, JOB_COLUMN_KEYS, rows), (EVENTS, EVENT_COLUMNS, events)):
+        if values:  # SQLite: the DB-API's executemany, without Core's per-row parameter work
+            connection.exec_driver_sql(
+                plain_insert(dialect, table, columns), row_tuples(dialect, table, columns, values)
+            )
 
 
 @functools.cache
 def _jobs_with_events(dialect: Dialect) -> str:
-    jobs = unnest_insert(dialect, JOBS, JOB_COLUMN_KEYS, "j_")
-    return f"WITH new_jobs AS ({jobs} RETURNING id) {unnest_insert(dialect, EVENTS, EVENT_COLUMNS, 'e_')}"
+    return f"WITH new_jobs AS ({unnest_insert(dialect, JOBS, JOB_COLUMN_KEYS, 'j_')} RETURNING id) {_events(dialect)}"
+
+
+def _events(dialect: Dialect) -> str:
+    return unnest_insert(dialect, EVENTS, EVENT_COLUMNS, "e_")
 
 
 def wakeups(registry: Registry, jobs: list[Job], *, jobs_per_message: int = 1) -> list[Wakeup]:
