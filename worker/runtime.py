@@ -55,13 +55,18 @@ class WorkerRuntime:
 
     def after_fork(self) -> None:
         """In a prefork child: drop the parent's pooled connections without closing them under the parent."""
-        for name in ("engine", "job_engine"):
-            if name in self.__dict__:
-                self.__dict__[name].dispose(close=False)
+        for engine in self._engines():
+            engine.dispose(close=False)
         self.__dict__.pop("lease_keeper", None)  # its thread, if any, stayed in the parent
 
     def close(self) -> None:
         """Close the pooled connections (tests; a worker process's end closes them anyway)."""
-        for name in ("engine", "job_engine"):
-            if name in self.__dict__:
-                self.__dict__.pop(name).dispose()
+        for engine in self._engines():
+            engine.dispose()
+        self.__dict__.pop("engine", None)
+        self.__dict__.pop("job_engine", None)
+
+    def _engines(self) -> list[Engine]:
+        """The engines made so far, each once (on SQLite the job engine is the engine)."""
+        made = [self.__dict__[name] for name in ("engine", "job_engine") if name in self.__dict__]
+        return [engine for index, engine in enumerate(made) if engine not in made[:index]]
