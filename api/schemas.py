@@ -20,6 +20,14 @@ MAX_DELAY_SECONDS = 366 * 24 * 3600
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        # PostgreSQL text cannot hold NUL: refused here (422), it reached the database as a 500.
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("must not contain NUL (\\u0000) characters")
+        return value
+
 
 class JobCreate(Strict):
     type: str = Field(min_length=1, max_length=100, description="A job type name from GET /v1/job-types.")

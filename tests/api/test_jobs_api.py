@@ -318,3 +318,12 @@ def test_unique_key_answers_with_the_active_job(
     client.post(f"/v1/jobs/{first.json['id']}/cancel")
     third = submit(client, body)
     assert third.status_code == 202 and third.json["id"] != first.json["id"]
+
+
+@pytest.mark.parametrize("query", ["type=%00", "queue=a%00b", "cursor=%00"])
+def test_a_nul_character_in_a_list_filter_is_refused_not_a_server_error(client: FlaskClient, query: str) -> None:
+    """PostgreSQL text cannot hold NUL; schemathesis found `GET /v1/jobs?type=%00` answering 500."""
+    response = client.get(f"/v1/jobs?{query}")
+    assert response.status_code == 422
+    assert response.mimetype == "application/problem+json"
+    assert "NUL" in response.json["errors"][0]["message"]
