@@ -1,6 +1,7 @@
 """The broker side of the ledger: Celery configuration and publishing wake-up calls by task name after commit.
 
-The only module in core that imports celery. A message carries nothing but the job id: the row is the truth.
+The only module in core that imports celery (with core.broker_connection, its kombu connection). A message carries
+nothing but the job id: the row is the truth.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any, Protocol
 
 from celery import Celery
 
+from core.broker_connection import ConveyorAMQP
 from core.queue_names import QueueNames
 from core.settings import Settings
 
@@ -209,7 +211,7 @@ def celery_config(settings: Settings, *, producer: bool = False) -> dict[str, An
 
 def make_celery(settings: Settings, name: str = "conveyor", *, producer: bool = False) -> Celery:
     """A Celery app configured with the baseline; the worker adds its tasks, the API (producer=True) only publishes."""
-    app = Celery(name, set_as_current=False)
+    app = Celery(name, set_as_current=False, amqp=ConveyorAMQP)
     app.config_from_object(celery_config(settings, producer=producer))
     return app
 

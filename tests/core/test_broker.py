@@ -1,4 +1,5 @@
-"""The reconciler's view of the broker: how many messages wait in a queue, on every broker Conveyor runs on."""
+"""The broker side on every broker Conveyor runs on: publishing, its connections, and the reconciler's view of
+how many messages wait in a queue."""
 
 from __future__ import annotations
 
@@ -7,9 +8,13 @@ import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
+import redis
+from kombu.transport import pyamqp as kombu_pyamqp
 
+from core.broker_connection import RedisChannel, RedisTransport
 from core.queue import CeleryPublisher, Wakeup, broker_reachable, make_celery
 from core.settings import Settings
 from tests.support.backends import RedisServer, service_redis_db, services_or_skip
@@ -70,3 +75,51 @@ def test_a_publish_of_many_messages_delivers_each_one_to_its_queue(publisher: Ce
         with publisher.app.connection_for_write() as connection:
             for queue in queues:
                 connection.default_channel.queue_delete(queue)
+
+
+def test_redis_commands_reuse_one_client_per_connection_pool(
+    publisher: CeleryPublisher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kombu built a redis-py client per publish, ack and event (a third of a lone publish's CPU)."""
+    if not publisher.redis:
+        pytest.skip("AMQP has no redis-py clients")
+    queue = f"reuse-{uuid.uuid4().hex[:8]}"
+    assert publisher.publish([Wakeup(uuid.uuid4(), "echo", queue, 5)]) == []  # the pool's producer and its client
+    made = count_redis_clients(monkeypatch)
+    try:
+        for _ in range(30):  # lone publishes, each through the pool's producer
+            assert publisher.publish([Wakeup(uuid.uuid4(), "echo", queue, 5)]) == []
+        assert publisher.publish([Wakeup(uuid.uuid4(), "echo", queue, p) for p in range(10)]) == []  # pipelined
+        assert made == [0]  # the first publish's client serves the next 31
+        assert depth_settles(publisher, queue, 41)  # (each query on a connection and client of its own)
+        with publisher.app.producer_or_acquire() as producer:
+            made[0] = 0
+            channel = producer.channel
+            assert isinstance(channel, RedisChannel)
+            channel._after_fork()  # what kombu runs in a forked child: a new connection pool
+            producer.publish({"after": "fork"}, routing_key=queue)
+            assert channel._kept_client.connection_pool is channel.pool  # the new pool's client, not the old one's
+        assert made == [1]
+        assert depth_settles(publisher, queue, 42)
+    finally:
+        with publisher.app.connection_for_write() as connection:
+            connection.default_channel.queue_delete(queue)
+
+
+def test_only_kombus_plain_redis_transport_is_replaced(publisher: CeleryPublisher) -> None:
+    with publisher.app.connection_for_write() as connection, publisher.app.pool.acquire() as pooled:
+        expected = RedisTransport if publisher.redis else kombu_pyamqp.Transport
+        assert connection.get_transport_cls() is expected
+        assert pooled.get_transport_cls() is expected  # kombu's pools copy the connection
+
+
+def count_redis_clients(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    made = [0]
+    original = redis.Redis.__init__
+
+    def counting(self: redis.Redis, *args: Any, **kwargs: Any) -> None:
+        made[0] += 1
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.Redis, "__init__", counting)
+    return made
