@@ -20,12 +20,14 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from http.client import HTTPConnection
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bare_celery import COUNTER_KEY, make_bare_app
+from bench.cpu import CpuMeter, Selector, group, named
 from core.models import Job, JobEvent
 from tests.e2e.harness import ROOT, Cluster
 from tests.support.backends import RedisServer, postgres_database, service_redis_db
@@ -54,9 +56,10 @@ def republished(cluster: Cluster) -> int:
         return int(session.scalar(query) or 0)
 
 
-def conveyor_run(cluster: Cluster, jobs: int, *, batch: bool) -> tuple[float, int]:
+def conveyor_run(cluster: Cluster, jobs: int, meter: CpuMeter, *, batch: bool) -> tuple[float, int, dict[str, float]]:
     """Submit `jobs` echo jobs (8 concurrent single POSTs, or batches of 1,000) and wait for every success."""
     before, republished_before = succeeded(cluster), republished(cluster)
+    meter.start()
     local = threading.local()
 
     def post(path: str, body: dict[str, object]) -> None:
@@ -89,6 +92,7 @@ def conveyor_run(cluster: Cluster, jobs: int, *, batch: bool) -> tuple[float, in
     while remaining := unfinished(cluster):
         time.sleep(min(1.0, max(0.05, remaining / 5000)))  # a long wait while much is left: the poll costs too
     end = time.perf_counter()
+    cpu = meter.per_job(jobs)
     assert succeeded(cluster) - before == jobs, "every job of the run must have succeeded"
     mode = "batch" if batch else "single"
     sent_again = republished(cluster) - republished_before
@@ -96,10 +100,12 @@ def conveyor_run(cluster: Cluster, jobs: int, *, batch: bool) -> tuple[float, in
         f"  conveyor ({mode}): submit {jobs / (submitted - started):.0f}/s, end to end {jobs / (end - started):.0f}/s,"
         f" republished {sent_again}"
     )
-    return jobs / (end - started), sent_again
+    return jobs / (end - started), sent_again, cpu
 
 
-def bare_celery_run(directory: Path, broker_url: str, counter_url: str, jobs: int, concurrency: int) -> float:
+def bare_celery_run(
+    directory: Path, broker_url: str, counter_url: str, jobs: int, concurrency: int
+) -> tuple[float, dict[str, float]]:
     env = {**os.environ, "BENCH_BROKER_URL": broker_url, "BENCH_COUNTER_URL": counter_url}
     command = [sys.executable, "-m", "celery", "-A", "bench.bare_celery", "worker", "-c", str(concurrency),
                "-Q", "bare", "-n", "bare@%h", "-E", "--loglevel", "INFO"]  # fmt: skip
@@ -112,12 +118,16 @@ def bare_celery_run(directory: Path, broker_url: str, counter_url: str, jobs: in
         while int(counter.get(COUNTER_KEY) or 0) < 1:
             time.sleep(0.05)
         counter.set(COUNTER_KEY, 0)
-        started = time.perf_counter()
+        meter = CpuMeter({"worker": group(worker.pid), "redis": named("redis-server")})
+        meter.start()
+        started, client_started = time.perf_counter(), time.thread_time()
         for i in range(jobs):
             app.send_task("bench.noop", args=[i], queue="bare")
+        client = time.thread_time() - client_started  # the submit side: this thread's send_task calls
         while int(counter.get(COUNTER_KEY) or 0) < jobs:
             time.sleep(0.02)
-        return jobs / (time.perf_counter() - started)
+        rate = jobs / (time.perf_counter() - started)
+        return rate, meter.per_job(jobs, submit=client)
     finally:
         os.killpg(worker.pid, 15)
         worker.wait(30)
@@ -146,7 +156,7 @@ def run_backend(kind: str, jobs: int, concurrency: int, api_workers: int) -> dic
     with ExitStack() as stack:
         directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"bench-{kind}-")))
         database_url, broker_url, counter_url = backend_urls(kind, directory, stack)
-        bare = bare_celery_run(directory, broker_url, counter_url, jobs, concurrency)
+        bare, bare_cpu = bare_celery_run(directory, broker_url, counter_url, jobs, concurrency)
         # Production's lease and re-publish delay (the test harness shortens both): a 20,000-job backlog may wait
         # longer than the harness's 10 s, and each re-published message is a duplicate delivery to skip.
         cluster = Cluster(directory, database_url, broker_url, worker_concurrency=str(concurrency),
@@ -156,13 +166,34 @@ def run_backend(kind: str, jobs: int, concurrency: int, api_workers: int) -> dic
         cluster.start()
         cluster.wait_ready()
         cluster.wait_workers()
-        single, single_republished = conveyor_run(cluster, jobs, batch=False)
-        batched, batch_republished = conveyor_run(cluster, jobs, batch=True)
+        meter = CpuMeter(conveyor_roles(cluster, database_url))
+        single, single_republished, single_cpu = conveyor_run(cluster, jobs, meter, batch=False)
+        batched, batch_republished, batch_cpu = conveyor_run(cluster, jobs, meter, batch=True)
     return {"backend": kind, "jobs": jobs, "worker_processes": concurrency, "api_processes": api_workers,
             "bare_celery_jobs_per_s": round(bare, 1),
             "conveyor_single_jobs_per_s": round(single, 1), "ratio_single": round(single / bare, 3),
             "conveyor_batch_jobs_per_s": round(batched, 1), "ratio_batch": round(batched / bare, 3),
-            "republished": {"single": single_republished, "batch": batch_republished}}  # fmt: skip
+            "republished": {"single": single_republished, "batch": batch_republished},
+            "cpu_ms_per_job": {"bare_celery": bare_cpu, "single": single_cpu, "batch": batch_cpu}}  # fmt: skip
+
+
+def conveyor_roles(cluster: Cluster, database_url: str) -> dict[str, Selector]:
+    """Conveyor's processes by role; on PostgreSQL also the run database's backends (by their process title)."""
+    roles = {"submit": group(cluster.procs["api"].pid), "worker": group(cluster.procs["worker"].pid),
+             "maintenance": group(cluster.procs["maintenance"].pid), "redis": named("redis-server")}  # fmt: skip
+    if database_url.startswith("postgresql"):
+        roles["postgres"] = named(f" {database_url.rsplit('/', 1)[1]} ")
+    return roles
+
+
+def print_cpu(rows: list[dict[str, Any]]) -> None:
+    """CPU ms per job by role (submit: bare Celery's client, Conveyor's API processes)."""
+    roles = ["submit", "worker", "maintenance", "redis", "postgres"]
+    print(f"{'CPU ms/job':<22}" + "".join(f"{role:>12}" for role in roles) + f"{'total':>9}")
+    for r in rows:
+        for contender, cpu in r["cpu_ms_per_job"].items():
+            cells = "".join(f"{cpu[role]:>12}" if role in cpu else f"{'':>12}" for role in roles)
+            print(f"{r['backend'] + ' ' + contender:<22}{cells}{round(sum(cpu.values()), 2):>9}")
 
 
 def main() -> None:
@@ -186,6 +217,7 @@ def main() -> None:
         print(f"{r['backend']:<10} {r['jobs']:>6} {r['worker_processes']:>5} {r['bare_celery_jobs_per_s']:>14} "
               f"{r['conveyor_single_jobs_per_s']:>9} {r['ratio_single']:>6} {r['conveyor_batch_jobs_per_s']:>8} "
               f"{r['ratio_batch']:>6}")  # fmt: skip
+    print_cpu(rows)
     RESULTS.mkdir(parents=True, exist_ok=True)
     record = {"benchmark": args.name, **machine(), "results": rows}
     (RESULTS / f"{args.name}.json").write_text(json.dumps(record, indent=2) + "\n")
