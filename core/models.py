@@ -39,6 +39,13 @@ EventId = BigInteger().with_variant(Integer(), "sqlite")  # SQLite only autoincr
 
 STATUS_VALUES = ", ".join(f"'{s.value}'" for s in JobStatus)
 TERMINAL_VALUES = ", ".join(f"'{s.value}'" for s in sorted(TERMINAL))
+UNFINISHED = f"status NOT IN ({TERMINAL_VALUES})"
+
+
+def _key_index(name: str, scope: str, key: str, *, also: str | None = None) -> Index:
+    """A unique index over the rows whose `key` is set (and that match `also`)."""
+    where = text(f"{key} IS NOT NULL" + (f" AND {also}" if also else ""))
+    return Index(name, scope, key, unique=True, postgresql_where=where, sqlite_where=where)
 
 
 class Base(DeclarativeBase):
@@ -96,17 +103,12 @@ class Job(Base):
         Index("ix_jobs_status_lease_until", "status", "lease_until"),
         Index("ix_jobs_tenant_created", "tenant_id", "created_at", "id"),
         Index("ix_jobs_queue_status", "queue", "status"),
-        Index("uq_jobs_tenant_idempotency_key", "tenant_id", "idempotency_key", unique=True),
-        Index(
-            "uq_jobs_active_unique_key",
-            "tenant_id",
-            "unique_key",
-            unique=True,
-            postgresql_where=text(f"status NOT IN ({TERMINAL_VALUES})"),
-            sqlite_where=text(f"status NOT IN ({TERMINAL_VALUES})"),
-        ),
+        # The key indexes hold only the rows that have the key (most jobs have none): a status change writes an
+        # entry in every index of the table on PostgreSQL, and NULL keys never enforced anything (migration 0005).
+        _key_index("uq_jobs_tenant_idempotency_key", "tenant_id", "idempotency_key"),
+        _key_index("uq_jobs_active_unique_key", "tenant_id", "unique_key", also=UNFINISHED),
         # The database, not the scheduler, guarantees one job per slot: two beats or a clock jump cannot double it.
-        Index("uq_jobs_schedule_slot", "schedule_id", "schedule_slot", unique=True),
+        _key_index("uq_jobs_schedule_slot", "schedule_id", "schedule_slot"),
     )
 
 

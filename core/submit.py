@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import Dialect, select
+from sqlalchemy import Dialect, Select, select, text
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, make_transient_to_detached
@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, make_transient_to_detached
 from core.bulk_insert import column_arrays, plain_insert, row_tuples, unnest_insert
 from core.errors import ConveyorError, IdempotencyMismatch, PayloadInvalid, UnknownQueue, UnknownType
 from core.jobs import EVENTS, JOBS, dml_in_cte, event_row
-from core.models import Job
+from core.models import UNFINISHED, Job
 from core.queue import Wakeup, messages
 from core.registry import Registry, UnknownJobType
 from core.status import JobStatus
@@ -293,8 +293,7 @@ def _insert_keyed(session: Session, job: Job, request: JobRequest, tenant_id: st
 
 def _existing_job(session: Session, tenant_id: str, request: JobRequest) -> Job | None:
     if request.idempotency_key is not None:
-        query = select(Job).where(Job.tenant_id == tenant_id, Job.idempotency_key == request.idempotency_key)
-        existing = session.scalars(query).one_or_none()
+        existing = session.scalars(by_idempotency_key(tenant_id, request.idempotency_key)).one_or_none()
         if existing is not None:
             if existing.request_hash != request.request_hash:
                 raise IdempotencyMismatch(
@@ -302,15 +301,25 @@ def _existing_job(session: Session, tenant_id: str, request: JobRequest) -> Job 
                 )
             return existing
     if request.unique_key is not None:
-        active = [s.value for s in JobStatus if not s.terminal]
-        query = select(Job).where(
-            Job.tenant_id == tenant_id, Job.unique_key == request.unique_key, Job.status.in_(active)
-        )
-        return session.scalars(query).one_or_none()
-    if request.schedule_slot is not None:
-        query = select(Job).where(Job.schedule_id == request.schedule_id, Job.schedule_slot == request.schedule_slot)
-        return session.scalars(query).one_or_none()
+        return session.scalars(by_unique_key(tenant_id, request.unique_key)).one_or_none()
+    if request.schedule_id is not None and request.schedule_slot is not None:
+        return session.scalars(by_schedule_slot(request.schedule_id, request.schedule_slot)).one_or_none()
     return None
+
+
+# The lookups by key, each answered by its key's unique index (tests/core/test_query_plans.py checks it).
+def by_idempotency_key(tenant_id: str, key: str) -> Select[Job]:
+    return select(Job).where(Job.tenant_id == tenant_id, Job.idempotency_key == key)
+
+
+def by_unique_key(tenant_id: str, key: str) -> Select[Job]:
+    """The unfinished job holding the key. The index's own predicate, as text: SQLite uses a partial index only for
+    a query that repeats its terms, which a list of statuses in bound parameters does not."""
+    return select(Job).where(Job.tenant_id == tenant_id, Job.unique_key == key, text(UNFINISHED))
+
+
+def by_schedule_slot(schedule_id: uuid.UUID, slot: datetime) -> Select[Job]:
+    return select(Job).where(Job.schedule_id == schedule_id, Job.schedule_slot == slot)
 
 
 def _field_error(loc: tuple[Any, ...], msg: str) -> dict[str, Any]:

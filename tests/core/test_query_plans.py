@@ -17,6 +17,7 @@ from core.migrate import upgrade_database
 from core.models import Job
 from core.planner_stats import MIN_CHANGED_ROWS, refresh_planner_statistics
 from core.queries import get_job
+from core.submit import by_idempotency_key, by_schedule_slot, by_unique_key
 from core.types import utcnow
 from tests.core.factories import queued_job_row
 from tests.support.backends import postgres_database
@@ -101,3 +102,27 @@ def test_statistics_are_left_to_sqlite(session: Session) -> None:
     if session.get_bind().dialect.name != "sqlite":
         pytest.skip("PostgreSQL is the test above")
     assert refresh_planner_statistics(session) == []
+
+
+KEY_LOOKUPS = {
+    "uq_jobs_tenant_idempotency_key": lambda: by_idempotency_key("default", "key-1"),
+    "uq_jobs_active_unique_key": lambda: by_unique_key("default", "daily-report"),
+    "uq_jobs_schedule_slot": lambda: by_schedule_slot(uuid.uuid4(), utcnow()),
+}
+
+
+@pytest.mark.parametrize("index", list(KEY_LOOKUPS))
+def test_a_submit_looks_a_key_up_in_its_index(clean_db: Engine, index: str) -> None:
+    """The key indexes hold only the rows that have the key (migration 0005). The submit's lookups, with the key in a
+    bound parameter, must still use them: SQLite uses a partial index only when the query repeats its terms (the
+    unique-key lookup, a list of bound statuses, searched every job of the tenant before)."""
+    compiled = KEY_LOOKUPS[index]().compile(dialect=clean_db.dialect, compile_kwargs={"render_postcompile": True})
+    with clean_db.connect() as conn:
+        if clean_db.dialect.name == "sqlite":
+            params = tuple(str(compiled.params[name]) for name in compiled.positiontup or ())  # a plan needs no type
+            rows = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", params)
+            plan = " ".join(str(row[-1]) for row in rows)
+        else:
+            conn.exec_driver_sql("SET LOCAL enable_seqscan = off")  # a scan only where the index cannot serve
+            plan = " ".join(row[0] for row in conn.exec_driver_sql(f"EXPLAIN {compiled}", compiled.params))
+    assert index in plan, plan
