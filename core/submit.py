@@ -9,6 +9,7 @@ import functools
 import hashlib
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,7 +20,7 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, make_transient_to_detached
 
-from core.bulk_insert import column_arrays, plain_insert, row_tuples, unnest_insert
+from core.bulk_insert import column_arrays, plain_insert, row_insert, row_params, row_tuples, unnest_insert
 from core.errors import ConveyorError, IdempotencyMismatch, PayloadInvalid, UnknownQueue, UnknownType
 from core.jobs import EVENTS, JOBS, dml_in_cte, event_row
 from core.models import UNFINISHED, Job
@@ -185,10 +186,13 @@ def _insert(session: Session, plain: list[Job], created: list[Job], now: datetim
     dialect = session.get_bind().dialect
     connection = session.connection()
     if dml_in_cte(session):
-        params = column_arrays(dialect, EVENTS, EVENT_COLUMNS, events, "e_")
+        one = len(events) == 1  # a lone POST's: a VALUES row, not arrays of one (then rows holds at most that job)
+        shape, params_of = (row_insert, row_params) if one else (unnest_insert, column_arrays)
+        params = params_of(dialect, EVENTS, EVENT_COLUMNS, events, "e_")
         if rows:  # the plain jobs go in the events' statement (keyed ones were flushed, each in its savepoint)
-            params |= column_arrays(dialect, JOBS, JOB_COLUMN_KEYS, rows, "j_")
-        connection.exec_driver_sql(_jobs_with_events(dialect) if rows else _events(dialect), params)
+            params |= params_of(dialect, JOBS, JOB_COLUMN_KEYS, rows, "j_")
+        events_sql = shape(dialect, EVENTS, EVENT_COLUMNS, "e_")
+        connection.exec_driver_sql(_jobs_with_events(dialect, shape) if rows else events_sql, params)
         return
     for table, columns, values in ((JOBS, JOB_COLUMN_KEYS, rows), (EVENTS, EVENT_COLUMNS, events)):
         if values:  # SQLite: the DB-API's executemany, without Core's per-row parameter work
@@ -198,12 +202,9 @@ def _insert(session: Session, plain: list[Job], created: list[Job], now: datetim
 
 
 @functools.cache
-def _jobs_with_events(dialect: Dialect) -> str:
-    return f"WITH new_jobs AS ({unnest_insert(dialect, JOBS, JOB_COLUMN_KEYS, 'j_')} RETURNING id) {_events(dialect)}"
-
-
-def _events(dialect: Dialect) -> str:
-    return unnest_insert(dialect, EVENTS, EVENT_COLUMNS, "e_")
+def _jobs_with_events(dialect: Dialect, shape: Callable[..., str]) -> str:
+    jobs, events = shape(dialect, JOBS, JOB_COLUMN_KEYS, "j_"), shape(dialect, EVENTS, EVENT_COLUMNS, "e_")
+    return f"WITH new_jobs AS ({jobs} RETURNING id) {events}"
 
 
 def wakeups(registry: Registry, jobs: list[Job], *, jobs_per_message: int = 1) -> list[Wakeup]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
@@ -333,21 +335,25 @@ def test_reconciler_weighs_the_broker_depth_by_jobs_per_message(session: Session
     assert tick(0) == {job.id for job in newer}
 
 
-def test_many_plain_submits_keep_every_value(session: Session, registry: Registry) -> None:
-    """A group of plain submits is one statement of column arrays on PostgreSQL (executemany on SQLite): every
-    column and event arrives as given, unicode, nested JSON, future run_at and all."""
+@pytest.mark.parametrize("count", [1, 2, 150])
+def test_plain_submits_keep_every_value(session: Session, registry: Registry, count: int) -> None:
+    """A group of plain submits is one statement on PostgreSQL, of column arrays or, for one job, a VALUES row
+    (executemany on SQLite): every column and event arrives as given, unicode, nested JSON, future run_at and all."""
     later = utcnow().replace(microsecond=123456) + timedelta(hours=1)
     requests = [JobRequest(type="echo", payload={"message": f"zürich ✓ {i}"}, priority=i % 10,
-                           run_at=later if i % 2 else None, max_attempts=1 + i % 5) for i in range(150)]  # fmt: skip
+                           run_at=later if i % 2 else None, max_attempts=1 + i % 5) for i in range(count)]  # fmt: skip
+    if count == 1:
+        requests[0] = dataclasses.replace(requests[0], run_at=later)  # a lone job that is scheduled, too
     outcomes = submit_jobs(session, registry=registry, known_queues=QUEUES, requests=requests)
     session.commit()
     rows = {job.id: job for job in session.scalars(select(Job).execution_options(populate_existing=True))}
-    assert len(rows) == 150
+    assert len(rows) == count
     for i, outcome in enumerate(outcomes):
         assert outcome.job is not None and outcome.created
         row = rows[outcome.job.id]
         assert (row.payload, row.priority, row.max_attempts) == ({"message": f"zürich ✓ {i}"}, i % 10, 1 + i % 5)
-        assert (row.status, row.run_at) == (("scheduled", later) if i % 2 else ("queued", None))
+        scheduled = i % 2 or count == 1
+        assert (row.status, row.run_at) == (("scheduled", later) if scheduled else ("queued", None))
         assert row.created_at.tzinfo is not None and row.cancel_requested is False
         detail = session.scalars(select(JobEvent.detail).where(JobEvent.job_id == row.id)).one()
-        assert detail == {"queue": "default", "run_at": later.isoformat() if i % 2 else None}
+        assert detail == {"queue": "default", "run_at": later.isoformat() if scheduled else None}
