@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
@@ -22,10 +22,16 @@ class Strict(BaseModel):
 
     @field_validator("*", mode="after")
     @classmethod
-    def _no_nul(cls, value: Any) -> Any:
-        # PostgreSQL text cannot hold NUL: refused here (422), it reached the database as a 500.
+    def _storable(cls, value: Any) -> Any:
+        """Refused here (422) what reached the database layer as a 500: NUL in text (PostgreSQL cannot hold it), and
+        a time that leaves Python's years 1-9999 once converted to UTC (0001-01-01T00:00:00+01:00)."""
         if isinstance(value, str) and "\x00" in value:
             raise ValueError("must not contain NUL (\\u0000) characters")
+        if isinstance(value, datetime) and value.tzinfo is not None:
+            try:
+                value.astimezone(UTC)
+            except OverflowError:
+                raise ValueError("is out of range once converted to UTC (years 1 to 9999)") from None
         return value
 
 

@@ -327,3 +327,21 @@ def test_a_nul_character_in_a_list_filter_is_refused_not_a_server_error(client: 
     assert response.status_code == 422
     assert response.mimetype == "application/problem+json"
     assert "NUL" in response.json["errors"][0]["message"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("GET", "/v1/jobs?created_after=0001-01-01T00:00:00%2B01:00", None),
+        ("GET", "/v1/jobs?created_before=9999-12-31T23:59:59-01:00", None),
+        ("POST", "/v1/jobs", {"type": "echo", "payload": {"message": "x"}, "run_at": "9999-12-31T23:59:59-01:00"}),
+    ],
+)
+def test_a_time_beyond_the_years_python_holds_in_utc_is_refused_not_a_server_error(
+    client: FlaskClient, app: APIFlask, method: str, path: str, body: dict[str, Any] | None
+) -> None:
+    """The schemathesis fuzz test found a 500 on a random seed: such a time overflowed in the UTC conversion."""
+    response = client.open(path, method=method, json=body)
+    assert response.status_code == 422 and response.mimetype == "application/problem+json"
+    assert "out of range" in response.json["errors"][0]["message"]
+    assert count_jobs(app) == 0

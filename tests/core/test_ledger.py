@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
