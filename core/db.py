@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -12,6 +13,8 @@ from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError,
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Tries for SQLite's write lock: pauses in seconds, and how long before SQLite's own busy handler takes over.
+BUSY_FIRST_PAUSE, BUSY_LONGEST_PAUSE, BUSY_SPIN_SECONDS = 0.00025, 0.002, 1.0
 READ_ONLY = "conveyor_read_only"  # execution option: this connection's transactions only read
 # The database went away (restart, failover, network): worth another attempt, unlike a bad input.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (OperationalError, InterfaceError, ConnectionError)
@@ -126,5 +129,34 @@ def _configure_sqlite(engine: Engine) -> None:
         # A deferred transaction that reads and then writes fails with SQLITE_BUSY at once (no busy wait) when
         # another process committed in between; taking the write lock up front makes busy_timeout apply.
         # A long read (an export) says it only reads: WAL lets it run beside the writers instead of blocking them.
-        read_only = connection.get_execution_options().get(READ_ONLY, False)
-        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+        if connection.get_execution_options().get(READ_ONLY, False):
+            connection.exec_driver_sql("BEGIN")
+        else:
+            begin_immediate(connection)
+
+
+def begin_immediate(connection: Connection) -> None:
+    """BEGIN IMMEDIATE, trying again 50 µs later while another process holds the write lock, then twice as long each
+    time up to 2 ms, for a second; then with SQLite's own busy handler for the rest of its timeout. That handler
+    sleeps 1, 2, 5, 10, 15, 20, 25 … ms between tries: the other writers hold the lock for well under a millisecond,
+    yet under load a worker process's waits averaged 9.6 ms and it slept most of its time."""
+    if not _begin_immediate_soon(connection.connection.dbapi_connection):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")  # (and a failure reported as SQLAlchemy reports it)
+
+
+def _begin_immediate_soon(dbapi_connection: Any) -> bool:
+    dbapi_connection.execute("PRAGMA busy_timeout=0")  # SQLITE_BUSY at once; every other statement keeps the timeout
+    try:
+        deadline = time.monotonic() + BUSY_SPIN_SECONDS
+        pause = BUSY_FIRST_PAUSE
+        while True:
+            try:
+                dbapi_connection.execute("BEGIN IMMEDIATE")
+                return True
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    return False
+            time.sleep(pause)
+            pause = min(pause * 2, BUSY_LONGEST_PAUSE)
+    finally:
+        dbapi_connection.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")

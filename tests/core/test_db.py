@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 import time
 
 import pytest
@@ -10,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from core.db import (
     PING_AFTER_IDLE_SECONDS,
+    SQLITE_BUSY_TIMEOUT_MS,
     in_transactions,
     make_engine,
     make_sessionmaker,
@@ -17,6 +20,7 @@ from core.db import (
     single_statement,
 )
 from core.models import Job
+from core.types import utcnow
 from tests.core.factories import queued_job_row
 from tests.support.backends import ADMIN_DATABASE_URL
 
@@ -101,3 +105,31 @@ def test_a_single_statement_unit_commits_its_work_on_both_backends(clean_db: Eng
         with single_statement(session), session.begin():
             session.execute(insert(Job), [queued_job_row()])
         assert session.scalar(select(func.count()).select_from(Job)) == 1
+
+
+@pytest.mark.parametrize("hold_seconds", [0.03, 0.3])
+def test_a_sqlite_writer_waits_for_the_write_lock_and_keeps_its_busy_timeout(
+    clean_db: Engine, database_url: str, hold_seconds: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process holds the write lock: the write transaction waits (tries of its own for BUSY_SPIN_SECONDS,
+    then SQLite's busy handler) and commits once the lock is free; every other statement keeps the busy timeout."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL locks rows, not the database")
+    monkeypatch.setattr("core.db.BUSY_SPIN_SECONDS", 0.1)  # the longer hold outlasts the tries: the fallback waits
+    other = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")  # what a worker's transaction in another process holds
+    other.execute("PRAGMA user_version=7")  # written by that transaction: visible once it has committed
+    release = threading.Timer(hold_seconds, other.commit)
+    release.start()
+    try:
+        with Session(clean_db) as session, session.begin():
+            pragma = session.connection().exec_driver_sql
+            assert pragma("PRAGMA user_version").scalar() == 7  # it began only once the other transaction ended
+            session.execute(insert(Job), [queued_job_row(utcnow())])
+            assert pragma("PRAGMA busy_timeout").scalar() == SQLITE_BUSY_TIMEOUT_MS
+            pragma("PRAGMA user_version=0")
+        with Session(clean_db) as session:
+            assert session.scalar(select(func.count()).select_from(Job)) == 1
+    finally:
+        release.cancel()
+        other.close()

@@ -35,7 +35,7 @@ def run_message(
     session: Session, clean_db: Engine, database_url: str, tmp_path: Path
 ) -> Iterator[Callable[[Handler, list[str]], tuple[str, list[uuid.UUID], list[str]]]]:
     """Submit one job per name, run them as one message through the executor on a real database; returns what the
-    executor said, the job ids, and the statements its engine ran."""
+    executor said, the job ids, and the statements its engine ran (and where each transaction began)."""
     runtimes: list[WorkerRuntime] = []
 
     def run(handler: Handler, names: list[str]) -> tuple[str, list[uuid.UUID], list[str]]:
@@ -49,6 +49,7 @@ def run_message(
         runtimes.append(runtime)
         statements: list[str] = []
         event.listen(runtime.job_engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+        event.listen(runtime.job_engine, "begin", lambda _conn: statements.append("(transaction begins)"))
         ids = [o.job.id for o in outcomes if o.job is not None]
         try:
             said = execute_message(runtime, spec, [str(i) for i in ids], hostname="test")
@@ -86,9 +87,9 @@ def test_each_success_claims_the_next_job_in_its_own_unit_of_work(
     # Units of work: the first claim, three completions that claim the next job, the last completion; separate
     # claims would be 8. PostgreSQL runs each as one statement in autocommit, SQLite as one transaction.
     if database_url.startswith("sqlite"):
-        units = [s for s in statements if s.startswith("BEGIN")]
+        units = [s for s in statements if s == "(transaction begins)"]
     else:
-        units = statements
+        units = [s for s in statements if s != "(transaction begins)"]
     assert len(units) == 5, statements
 
 
