@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 TICKS = os.sysconf("SC_CLK_TCK")
+Selector = Callable[[int, int, str], bool]  # (pid, process group, command line) -> is it one of the role's
 
 
 def _processes() -> list[tuple[int, int, str, float]]:
@@ -27,17 +28,14 @@ def _processes() -> list[tuple[int, int, str, float]]:
     return found
 
 
-def group(pgid: int) -> Callable[[int, int, str], bool]:
+def group(pgid: int) -> Selector:
     """The processes of a process group: a role started with start_new_session, its children included."""
     return lambda pid, pgrp, cmdline: pgrp == pgid
 
 
-def named(text: str) -> Callable[[int, int, str], bool]:
+def named(text: str) -> Selector:
     """The processes whose command line (or, for PostgreSQL backends, title) contains `text`."""
     return lambda pid, pgrp, cmdline: text in cmdline
-
-
-Selector = Callable[[int, int, str], bool]
 
 
 def cpu_seconds(roles: Mapping[str, Selector]) -> dict[str, float]:

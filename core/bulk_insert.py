@@ -49,12 +49,8 @@ def row_params(
     dialect: Dialect, table: Table, columns: Sequence[str], rows: Sequence[dict[str, Any]], prefix: str
 ) -> dict[str, Any]:
     """The one row's values, for `row_insert` (the signature of `column_arrays`, so either pair serves)."""
-    (row,) = rows
-    params = {}
-    for name in columns:
-        process = _bind_processor(dialect, table, name)
-        params[f"{prefix}{name}"] = row[name] if process is None else process(row[name])
-    return params
+    (_row,) = rows
+    return {name: values[0] for name, values in column_arrays(dialect, table, columns, rows, prefix).items()}
 
 
 def _sql_type(dialect: Dialect, table: Table, name: str) -> str:

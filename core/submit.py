@@ -191,8 +191,8 @@ def _insert(session: Session, plain: list[Job], created: list[Job], now: datetim
         params = params_of(dialect, EVENTS, EVENT_COLUMNS, events, "e_")
         if rows:  # the plain jobs go in the events' statement (keyed ones were flushed, each in its savepoint)
             params |= params_of(dialect, JOBS, JOB_COLUMN_KEYS, rows, "j_")
-        events_sql = shape(dialect, EVENTS, EVENT_COLUMNS, "e_")
-        connection.exec_driver_sql(_jobs_with_events(dialect, shape) if rows else events_sql, params)
+        sql = _jobs_with_events(dialect, shape) if rows else shape(dialect, EVENTS, EVENT_COLUMNS, "e_")
+        connection.exec_driver_sql(sql, params)
         return
     for table, columns, values in ((JOBS, JOB_COLUMN_KEYS, rows), (EVENTS, EVENT_COLUMNS, events)):
         if values:  # SQLite: the DB-API's executemany, without Core's per-row parameter work
