@@ -138,9 +138,9 @@ def _configure_sqlite(engine: Engine) -> None:
 def begin_immediate(connection: Connection) -> None:
     """BEGIN IMMEDIATE, trying again BUSY_FIRST_PAUSE later while another process holds the write lock, then twice as
     long each time up to BUSY_LONGEST_PAUSE, for BUSY_SPIN_SECONDS; then with SQLite's own busy handler for the rest
-    of its timeout. That handler
-    sleeps 1, 2, 5, 10, 15, 20, 25 … ms between tries: the other writers hold the lock for well under a millisecond,
-    yet under load a worker process's waits averaged 9.6 ms and it slept most of its time."""
+    of its timeout. That handler sleeps 1, 2, 5, 10, 15, 20, 25 … ms between tries: the other writers hold the lock
+    for well under a millisecond, yet under load a worker process's waits averaged 9.6 ms and it slept most of its
+    time."""
     if not _begin_immediate_soon(connection.connection.dbapi_connection):
         connection.exec_driver_sql("BEGIN IMMEDIATE")  # (and a failure reported as SQLAlchemy reports it)
 
