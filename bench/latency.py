@@ -38,9 +38,12 @@ def percentiles(samples: list[float]) -> dict[str, float]:
     return {"p50_ms": round(statistics.median(ms), 2), "p99_ms": round(ms[min(len(ms) - 1, int(len(ms) * 0.99))], 2)}
 
 
-def conveyor_latency(cluster: Cluster, jobs: int) -> list[float]:
+def conveyor_latency(cluster: Cluster, jobs: int) -> tuple[list[float], dict[str, float]]:
+    """The samples, and the p50 of their two parts: the client to the handler (HTTP, parsing, validation; the
+    row's created_at is the handler's clock) and the handler to the claim (insert, commit, publish, broker,
+    worker)."""
     http = HTTPConnection("127.0.0.1", cluster.port, timeout=30)
-    samples = []
+    samples, to_handler, to_start = [], [], []
     for i in range(jobs):
         body = json.dumps({"type": "echo", "payload": {"message": str(i)}})
         sent = datetime.now(UTC)
@@ -54,13 +57,18 @@ def conveyor_latency(cluster: Cluster, jobs: int) -> list[float]:
         while True:
             time.sleep(0.01)
             with cluster.engine.connect() as conn:
-                started = conn.execute(select(Job.started_at).where(Job.id == uuid.UUID(job_id))).scalar()
+                query = select(Job.created_at, Job.started_at).where(Job.id == uuid.UUID(job_id))
+                created, started = conn.execute(query).one()
             if started is not None:
                 samples.append((started - sent).total_seconds())
+                to_handler.append((created - sent).total_seconds())
+                to_start.append((started - created).total_seconds())
                 break
         time.sleep(0.02)  # idle workers between jobs
     http.close()
-    return samples
+    parts = {"client_to_handler_p50_ms": percentiles(to_handler)["p50_ms"],
+             "handler_to_start_p50_ms": percentiles(to_start)["p50_ms"]}  # fmt: skip
+    return samples, parts
 
 
 def bare_latency(directory: Path, broker_url: str, counter_url: str, jobs: int) -> list[float]:
@@ -102,14 +110,16 @@ def main() -> None:
             cluster.start()
             cluster.wait_ready()
             cluster.wait_workers()
-            conveyor = percentiles(conveyor_latency(cluster, args.jobs))
+            samples, parts = conveyor_latency(cluster, args.jobs)
+            conveyor = percentiles(samples) | parts
         rows.append({"backend": kind, "jobs": args.jobs, "bare_celery": bare, "conveyor": conveyor,
                      "ratio_p50": round(conveyor["p50_ms"] / bare["p50_ms"], 2)})  # fmt: skip
-    print(f"{'backend':<10} {'bare p50':>9} {'bare p99':>9} {'conv p50':>9} {'conv p99':>9} {'p50 ratio':>9}")
+    print(f"{'backend':<10} {'bare p50':>9} {'bare p99':>9} {'conv p50':>9} {'conv p99':>9} {'p50 ratio':>9}"
+          f" {'to handler':>10} {'to start':>9}")  # fmt: skip
     for r in rows:
         b, c = r["bare_celery"], r["conveyor"]
         print(f"{r['backend']:<10} {b['p50_ms']:>9} {b['p99_ms']:>9} {c['p50_ms']:>9} {c['p99_ms']:>9} "
-              f"{r['ratio_p50']:>9}")  # fmt: skip
+              f"{r['ratio_p50']:>9} {c['client_to_handler_p50_ms']:>10} {c['handler_to_start_p50_ms']:>9}")  # fmt: skip
     RESULTS.mkdir(parents=True, exist_ok=True)
     record = {"benchmark": "latency", **machine(), "results": rows}
     (RESULTS / "latency.json").write_text(json.dumps(record, indent=2) + "\n")

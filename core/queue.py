@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from celery import Celery
+from celery.utils import uuid as task_id
+from celery.utils.nodenames import anon_nodename
 
 from core.broker_connection import ConveyorAMQP
 from core.queue_names import QueueNames
@@ -21,6 +23,7 @@ from core.settings import Settings
 log = logging.getLogger(__name__)
 
 PRIORITY_LEVELS = 10  # API priority 0..9, higher runs first
+PERSISTENT = 2  # AMQP delivery mode: RabbitMQ writes the message to disk
 PUBLISH_PIPELINE = 1000  # broker commands sent in one round trip (a 1,000-job batch of one message each)
 
 
@@ -133,16 +136,32 @@ class CeleryPublisher:
         return []
 
     def send(self, message: Message, producer: Any) -> None:
-        options: dict[str, Any] = {}
-        if len(message.wakeups) > 1 and message.time_limit is not None:
-            options["time_limit"] = message.time_limit
-        self.app.send_task(
-            message.first.task_name,
-            args=[str(job_id) for job_id in message.job_ids],
-            queue=message.first.queue,
-            priority=self.broker_priority(message.first.priority),
-            producer=producer,
-            **options,
+        """Celery's own protocol-2 message (`app.amqp.as_task_v2`, what `send_task` builds), published on the pooled
+        producer directly. `send_task`'s routing, signals, repr of the arguments and binding of the queue to the channel
+        on every call took a third of a lone publish's CPU (225 → 145 µs, same process, alternating)."""
+        first = message.first
+        args = [str(job_id) for job_id in message.job_ids]
+        shared_limit = message.time_limit if len(message.wakeups) > 1 else None
+        # ignore_result None, as send_task sends it: the worker's task decides (it ignores results)
+        headers, properties, body, _ = self.app.amqp.as_task_v2(
+            task_id(), first.task_name, args, time_limit=shared_limit, argsrepr=repr(args), kwargsrepr="{}",
+            origin=anon_nodename(), ignore_result=None,
+        )  # fmt: skip
+        queue = self.app.amqp.queues[first.queue]  # made on first use: task_create_missing_queues
+        producer.publish(
+            body,
+            exchange="",
+            routing_key=queue.name,
+            serializer="json",
+            headers=headers,
+            priority=self.broker_priority(first.priority),
+            delivery_mode=PERSISTENT,
+            retry=self.app.conf.task_publish_retry,
+            retry_policy=self.app.conf.task_publish_retry_policy,
+            # Declared once per connection, as kombu's maybe_declare caches it (by hash, forgotten on reconnect):
+            # asking maybe_declare on every publish copied the queue and its exchange to bind them first.
+            declare=[] if hash(queue) in producer.connection.declared_entities else [queue],
+            **properties,
         )
 
     def queue_depth(self, queue: str) -> int:

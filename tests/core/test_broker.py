@@ -77,6 +77,47 @@ def test_a_publish_of_many_messages_delivers_each_one_to_its_queue(publisher: Ce
                 connection.default_channel.queue_delete(queue)
 
 
+def test_a_wakeup_is_the_message_celerys_send_task_would_send(publisher: CeleryPublisher) -> None:
+    """The publisher builds Celery's message itself (without send_task's per-call routing and declaring): what a
+    worker receives must not differ but in the task id, for a lone job and for a message shared by a batch's jobs."""
+    ours, theirs = (f"lean-{uuid.uuid4().hex[:8]}" for _ in range(2))
+    job_ids = [uuid.uuid4(), uuid.uuid4()]
+    args = [str(job_id) for job_id in job_ids]
+    try:
+        assert publisher.publish([Wakeup(job_ids[0], "echo", ours, 7)]) == []
+        shared = [Wakeup(job_id, "echo", ours, 7, jobs_per_message=2, time_limit=30.0) for job_id in job_ids]
+        assert publisher.publish(shared) == []
+        priority = publisher.broker_priority(7)
+        publisher.app.send_task("jobs.echo", args=args[:1], queue=theirs, priority=priority)
+        publisher.app.send_task("jobs.echo", args=args, queue=theirs, priority=priority, time_limit=60.0)
+        received = [received_messages(publisher, queue, 2) for queue in (ours, theirs)]
+    finally:
+        with publisher.app.connection_for_write() as connection:
+            for queue in (ours, theirs):
+                connection.default_channel.queue_delete(queue)
+    for lean, reference in zip(*received, strict=True):
+        assert lean == reference
+    assert [message["body"][0] for message in received[0]] == [args[:1], args]
+    assert [message["headers"]["timelimit"] for message in received[0]] == [[None, None], [60.0, None]]
+
+
+def received_messages(publisher: CeleryPublisher, queue: str, count: int) -> list[dict[str, Any]]:
+    """What a consumer of the queue gets, the ids that differ from one message to the next left out."""
+    messages = []
+    with publisher.app.connection_for_read() as connection, connection.SimpleQueue(queue) as simple:
+        for _ in range(count):
+            message = simple.get(timeout=5)
+            message.ack()
+            headers = {k: v for k, v in message.headers.items() if k not in {"id", "root_id"}}
+            # reply_to is where a result backend would answer (Conveyor runs without one); AMQP repeats the headers
+            properties = {k: v for k, v in message.properties.items() if k not in {"correlation_id", "delivery_tag",
+                          "delivery_info", "body_encoding", "reply_to", "application_headers"}}  # fmt: skip
+            assert message.delivery_info["routing_key"] == queue
+            messages.append({"body": message.decode(), "headers": headers, "properties": properties,
+                             "content_type": message.content_type})  # fmt: skip
+    return messages
+
+
 def test_redis_commands_reuse_one_client_per_connection_pool(
     publisher: CeleryPublisher, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -86,7 +86,11 @@ def test_conveyor_up_runs_and_stops_cleanly(tmp_path: Path) -> None:
             time.sleep(0.5)
         else:
             pytest.fail(f"Flower never showed the jobs.sleep task: {tasks}")
-        workers = requests.get(f"http://127.0.0.1:{flower_port}/api/workers?refresh=1", timeout=20).json()
+        # refresh=1 asks the workers over the broker and waits one second for answers: a busy one can miss it
+        deadline = time.monotonic() + 20
+        workers: dict[str, object] = {}
+        while time.monotonic() < deadline and not any(name.startswith("jobs@") for name in workers):
+            workers = requests.get(f"http://127.0.0.1:{flower_port}/api/workers?refresh=1", timeout=20).json()
         assert any(name.startswith("jobs@") for name in workers), workers
         # the schedule file was synced at start, and beat fires it: seen through the CLI
         listed = subprocess.run([CONVEYOR, "schedule", "list", "--api", base], capture_output=True, text=True, env=env)
