@@ -43,7 +43,10 @@ def create_app(
         INFO={"description": "Submit background jobs, poll their status, read their results and audit trail."},
     )
 
-    engine = make_engine(settings.resolved_database_url)
+    # A connection per thread: with fewer (SQLAlchemy's default pool keeps 5), concurrent requests beyond them opened
+    # and closed overflow connections, a PostgreSQL backend started for each (262 in 10 s of GETs at 8 connections,
+    # p99 63 ms; with a connection per thread, 7 and 38 ms).
+    engine = make_engine(settings.resolved_database_url, pool_size=settings.api_threads)
     celery = make_celery(settings, name="conveyor-api", producer=True) if publisher is None else None
     app.extensions["conveyor"] = Conveyor(
         settings=settings,

@@ -71,7 +71,7 @@ def process_commands(settings: Settings) -> dict[str, str]:
             "--bind", f"{settings.api_host}:{settings.api_port}",
             "--workers", str(settings.api_workers),
             # threads: event streams and slow clients must not hold a whole worker process each
-            "--worker-class", "gthread", "--threads", "8",
+            "--worker-class", "gthread", "--threads", str(settings.api_threads),
             "--access-logfile", "-",
             "api:create_app()",
         ]

@@ -24,6 +24,12 @@ class Settings(BaseSettings):
     api_host: str = Field(default="127.0.0.1", description="Address `conveyor up` binds the API to.")
     api_port: int = Field(default=8000, description="Port of the API.")
     api_workers: int = Field(default=2, ge=1, description="gunicorn worker processes started by `conveyor up`.")
+    api_threads: int = Field(
+        default=8,
+        ge=1,
+        description="Threads per gunicorn worker (gunicorn's --threads; `conveyor up` passes it): each API process "
+        "keeps this many database connections, one per thread.",
+    )
     flower_host: str = Field(default="127.0.0.1", description="Address Flower binds to.")
     flower_port: int = Field(default=5555, description="Port of Flower.")
     flower_basic_auth: str | None = Field(default=None, description="`user:password` for Flower; required outside dev.")

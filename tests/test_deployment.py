@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -49,6 +50,15 @@ def test_every_role_runs(compose: dict[str, Any]) -> None:
     assert "worker.app beat" in commands["beat"] and "worker.app flower" in commands["flower"]
 
 
+def test_the_api_keeps_a_database_connection_per_gunicorn_thread(compose: dict[str, Any]) -> None:
+    api = compose["services"]["api"]
+    threads = api["command"][api["command"].index("--threads") + 1]
+    assert api["environment"]["CONVEYOR_API_THREADS"] == threads
+    assert api["environment"]["CONVEYOR_DATABASE_URL"].startswith("postgresql+psycopg://")  # the shared env kept
+    up = shlex.split(process_commands(Settings(api_threads=3))["api"])
+    assert up[up.index("--threads") + 1] == "3"
+
+
 def test_worker_queues_cover_the_code(compose: dict[str, Any]) -> None:
     consumed: set[str] = set()
     for service in compose["services"].values():
@@ -67,6 +77,11 @@ def test_env_names_are_settings(compose: dict[str, Any]) -> None:
             if name.startswith("CONVEYOR_"):
                 assert name in fields, f"{name} is not a setting"
     assert compose["services"]["redis"]["command"][1:3] == ["--appendonly", "yes"]
+
+
+def test_the_readme_settings_table_lists_every_setting() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert [name for name in Settings.model_fields if f"| `CONVEYOR_{name.upper()}` |" not in readme] == []
 
 
 def test_flower_requires_auth_and_postgres_is_used(compose: dict[str, Any]) -> None:
