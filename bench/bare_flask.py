@@ -24,7 +24,7 @@ TABLE = "bare_jobs"
 def create_app() -> Flask:
     app = Flask("bare")
     celery, _ = make_bare_app(os.environ["BENCH_BROKER_URL"], os.environ["BENCH_REDIS_URL"])
-    engine = make_engine(os.environ["BENCH_DATABASE_URL"])
+    engine = make_engine(os.environ["BENCH_DATABASE_URL"], pool_size=8)  # a connection per thread, as Conveyor's API
     queue = redis.Redis.from_url(os.environ["BENCH_REDIS_URL"])
     with engine.begin() as connection:
         connection.execute(text(f"CREATE TABLE IF NOT EXISTS {TABLE} (id uuid PRIMARY KEY, payload jsonb, "
