@@ -17,6 +17,7 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -32,13 +33,13 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.bare_flask import GUNICORN, start_bare_flask
 from bench.queue_throughput import RESULTS, backend_urls, machine
-from tests.e2e.harness import ROOT, Cluster, free_port
+from tests.e2e.harness import Cluster
 
 CONNECTIONS = 8
 RUNS = 3
 WARM_UP_SECONDS = 3
-GUNICORN = ["--workers", "2", "--worker-class", "gthread", "--threads", "8"]
 Request = Callable[[requests.Session, int], requests.Response]
 
 
@@ -177,31 +178,6 @@ def with_cpu(pid: int, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     return result | {"server_cpu_ms_per_request": round(used / total * 1000, 3)}
 
 
-def start_bare(directory: Path, database_url: str, broker_url: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {**os.environ, "BENCH_BROKER_URL": broker_url, "BENCH_DATABASE_URL": database_url,
-           "BENCH_REDIS_URL": broker_url, "BENCH_COUNTER_URL": broker_url}  # fmt: skip
-    command = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "--bind",
-        f"127.0.0.1:{port}",
-        *GUNICORN,
-        "bench.bare_flask:create_app()",
-    ]
-    log = open(directory / "bare-flask.log", "wb")
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            requests.post(f"{base}/apply", timeout=2)
-            return process, base
-        except requests.RequestException:
-            time.sleep(0.2)
-    raise SystemExit("the bare Flask app did not start:\n" + (directory / "bare-flask.log").read_text())
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -216,8 +192,9 @@ def main() -> None:
         # worker gives the planner its statistics on `jobs` (core/planner_stats.py), as it does in production.
         cluster.start("api", "maintenance", "beat")
         cluster.wait_ready()
-        bare, bare_base = start_bare(directory, database_url, broker_url)
-        stack.callback(lambda: (bare.terminate(), bare.wait(10)))
+        bare, bare_port = start_bare_flask(directory, database_url, broker_url, broker_url)
+        stack.callback(lambda: (os.killpg(bare.pid, signal.SIGTERM), bare.wait(10)))
+        bare_base = f"http://127.0.0.1:{bare_port}"
         job = json.dumps({"type": "echo", "payload": {"message": "hi"}})
         post: list[Call] = [("POST", "/v1/jobs", {"Content-Type": "application/json"}, job)]
         bare_post = lambda path: [("POST", path, {"Content-Type": "application/json"}, job)]  # noqa: E731

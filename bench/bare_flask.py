@@ -1,5 +1,7 @@
-"""The baselines of the API benchmark: a bare Flask app under the same gunicorn settings, whose endpoints only
-`apply_async` (POST /apply) or only INSERT a row and LPUSH its id (POST /insert). No validation, no ledger.
+"""The baselines of the API and latency benchmarks: a bare Flask app under the same gunicorn settings, whose
+endpoints only `apply_async` (POST /apply), only INSERT a row and LPUSH its id (POST /insert), or do what a
+hand-rolled Flask + Celery app does, INSERT a row, commit, `apply_async` (POST /stamp, which the bare worker's
+`bench.stamp` task answers with its start latency). No validation, no ledger.
 
     BENCH_BROKER_URL=… BENCH_DATABASE_URL=… BENCH_REDIS_URL=… gunicorn 'bench.bare_flask:create_app()'
 """
@@ -8,7 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import time
 import uuid
+from http.client import HTTPConnection
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -17,8 +24,11 @@ from sqlalchemy import text
 
 from bench.bare_celery import make_bare_app
 from core.db import make_engine
+from tests.e2e.harness import free_port
 
+ROOT = Path(__file__).resolve().parents[1]
 TABLE = "bare_jobs"
+GUNICORN = ["--workers", "2", "--worker-class", "gthread", "--threads", "8"]  # as Conveyor's API (conveyor up)
 
 
 def create_app() -> Flask:
@@ -26,9 +36,7 @@ def create_app() -> Flask:
     celery, _ = make_bare_app(os.environ["BENCH_BROKER_URL"], os.environ["BENCH_REDIS_URL"])
     engine = make_engine(os.environ["BENCH_DATABASE_URL"], pool_size=8)  # a connection per thread, as Conveyor's API
     queue = redis.Redis.from_url(os.environ["BENCH_REDIS_URL"])
-    with engine.begin() as connection:
-        connection.execute(text(f"CREATE TABLE IF NOT EXISTS {TABLE} (id uuid PRIMARY KEY, payload jsonb, "
-                                "created_at timestamptz DEFAULT now())"))  # fmt: skip
+    insert_row = text(f"INSERT INTO {TABLE} (id, payload) VALUES (:id, :payload)")  # noqa: S608
 
     @app.post("/apply")
     def apply() -> Any:
@@ -37,11 +45,58 @@ def create_app() -> Flask:
 
     @app.post("/insert")
     def insert() -> Any:
-        job_id = uuid.uuid4()
+        job_id = str(uuid.uuid4())
         with engine.begin() as connection:
-            connection.execute(text(f"INSERT INTO {TABLE} (id, payload) VALUES (:id, :payload)"),  # noqa: S608
-                               {"id": job_id, "payload": json.dumps(request.get_json())})  # fmt: skip
-        queue.lpush("bench:bare-queue", str(job_id))
-        return {"id": str(job_id)}, 202
+            connection.execute(insert_row, {"id": job_id, "payload": json.dumps(request.get_json())})
+        queue.lpush("bench:bare-queue", job_id)
+        return {"id": job_id}, 202
+
+    @app.post("/stamp")
+    def stamp() -> Any:
+        body = request.get_json()
+        job_id = str(uuid.uuid4())
+        with engine.begin() as connection:
+            connection.execute(insert_row, {"id": job_id, "payload": json.dumps(body)})
+        celery.send_task("bench.stamp", args=[body["sent_at"]], queue="bare")
+        return {"id": job_id}, 202
 
     return app
+
+
+def start_bare_flask(
+    directory: Path, database_url: str, broker_url: str, redis_url: str
+) -> tuple[subprocess.Popen[bytes], int]:
+    """The app under gunicorn in its own process group (stop it with os.killpg); returns it and its port once it
+    answers."""
+    # Made here, once: two gunicorn workers making it at once on SQLite could fail one's boot, and gunicorn then halts.
+    engine = make_engine(database_url)
+    with engine.begin() as connection:  # PostgreSQL or SQLite
+        connection.execute(text(f"CREATE TABLE IF NOT EXISTS {TABLE} (id uuid PRIMARY KEY, payload jsonb, "
+                                "created_at timestamptz DEFAULT CURRENT_TIMESTAMP)"))  # fmt: skip
+    engine.dispose()
+    port = free_port()
+    env = {**os.environ, "BENCH_BROKER_URL": broker_url, "BENCH_DATABASE_URL": database_url,
+           "BENCH_REDIS_URL": redis_url, "BENCH_COUNTER_URL": redis_url}  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--bind",
+        f"127.0.0.1:{port}",
+        *GUNICORN,
+        "bench.bare_flask:create_app()",
+    ]
+    log = open(directory / "bare-flask.log", "wb")
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    for _ in range(100):
+        if process.poll() is not None:
+            break
+        try:
+            http = HTTPConnection("127.0.0.1", port, timeout=2)
+            http.request("POST", "/apply")
+            http.getresponse().read()
+            http.close()
+            return process, port
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit("the bare Flask app did not start:\n" + (directory / "bare-flask.log").read_text())
