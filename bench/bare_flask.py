@@ -23,12 +23,14 @@ from flask import Flask, request
 from sqlalchemy import text
 
 from bench.bare_celery import make_bare_app
+from cli.processes import heartbeat_in_memory
 from core.db import make_engine
 from tests.e2e.harness import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLE = "bare_jobs"
-GUNICORN = ["--workers", "2", "--worker-class", "gthread", "--threads", "8"]  # as Conveyor's API (conveyor up)
+# As Conveyor's API under `conveyor up`
+GUNICORN = ["--workers", "2", "--worker-class", "gthread", "--threads", "8", *heartbeat_in_memory()]
 
 
 def create_app() -> Flask:

@@ -59,6 +59,14 @@ def test_the_api_keeps_a_database_connection_per_gunicorn_thread(compose: dict[s
     assert up[up.index("--threads") + 1] == "3"
 
 
+def test_gunicorns_heartbeat_file_lives_in_memory(compose: dict[str, Any]) -> None:
+    """The heartbeat gunicorn's workers touch between requests must not wait for a disk (gunicorn's FAQ)."""
+    command = compose["services"]["api"]["command"]
+    assert command[command.index("--worker-tmp-dir") + 1] == "/dev/shm"
+    up = shlex.split(process_commands(Settings())["api"])
+    assert up[up.index("--worker-tmp-dir") + 1] == "/dev/shm"  # this machine has one (Linux)
+
+
 def test_worker_queues_cover_the_code(compose: dict[str, Any]) -> None:
     consumed: set[str] = set()
     for service in compose["services"].values():
