@@ -29,16 +29,23 @@ from tests.e2e.harness import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLE = "bare_jobs"
-# As Conveyor's API under `conveyor up`
-GUNICORN = ["--workers", "2", "--worker-class", "gthread", "--threads", "8", *heartbeat_in_memory()]
+THREADS = 8  # per gunicorn worker, with a database connection each: as Conveyor's API under `conveyor up`
+GUNICORN = ["--workers", "2", "--worker-class", "gthread", "--threads", str(THREADS), *heartbeat_in_memory()]
 
 
 def create_app() -> Flask:
     app = Flask("bare")
     celery, _ = make_bare_app(os.environ["BENCH_BROKER_URL"], os.environ["BENCH_REDIS_URL"])
-    engine = make_engine(os.environ["BENCH_DATABASE_URL"], pool_size=8)  # a connection per thread, as Conveyor's API
+    engine = make_engine(os.environ["BENCH_DATABASE_URL"], pool_size=THREADS)
     queue = redis.Redis.from_url(os.environ["BENCH_REDIS_URL"])
     insert_row = text(f"INSERT INTO {TABLE} (id, payload) VALUES (:id, :payload)")  # noqa: S608
+
+    def store(payload: Any) -> str:
+        """INSERT a row and commit; its id."""
+        job_id = str(uuid.uuid4())
+        with engine.begin() as connection:
+            connection.execute(insert_row, {"id": job_id, "payload": json.dumps(payload)})
+        return job_id
 
     @app.post("/apply")
     def apply() -> Any:
@@ -47,18 +54,14 @@ def create_app() -> Flask:
 
     @app.post("/insert")
     def insert() -> Any:
-        job_id = str(uuid.uuid4())
-        with engine.begin() as connection:
-            connection.execute(insert_row, {"id": job_id, "payload": json.dumps(request.get_json())})
+        job_id = store(request.get_json())
         queue.lpush("bench:bare-queue", job_id)
         return {"id": job_id}, 202
 
     @app.post("/stamp")
     def stamp() -> Any:
         body = request.get_json()
-        job_id = str(uuid.uuid4())
-        with engine.begin() as connection:
-            connection.execute(insert_row, {"id": job_id, "payload": json.dumps(body)})
+        job_id = store(body)
         celery.send_task("bench.stamp", args=[body["sent_at"]], queue="bare")
         return {"id": job_id}, 202
 
