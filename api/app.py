@@ -7,14 +7,18 @@ from importlib.metadata import version
 from apiflask import APIFlask
 from flask import request
 
-from api import datasets, files, health, job_batches, job_stream, job_types, jobs, queues, schedules
+from api import datasets, files, health, job_batches, job_stream, job_types, jobs, keys, queues, schedules
+from api.auth import SECURITY_SCHEMES, Authenticator, authenticate
 from api.extension import Conveyor, close_db
+from api.headers import install_headers
 from api.jsonio import JSONRequest, StrictJSONProvider
 from api.problems import PROBLEM_SCHEMA, problem, register_problem_handlers
+from api.rate_limits import install_rate_limits
 from core.db import make_engine, make_sessionmaker, reading
 from core.group_commit import GroupCommit
 from core.queue import CeleryPublisher, Publisher, broker_reachable, make_celery
 from core.registry import Registry, load_registry
+from core.server_secret import server_secret
 from core.settings import Settings
 
 BODY_METHODS = {"POST", "PUT", "PATCH"}
@@ -41,6 +45,7 @@ def create_app(
         SYNC_LOCAL_SPEC=False,
         DOCS_FAVICON=None,
         INFO={"description": "Submit background jobs, poll their status, read their results and audit trail."},
+        SECURITY_SCHEMES=SECURITY_SCHEMES,
     )
 
     # A connection per thread: with fewer (SQLAlchemy's default pool keeps 5), concurrent requests beyond them opened
@@ -48,18 +53,23 @@ def create_app(
     # p99 63 ms; with a connection per thread, 7 and 38 ms).
     engine = make_engine(settings.resolved_database_url, pool_size=settings.api_threads)
     celery = make_celery(settings, name="conveyor-api", producer=True) if publisher is None else None
+    sessions, read_sessions = make_sessionmaker(engine), make_sessionmaker(reading(engine))
     app.extensions["conveyor"] = Conveyor(
         settings=settings,
         engine=engine,
-        sessions=make_sessionmaker(engine),
-        read_sessions=make_sessionmaker(reading(engine)),
+        sessions=sessions,
+        read_sessions=read_sessions,
         registry=registry or load_registry(),
         publisher=publisher or CeleryPublisher(celery),
         broker_check=(lambda: broker_reachable(celery, settings.publish_timeout)) if celery else (lambda: True),
         submit_groups=GroupCommit(jobs.submit_group),
+        authenticator=Authenticator(server_secret(settings), read_sessions, sessions, settings.auth_cache_seconds),
     )
     app.teardown_appcontext(close_db)
     register_problem_handlers(app)
+    install_headers(app, settings)
+    app.before_request(authenticate)  # first: a caller without a key learns nothing else about the request
+    install_rate_limits(app, settings)
 
     @app.before_request
     def require_json_body():  # type: ignore[no-untyped-def]
@@ -81,6 +91,7 @@ def create_app(
         schedules.bp,
         datasets.bp,
         files.bp,
+        keys.bp,
         health.bp,
     )
     for blueprint in blueprints:

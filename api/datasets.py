@@ -9,6 +9,7 @@ from typing import Any
 from apiflask import APIBlueprint
 from flask import request, url_for
 
+from api.auth import principal, requires, tenant
 from api.extension import conveyor, db
 from api.jobs import publish_after_commit
 from api.schemas import (
@@ -39,6 +40,7 @@ from core.datasets.store import (
     read_rows,
     versions_of,
 )
+from core.keys import Scope, record_audit
 from core.models import Dataset
 from core.submit import submit_job
 
@@ -76,12 +78,15 @@ def dataset_read(dataset: Dataset, *, with_versions: bool = False) -> DatasetRea
 def _accept(upload: Upload, dataset: Dataset, mode: str) -> Any:
     """Record the file and submit its ingest in one transaction; publish after commit."""
     ext, session = conveyor(), db()
-    stored = record_file(session, upload.spooled, upload.info, kind="upload")
+    stored = record_file(session, upload.spooled, upload.info, kind="upload", tenant_id=dataset.tenant_id)
     stored.dataset_id = dataset.id
+    session.flush()  # the ingest's check reads the file's row
     payload = {"dataset_id": str(dataset.id), "file_id": str(stored.id), "format": upload.format,
                "options": upload.options.model_dump(), "mode": mode}  # fmt: skip
     job, _ = submit_job(session, registry=ext.registry, known_queues=ext.settings.queues, type="dataset_ingest",
-                        payload=payload)  # fmt: skip
+                        payload=payload, tenant_id=dataset.tenant_id)  # fmt: skip
+    record_audit(session, tenant_id=dataset.tenant_id, actor=principal().key_id, action=f"dataset.{mode}",
+                 object_type="dataset", object_id=str(dataset.id), detail={"job_id": str(job.id)})  # fmt: skip
     dataset.last_job_id = job.id
     session.commit()
     publish_after_commit([job])
@@ -90,6 +95,7 @@ def _accept(upload: Upload, dataset: Dataset, mode: str) -> Any:
 
 
 @bp.post("")
+@requires(Scope.DATASETS_WRITE)
 @bp.output(DatasetAccepted, status_code=202, description="Accepted: the dataset and its ingest job.")
 @bp.doc(summary="Create a dataset from an uploaded file", description=UPLOAD_DOC, responses=UPLOAD_ERRORS)
 def create() -> Any:
@@ -99,11 +105,12 @@ def create() -> Any:
         columns = parse_schema(raw_schema) if raw_schema is not None else None
         check_file(upload.spooled.path, upload.format, upload.options, columns)
         name = str(upload.params.get("name") or upload.info.filename)[:200]
-        dataset = new_dataset(db(), name=name, columns=columns)
+        dataset = new_dataset(db(), name=name, columns=columns, tenant_id=tenant())
         return _accept(upload, dataset, "replace")
 
 
 @bp.post("/<dataset_id>/ingest")
+@requires(Scope.DATASETS_WRITE)
 @bp.output(DatasetAccepted, status_code=202, description="Accepted: the dataset and its ingest job.")
 @bp.doc(
     summary="Load another file into a dataset (`mode`: replace or append)",
@@ -111,7 +118,7 @@ def create() -> Any:
     responses={404: "No such dataset", **UPLOAD_ERRORS},
 )
 def ingest(dataset_id: str) -> Any:
-    dataset = get_dataset(db(), parse_dataset_id(dataset_id))
+    dataset = get_dataset(db(), parse_dataset_id(dataset_id), tenant_id=tenant())
     upload = receive_upload()
     with kept_only_if_accepted(upload):
         mode = upload.params.get("mode", "append")
@@ -125,21 +132,25 @@ def ingest(dataset_id: str) -> Any:
 
 
 @bp.get("")
+@requires(Scope.DATASETS_READ)
 @bp.input(DatasetListQuery, location="query", arg_name="query")
 @bp.output(DatasetList)
 @bp.doc(summary="List datasets, newest first")
 def list_all(query: DatasetListQuery) -> Any:
-    return DatasetList(items=[dataset_read(d) for d in list_datasets(db(), limit=query.limit, offset=query.offset)])
+    found = list_datasets(db(), limit=query.limit, offset=query.offset, tenant_id=tenant())
+    return DatasetList(items=[dataset_read(d) for d in found])
 
 
 @bp.get("/<dataset_id>")
+@requires(Scope.DATASETS_READ)
 @bp.output(DatasetRead)
 @bp.doc(summary="Read a dataset: schema, counts, source, status and versions", responses={404: "No such dataset"})
 def get_one(dataset_id: str) -> Any:
-    return dataset_read(get_dataset(db(), parse_dataset_id(dataset_id)), with_versions=True)
+    return dataset_read(get_dataset(db(), parse_dataset_id(dataset_id), tenant_id=tenant()), with_versions=True)
 
 
 @bp.get("/<dataset_id>/rows")
+@requires(Scope.DATASETS_READ)
 @bp.input(RowsQuery, location="query", arg_name="query")
 @bp.output(RowsPage)
 @bp.doc(
@@ -148,7 +159,7 @@ def get_one(dataset_id: str) -> Any:
                409: "No data yet"},
 )  # fmt: skip
 def rows(dataset_id: str, query: RowsQuery) -> Any:
-    dataset = get_dataset(db(), parse_dataset_id(dataset_id))
+    dataset = get_dataset(db(), parse_dataset_id(dataset_id), tenant_id=tenant())
     sort = [key.strip() for key in (query.sort or "").split(",") if key.strip()]
     items = read_rows(db(), dataset, limit=query.limit, offset=query.offset,
                       filters=[parse_filter(f) for f in request.args.getlist("filter")], sort=sort)  # fmt: skip
@@ -156,22 +167,26 @@ def rows(dataset_id: str, query: RowsQuery) -> Any:
 
 
 @bp.get("/<dataset_id>/rejects")
+@requires(Scope.DATASETS_READ)
 @bp.input(DatasetListQuery, location="query", arg_name="query")
 @bp.output(RejectPage)
 @bp.doc(summary="Rows the ingests refused: line, column, value and reason", responses={404: "No such dataset"})
 def rejects(dataset_id: str, query: DatasetListQuery) -> Any:
-    dataset = get_dataset(db(), parse_dataset_id(dataset_id))
+    dataset = get_dataset(db(), parse_dataset_id(dataset_id), tenant_id=tenant())
     items = [RejectRead.model_validate(r) for r in list_rejects(db(), dataset, limit=query.limit, offset=query.offset)]
     return RejectPage(items=items, limit=query.limit, offset=query.offset)
 
 
 @bp.delete("/<dataset_id>")
+@requires(Scope.DATASETS_WRITE)
 @bp.output({}, status_code=204)
 @bp.doc(summary="Delete a dataset, its table, rejects and files", responses={404: "No such dataset"})
 def delete(dataset_id: str) -> Any:
     session = db()
-    dataset = get_dataset(session, parse_dataset_id(dataset_id))
+    dataset = get_dataset(session, parse_dataset_id(dataset_id), tenant_id=tenant())
     paths = delete_dataset(session, dataset, conveyor().settings.data_dir.resolve())
+    record_audit(session, tenant_id=dataset.tenant_id, actor=principal().key_id, action="dataset.deleted",
+                 object_type="dataset", object_id=str(dataset.id), detail={"name": dataset.name})  # fmt: skip
     session.commit()
     for path in paths:
         with contextlib.suppress(FileNotFoundError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from flask import current_app, g, request
 from sqlalchemy import Engine
@@ -14,6 +15,9 @@ from core.queue import Publisher
 from core.registry import Registry
 from core.settings import Settings
 from core.submit import JobRequest, Submitted
+
+if TYPE_CHECKING:
+    from api.auth import Authenticator
 
 
 @dataclass
@@ -26,6 +30,7 @@ class Conveyor:
     publisher: Publisher
     broker_check: Callable[[], bool]
     submit_groups: GroupCommit[JobRequest, Submitted]  # POST /v1/jobs: concurrent submits share a commit
+    authenticator: Authenticator
 
 
 def conveyor() -> Conveyor:

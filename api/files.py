@@ -8,20 +8,23 @@ from typing import Any
 from apiflask import APIBlueprint
 from flask import send_file
 
+from api.auth import requires, tenant
 from api.extension import conveyor, db
 from core.datasets.files import FileNotFound, get_file, path_of
+from core.keys import Scope
 
 bp = APIBlueprint("files", __name__, url_prefix="/v1/files", tag="Files")
 
 
 @bp.get("/<file_id>")
+@requires(Scope.DATASETS_READ)
 @bp.doc(
     summary="Download a file (send If-None-Match with its ETag to skip an unchanged one)",
     responses={200: "The file", 304: "Not modified", 404: "No such file"},
 )
 def download(file_id: str) -> Any:
     try:
-        stored = get_file(db(), uuid.UUID(file_id))
+        stored = get_file(db(), uuid.UUID(file_id), tenant_id=tenant())
     except ValueError:
         raise FileNotFound(f"No file with id {file_id!r} (file ids are UUIDs).") from None
     path = path_of(conveyor().settings.data_dir.resolve(), stored)

@@ -40,4 +40,6 @@ def readyz() -> Any:
             detail=f"Not ready: {', '.join(down)} unreachable.",
             headers={"Retry-After": RETRY_AFTER_SECONDS},
         )
+    if conveyor().settings.auth == "off":
+        checks["auth"] = "off: every request acts as an admin without a key (CONVEYOR_AUTH=off)"
     return HealthRead(status="ok", checks=checks)

@@ -6,16 +6,19 @@ from typing import Any
 
 from apiflask import APIBlueprint
 
+from api.auth import requires
 from api.extension import db
 from api.jobs import job_request, submit_and_publish
 from api.problems import conveyor_problem_body
 from api.schemas import BatchItemResult, BatchResult, JobBatchCreate, JobRead
+from core.keys import Scope
 from core.types import utcnow
 
 bp = APIBlueprint("job_batches", __name__, url_prefix="/v1", tag="Batches")
 
 
 @bp.post("/jobs:batch")
+@requires(Scope.JOBS_WRITE)
 @bp.input(JobBatchCreate, location="json", arg_name="body")
 @bp.output(BatchResult)
 @bp.doc(

@@ -10,10 +10,12 @@ from apiflask import APIBlueprint
 from flask import Response, stream_with_context
 from sqlalchemy.exc import SQLAlchemyError
 
+from api.auth import requires, tenant
 from api.extension import close_db, conveyor, db
 from api.jobs import parse_job_id
 from api.schemas import JobRead
 from core.errors import ConveyorError
+from core.keys import Scope
 from core.queries import get_job
 
 bp = APIBlueprint("job_stream", __name__, url_prefix="/v1/jobs", tag="Live updates")
@@ -34,10 +36,12 @@ def sse(event: str, data: str) -> str:
 
 
 @bp.get("/<job_id>/stream")
+@requires(Scope.JOBS_READ)
 @bp.doc(summary="Follow a job live (Server-Sent Events)", responses={200: STREAM_RESPONSE, 404: "No such job"})
 def stream(job_id: str) -> Any:
     job_uuid = parse_job_id(job_id)
-    first = JobRead.of(get_job(db(), job_uuid))  # a 404 is answered before the stream starts
+    tenant_id = tenant()
+    first = JobRead.of(get_job(db(), job_uuid, tenant_id=tenant_id))  # a 404 is answered before the stream starts
     close_db()  # don't hold the request's connection for the life of the stream
     sessions = conveyor().read_sessions
 
@@ -57,7 +61,7 @@ def stream(job_id: str) -> Any:
             time.sleep(POLL_SECONDS)
             try:
                 with sessions() as session:
-                    job = JobRead.of(get_job(session, job_uuid))
+                    job = JobRead.of(get_job(session, job_uuid, tenant_id=tenant_id))
             except (ConveyorError, SQLAlchemyError) as exc:
                 yield sse("error", f'{{"detail": "stream interrupted: {type(exc).__name__}; reconnect to resume"}}')
                 return

@@ -6,13 +6,16 @@ from typing import Any
 
 from apiflask import APIBlueprint
 
+from api.auth import requires
 from api.extension import conveyor
 from api.schemas import JobTypeList, JobTypeRead
+from core.keys import Scope
 
 bp = APIBlueprint("job_types", __name__, url_prefix="/v1/job-types", tag="Job types")
 
 
 @bp.get("")
+@requires(Scope.JOBS_READ)
 @bp.output(JobTypeList)
 @bp.doc(summary="List job types and their payload schemas")
 def list_all() -> Any:

@@ -15,11 +15,13 @@ from flask import Response, request
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from api.auth import principal, requires, tenant
 from api.extension import conveyor, db
 from api.schemas import EventList, EventRead, JobCreate, JobListQuery, JobPage, JobRead, ResultRead
 from core.db import single_statement
 from core.errors import ConveyorError, JobNotFound
 from core.jobs import cancel_job, mark_unpublished, retry_job
+from core.keys import Scope
 from core.models import Job
 from core.queries import JobFilter, get_job, get_result, list_events, list_jobs
 from core.queue import Wakeup
@@ -98,10 +100,13 @@ def job_request(body: JobCreate, *, now: datetime, idempotency_key: str | None) 
         idempotency_key=idempotency_key,
         request_hash=fingerprint,
         unique_key=body.unique_key,
+        tenant_id=tenant(),
+        actor=principal().key_id,
     )
 
 
 @bp.post("")
+@requires(Scope.JOBS_WRITE)
 @bp.input(JobCreate, location="json", arg_name="body")
 @bp.output(JobRead, status_code=202, description="Accepted; poll the Location.")
 @bp.doc(
@@ -146,6 +151,7 @@ def submit_and_publish(session: Session, requests: list[JobRequest], *, now: dat
 
 
 @bp.get("")
+@requires(Scope.JOBS_READ)
 @bp.input(JobListQuery, location="query", arg_name="query")
 @bp.output(JobPage)
 @bp.doc(summary="List jobs, newest first", responses={400: "Bad cursor"})
@@ -157,37 +163,41 @@ def list_all(query: JobListQuery) -> Any:
         created_after=query.created_after,
         created_before=query.created_before,
     )
-    jobs, next_cursor = list_jobs(db(), filters=filters, limit=query.limit, cursor=query.cursor)
+    jobs, next_cursor = list_jobs(db(), filters=filters, limit=query.limit, cursor=query.cursor, tenant_id=tenant())
     return JobPage(items=[JobRead.of(j) for j in jobs], next_cursor=next_cursor)
 
 
 @bp.get("/<job_id>")
+@requires(Scope.JOBS_READ)
 @bp.output(JobRead)
 @bp.doc(summary="Read a job (send If-None-Match to poll cheaply)", responses={304: "Not modified", 404: "No such job"})
 def get_one(job_id: str) -> Any:
-    job = JobRead.of(get_job(db(), parse_job_id(job_id)))
+    job = JobRead.of(get_job(db(), parse_job_id(job_id), tenant_id=tenant()))
     body = job.model_dump_json()
     etag = hashlib.blake2b(body.encode(), digest_size=16).hexdigest()
     if request.if_none_match.contains(etag):
-        return Response(status=304, headers={"ETag": f'"{etag}"', "Cache-Control": "no-cache"})
-    return Response(body, mimetype="application/json", headers={"ETag": f'"{etag}"', "Cache-Control": "no-cache"})
+        return Response(status=304, headers={"ETag": f'"{etag}"'})
+    return Response(body, mimetype="application/json", headers={"ETag": f'"{etag}"'})
 
 
 @bp.get("/<job_id>/events")
+@requires(Scope.JOBS_READ)
 @bp.output(EventList)
 @bp.doc(summary="The job's audit trail, oldest first", responses={404: "No such job"})
 def events(job_id: str) -> Any:
-    return EventList(items=[EventRead.of(e) for e in list_events(db(), parse_job_id(job_id))])
+    return EventList(items=[EventRead.of(e) for e in list_events(db(), parse_job_id(job_id), tenant_id=tenant())])
 
 
 @bp.get("/<job_id>/result")
+@requires(Scope.JOBS_READ)
 @bp.output(ResultRead)
 @bp.doc(summary="The result of a succeeded job", responses={404: "No such job", 409: "Not succeeded (yet)"})
 def result(job_id: str) -> Any:
-    return ResultRead.of(get_result(db(), parse_job_id(job_id)))
+    return ResultRead.of(get_result(db(), parse_job_id(job_id), tenant_id=tenant()))
 
 
 @bp.post("/<job_id>/cancel")
+@requires(Scope.JOBS_WRITE)
 @bp.output(JobRead)
 @bp.doc(
     summary="Cancel a job",
@@ -196,17 +206,18 @@ def result(job_id: str) -> Any:
 )
 def cancel(job_id: str) -> Any:
     session = db()
-    job = cancel_job(session, parse_job_id(job_id))
+    job = cancel_job(session, parse_job_id(job_id), tenant_id=tenant(), actor=principal().key_id)
     session.commit()
     return JobRead.of(job)
 
 
 @bp.post("/<job_id>/retry")
+@requires(Scope.JOBS_WRITE)
 @bp.output(JobRead, status_code=202)
 @bp.doc(summary="Retry a failed job as one more attempt", responses={404: "No such job", 409: "Not failed"})
 def retry(job_id: str) -> Any:
     session = db()
-    job = retry_job(session, parse_job_id(job_id))
+    job = retry_job(session, parse_job_id(job_id), tenant_id=tenant(), actor=principal().key_id)
     session.commit()
     publish_after_commit([job])
     return job_response(job, 202)

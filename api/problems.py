@@ -40,6 +40,7 @@ HINTS = {
     413: "The request body is larger than CONVEYOR_MAX_REQUEST_BYTES allows.",
     415: "Send the body as JSON with `Content-Type: application/json`.",
     400: "The body is not valid JSON.",
+    429: "This API key sent more requests than CONVEYOR_RATE_LIMIT allows; wait Retry-After seconds and retry.",
 }
 
 

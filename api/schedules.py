@@ -8,9 +8,11 @@ from typing import Any
 from apiflask import APIBlueprint
 from flask import url_for
 
+from api.auth import principal, requires, tenant
 from api.extension import conveyor, db
 from api.jobs import job_response, publish_after_commit
 from api.schemas import JobPage, JobRead, RunListQuery, ScheduleList, ScheduleRead, ScheduleUpdate
+from core.keys import Scope, record_audit
 from core.schedules import (
     ScheduleDefinition,
     ScheduleNotFound,
@@ -40,32 +42,43 @@ def schedule_location(schedule_id: uuid.UUID) -> dict[str, str]:
     return {"Location": url_for("schedules.get_one", schedule_id=str(schedule_id))}
 
 
+def audit(action: str, schedule_id: uuid.UUID, detail: dict[str, object] | None = None) -> None:
+    record_audit(db(), tenant_id=tenant(), actor=principal().key_id, action=f"schedule.{action}",
+                 object_type="schedule", object_id=str(schedule_id), detail=detail)  # fmt: skip
+
+
 @bp.post("")
+@requires(Scope.SCHEDULES_WRITE)
 @bp.input(ScheduleDefinition, location="json", arg_name="body")
 @bp.output(ScheduleRead, status_code=201)
 @bp.doc(summary="Create a schedule", responses={409: "The name is taken", 415: "Not JSON", 422: INVALID})
 def create(body: ScheduleDefinition) -> Any:
     ext, session = conveyor(), db()
-    schedule = create_schedule(session, body, registry=ext.registry, known_queues=ext.settings.queues)
+    schedule = create_schedule(session, body, registry=ext.registry, known_queues=ext.settings.queues,
+                               tenant_id=tenant())  # fmt: skip
+    audit("created", schedule.id, {"name": schedule.name})
     session.commit()
     return ScheduleRead.of(schedule), 201, schedule_location(schedule.id)
 
 
 @bp.get("")
+@requires(Scope.SCHEDULES_READ)
 @bp.output(ScheduleList)
 @bp.doc(summary="List schedules by name")
 def list_all() -> Any:
-    return ScheduleList(items=[ScheduleRead.of(s) for s in list_schedules(db())])
+    return ScheduleList(items=[ScheduleRead.of(s) for s in list_schedules(db(), tenant_id=tenant())])
 
 
 @bp.get("/<schedule_id>")
+@requires(Scope.SCHEDULES_READ)
 @bp.output(ScheduleRead)
 @bp.doc(summary="Read a schedule with its next five fire times", responses={404: "No such schedule"})
 def get_one(schedule_id: str) -> Any:
-    return ScheduleRead.of(get_schedule(db(), parse_schedule_id(schedule_id)))
+    return ScheduleRead.of(get_schedule(db(), parse_schedule_id(schedule_id), tenant_id=tenant()))
 
 
 @bp.patch("/<schedule_id>")
+@requires(Scope.SCHEDULES_WRITE)
 @bp.input(ScheduleUpdate, location="json", arg_name="body")
 @bp.output(ScheduleRead)
 @bp.doc(
@@ -76,30 +89,41 @@ def update(schedule_id: str, body: Any) -> Any:
     ext, session = conveyor(), db()
     changes = body.model_dump(exclude_unset=True)
     schedule = update_schedule(
-        session, parse_schedule_id(schedule_id), changes, registry=ext.registry, known_queues=ext.settings.queues
+        session,
+        parse_schedule_id(schedule_id),
+        changes,
+        registry=ext.registry,
+        known_queues=ext.settings.queues,
+        tenant_id=tenant(),
     )
+    audit("updated", schedule.id, {"fields": sorted(changes)})
     session.commit()
     return ScheduleRead.of(schedule)
 
 
 @bp.delete("/<schedule_id>")
+@requires(Scope.SCHEDULES_WRITE)
 @bp.output({}, status_code=204)
 @bp.doc(summary="Delete a schedule (the jobs it made stay)", responses={404: "No such schedule"})
 def delete(schedule_id: str) -> Any:
     session = db()
-    delete_schedule(session, parse_schedule_id(schedule_id))
+    schedule_uuid = parse_schedule_id(schedule_id)
+    delete_schedule(session, schedule_uuid, tenant_id=tenant())
+    audit("deleted", schedule_uuid)
     session.commit()
     return ""
 
 
 def _set_enabled(schedule_id: str, enabled: bool) -> ScheduleRead:
     session = db()
-    schedule = set_enabled(session, parse_schedule_id(schedule_id), enabled)
+    schedule = set_enabled(session, parse_schedule_id(schedule_id), enabled, tenant_id=tenant())
+    audit("resumed" if enabled else "paused", schedule.id)
     session.commit()
     return ScheduleRead.of(schedule)
 
 
 @bp.post("/<schedule_id>/pause")
+@requires(Scope.SCHEDULES_WRITE)
 @bp.output(ScheduleRead)
 @bp.doc(summary="Pause: no slot fires until resumed", responses={404: "No such schedule"})
 def pause(schedule_id: str) -> Any:
@@ -107,6 +131,7 @@ def pause(schedule_id: str) -> Any:
 
 
 @bp.post("/<schedule_id>/resume")
+@requires(Scope.SCHEDULES_WRITE)
 @bp.output(ScheduleRead)
 @bp.doc(summary="Resume from now (slots passed while paused are not fired)", responses={404: "No such schedule"})
 def resume(schedule_id: str) -> Any:
@@ -114,22 +139,30 @@ def resume(schedule_id: str) -> Any:
 
 
 @bp.post("/<schedule_id>/trigger")
+@requires(Scope.SCHEDULES_WRITE)
 @bp.output(JobRead, status_code=202)
 @bp.doc(summary="Run the schedule's job now, outside its slots", responses={404: "No such schedule", 422: INVALID})
 def trigger(schedule_id: str) -> Any:
     ext, session = conveyor(), db()
     job = trigger_schedule(
-        session, parse_schedule_id(schedule_id), registry=ext.registry, known_queues=ext.settings.queues
+        session,
+        parse_schedule_id(schedule_id),
+        registry=ext.registry,
+        known_queues=ext.settings.queues,
+        tenant_id=tenant(),
     )
+    audit("triggered", parse_schedule_id(schedule_id), {"job_id": str(job.id)})
     session.commit()
     publish_after_commit([job])
     return job_response(job, 202)
 
 
 @bp.get("/<schedule_id>/runs")
+@requires(Scope.SCHEDULES_READ)
 @bp.input(RunListQuery, location="query", arg_name="query")
 @bp.output(JobPage)
 @bp.doc(summary="The jobs the schedule made, newest slot first", responses={400: "Bad cursor", 404: "No such schedule"})
 def runs(schedule_id: str, query: RunListQuery) -> Any:
-    jobs, next_cursor = list_runs(db(), parse_schedule_id(schedule_id), limit=query.limit, cursor=query.cursor)
+    jobs, next_cursor = list_runs(db(), parse_schedule_id(schedule_id), limit=query.limit, cursor=query.cursor,
+                                  tenant_id=tenant())  # fmt: skip
     return JobPage(items=[JobRead.of(j) for j in jobs], next_cursor=next_cursor)

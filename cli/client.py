@@ -26,16 +26,17 @@ class ApiError(Exception):
 
 
 class ApiClient:
-    def __init__(self, base_url: str, timeout: float = 30) -> None:
+    def __init__(self, base_url: str, timeout: float = 30, key: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self.auth = {"Authorization": f"Bearer {key}"} if key else {}
 
     def request(
         self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None, *, raw: Any = None
     ) -> Any:
         """JSON in and out; `raw` (bytes or a binary file, streamed) is sent as is with the caller's Content-Type."""
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-        all_headers = {"Accept": "application/json", **(headers or {})}
+        all_headers = {"Accept": "application/json", **self.auth, **(headers or {})}
         if data is not None and raw is None:
             all_headers["Content-Type"] = "application/json"
         req = urllib.request.Request(self.base_url + path, data=data, method=method, headers=all_headers)  # noqa: S310
@@ -59,16 +60,26 @@ def call_api(action: Callable[[], Any]) -> Any:
         raise click.ClickException(str(exc)) from None
 
 
+def api_key(settings: Settings) -> str | None:
+    """CONVEYOR_API_KEY, else the admin key `conveyor up` wrote to DATA_DIR/admin.key (a local setup)."""
+    if key := os.environ.get("CONVEYOR_API_KEY"):
+        return key.strip()
+    path = settings.data_dir.resolve() / "admin.key"
+    return path.read_text().strip() if path.exists() else None
+
+
 def client_for(api: str | None) -> ApiClient:
-    """The client of --api, else CONVEYOR_API_URL, else the API `conveyor up` runs."""
+    """The client of --api, else CONVEYOR_API_URL, else the API `conveyor up` runs; with api_key()."""
     settings = Settings()
-    return ApiClient(api or os.environ.get("CONVEYOR_API_URL") or f"http://{settings.api_host}:{settings.api_port}")
+    url = api or os.environ.get("CONVEYOR_API_URL") or f"http://{settings.api_host}:{settings.api_port}"
+    return ApiClient(url, key=api_key(settings))
 
 
 def download(client: ApiClient, path: str, target: str) -> int:
     """Stream GET `path` into the file `target`; returns the bytes written."""
     written = 0
-    with urllib.request.urlopen(client.base_url + path, timeout=client.timeout) as response, open(target, "wb") as out:  # noqa: S310
+    req = urllib.request.Request(client.base_url + path, headers=client.auth)  # noqa: S310 - URL from settings
+    with urllib.request.urlopen(req, timeout=client.timeout) as response, open(target, "wb") as out:  # noqa: S310
         while chunk := response.read(1 << 20):
             out.write(chunk)
             written += len(chunk)

@@ -12,6 +12,7 @@ import click
 
 from cli.client import ApiClient, ApiError, api_option, client_for
 from cli.datasets import dataset
+from cli.keys import ensure_admin_key, ensure_flower_auth, keys
 from cli.processes import NoRedisServer, process_commands, process_env
 from cli.schedules import schedule, sync_file
 from core.migrate import upgrade_database
@@ -42,21 +43,40 @@ def up() -> None:
         raise click.ClickException(str(exc)) from None
     env = {**os.environ, **process_env(settings)}
     api = f"http://{settings.api_host}:{settings.api_port}"
+    data = settings.data_dir.resolve()
+    flower = f"http://{settings.flower_host}:{settings.flower_port}"
     click.echo(
         f"Conveyor starting on {settings.resolved_database_url.split('://')[0]} + {settings.resolved_broker_url}\n"
-        f"  API     {api}/v1/jobs\n  Docs    {api}/docs\n"
-        f"  Flower  http://{settings.flower_host}:{settings.flower_port}\n  Data    {settings.data_dir.resolve()}\n"
-        "Press Ctrl-C to stop everything."
+        f"  API     {api}/v1/jobs\n  Docs    {api}/docs\n  Data    {data}"
     )
+    if settings.auth == "off":
+        click.secho(
+            "  AUTH IS OFF (CONVEYOR_AUTH=off): every request on loopback acts as an admin without a key,\n"
+            "  and Flower's API is open on loopback. Never run this way where others can reach the machine.",
+            fg="red", bold=True, err=True,
+        )  # fmt: skip
+        click.echo(f"  Flower  {flower}")
+        flower_env = {}
+    else:
+        token, made = ensure_admin_key(settings)
+        shown = token if made else f"in {data / 'admin.key'}"
+        click.echo(f"  Key     {shown}   (admin of tenant `default`; send `Authorization: Bearer <key>`)")
+        if made:
+            click.echo(f"          saved to {data / 'admin.key'} (mode 0600); it is not printed again")
+        user = ensure_flower_auth(settings).split(":", 1)[0]
+        click.echo(f"  Flower  {flower}   (user {user}, password in {data / 'flower.auth'})")
+        flower_env = {"FLOWER_BASIC_AUTH": ensure_flower_auth(settings)}
+    click.echo("Press Ctrl-C to stop everything.")
     manager = Manager()
     for name, command in commands.items():
-        manager.add_process(name, command, env=env)
+        manager.add_process(name, command, env=env | flower_env if name == "flower" else env)
     manager.loop()
     sys.exit(manager.returncode)
 
 
 main.add_command(schedule)
 main.add_command(dataset)
+main.add_command(keys)
 
 
 @main.group()

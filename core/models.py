@@ -261,3 +261,39 @@ class StoredFile(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     job_id: Mapped[uuid.UUID | None] = mapped_column(Uuid())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApiKey(Base):
+    """An API key of one tenant: its public id, a keyed hash of its secret (never the secret), and its scopes."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)  # the key's public part, shown in lists and logs
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str | None] = mapped_column(String(200))
+    scopes: Mapped[list[str]] = mapped_column(JSONType)
+    secret_hash: Mapped[str] = mapped_column(String(64))  # HMAC-SHA256 of the whole token, hex (ADR 0009)
+    created_by: Mapped[str | None] = mapped_column(String(64))  # the key id that made it, or "cli"
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_api_keys_tenant_created", "tenant_id", "created_at"),)
+
+
+class AuditEvent(Base):
+    """Who changed what outside the job ledger (keys, schedules, datasets): the actor is a key id, or "cli"."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(EventId, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))  # e.g. key.created, schedule.deleted
+    object_type: Mapped[str] = mapped_column(String(32))
+    object_id: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_audit_events_tenant_created", "tenant_id", "created_at"),)

@@ -36,8 +36,9 @@ class JobSpec:
     time_limit: float = 3600.0  # kills the worker process; the lease then expires and the reconciler takes over
     tags: tuple[str, ...] = field(default_factory=tuple)
     # Checks the payload against the database at submit (e.g. that a dataset has the named columns), so a request
-    # that can only fail is refused with a 4xx instead of becoming a failed job. Raises a ConveyorError.
-    check: Callable[[Any, Session], None] | None = None
+    # that can only fail is refused with a 4xx instead of becoming a failed job. Raises a ConveyorError. Called with
+    # (payload, session, tenant_id): an object the payload names must be the submitting tenant's.
+    check: Callable[[Any, Session, str], object] | None = None
 
 
 class DuplicateJobType(Exception):

@@ -185,6 +185,7 @@ def job_request_for(schedule: Schedule, slot: datetime, now: datetime) -> JobReq
         expires_at=None if lifetime is None else now + lifetime,
         schedule_id=schedule.id,
         schedule_slot=slot,
+        tenant_id=schedule.tenant_id,
     )
 
 
@@ -192,7 +193,7 @@ def _check_job_template(schedule: Schedule, registry: Registry, known_queues: li
     """Refuse now what would fail at every slot: unknown type or queue, a payload the type rejects."""
     slot = schedule.next_fire_at or now
     try:
-        build_job(registry, known_queues, job_request_for(schedule, slot, now), schedule.tenant_id, now)
+        build_job(registry, known_queues, job_request_for(schedule, slot, now), now)
     except PayloadInvalid as exc:
         exc.detail = f"{exc.detail} (checked with the payload rendered for the slot {slot.isoformat()})"
         raise
@@ -305,9 +306,8 @@ def trigger_schedule(
     now = now or utcnow()
     schedule = get_schedule(session, schedule_id, tenant_id=tenant_id)
     job, _ = submit_job_request(
-        session, registry=registry, known_queues=known_queues, request=job_request_for(schedule, now, now),
-        tenant_id=tenant_id, now=now,
-    )  # fmt: skip
+        session, registry=registry, known_queues=known_queues, request=job_request_for(schedule, now, now), now=now
+    )
     record_event(session, job.id, "triggered", detail={"schedule_id": str(schedule.id), "by": "api"}, now=now)
     return job
 

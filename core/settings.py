@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 class Settings(BaseSettings):
@@ -69,13 +71,53 @@ class Settings(BaseSettings):
         default=7200, gt=0, description="Redis visibility timeout; keep it above the longest job's time limit."
     )
     log_level: str = Field(default="INFO", description="Log level of every process.")
+    auth: Literal["on", "off"] = Field(
+        default="on",
+        description="`off` lets every request act as an admin of tenant `default` without a key: only with the API "
+        "bound to loopback, and said loudly by `conveyor up` and /readyz.",
+    )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="The server secret that API keys are hashed with; every API process must share it. Default: "
+        "DATA_DIR/secret.key, made on first use. Changing it invalidates every key.",
+    )
+    auth_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="How long an API process reuses a key's row before reading it again: a key revoked through "
+        "another process stops working within this time (at once in the process that revoked it).",
+    )
+    rate_limit: str = Field(
+        default="100000/minute;3000/second",
+        description="Requests per API key across all /v1 routes, in flask-limiter's notation (`;` between limits); "
+        "empty turns rate limiting off.",
+    )
+    rate_limit_storage_url: str | None = Field(
+        default=None,
+        description="Where the rate limits count (a `limits` storage URL, e.g. redis://host:6379/2); default: the "
+        "broker's Redis.",
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default=[],
+        description="Browser origins allowed to call the API (comma-separated, e.g. https://app.example.com); "
+        "none by default.",
+    )
 
-    @field_validator("queues", mode="before")
+    @field_validator("queues", "cors_origins", mode="before")
     @classmethod
     def _split_queues(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip().startswith("["):
             return [q.strip() for q in value.split(",") if q.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _auth_off_only_on_loopback(self) -> Settings:
+        if self.auth == "off" and self.api_host not in LOOPBACK:
+            raise ValueError(
+                f"CONVEYOR_AUTH=off serves every request as an admin without a key, so the API must bind to loopback "
+                f"(127.0.0.1, ::1 or localhost), not {self.api_host!r}"
+            )
+        return self
 
     @property
     def resolved_database_url(self) -> str:

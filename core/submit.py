@@ -55,6 +55,8 @@ class JobRequest:
     expires_at: datetime | None = None
     schedule_id: uuid.UUID | None = None
     schedule_slot: datetime | None = None
+    tenant_id: str = "default"
+    actor: str | None = None  # the API key that asked, recorded in the job's first event
 
     @property
     def keyed(self) -> bool:
@@ -100,11 +102,18 @@ def submit_job(
     Idempotency-Key names a job made from the same request, or when an unfinished job holds the unique_key
     (the policy: the existing active job is returned, nothing new is made). Raises the ConveyorError otherwise."""
     request = JobRequest(
-        type, payload, priority, queue, run_at, max_attempts, idempotency_key, request_hash, unique_key
+        type,
+        payload,
+        priority,
+        queue,
+        run_at,
+        max_attempts,
+        idempotency_key,
+        request_hash,
+        unique_key,
+        tenant_id=tenant_id,
     )
-    return submit_job_request(
-        session, registry=registry, known_queues=known_queues, request=request, tenant_id=tenant_id, now=now
-    )
+    return submit_job_request(session, registry=registry, known_queues=known_queues, request=request, now=now)
 
 
 def submit_job_request(
@@ -113,13 +122,10 @@ def submit_job_request(
     registry: Registry,
     known_queues: list[str],
     request: JobRequest,
-    tenant_id: str = "default",
     now: datetime | None = None,
 ) -> tuple[Job, bool]:
     """`submit_job` for a prepared JobRequest."""
-    [outcome] = submit_jobs(
-        session, registry=registry, known_queues=known_queues, requests=[request], tenant_id=tenant_id, now=now
-    )
+    [outcome] = submit_jobs(session, registry=registry, known_queues=known_queues, requests=[request], now=now)
     if outcome.error is not None:
         raise outcome.error
     assert outcome.job is not None  # noqa: S101 - an outcome has a job or an error
@@ -132,27 +138,26 @@ def submit_jobs(
     registry: Registry,
     known_queues: list[str],
     requests: list[JobRequest],
-    tenant_id: str = "default",
     now: datetime | None = None,
     jobs_per_message: int = 1,
 ) -> list[Submitted]:
     """Validate and insert many jobs in the caller's transaction (flushed, not committed): one outcome per request,
-    in order. Jobs without keys go in as one bulk insert; keyed ones each in a savepoint, so a lost race on a key
-    answers with the winner's job instead of failing the batch. With `jobs_per_message` > 1 the rows record the
-    size of the message `wakeups` will give them (ADR 0005)."""
+    in order, each in its request's tenant. Jobs without keys go in as one bulk insert; keyed ones each in a
+    savepoint, so a lost race on a key answers with the winner's job instead of failing the batch. With
+    `jobs_per_message` > 1 the rows record the size of the message `wakeups` will give them (ADR 0005)."""
     now = now or utcnow()
     outcomes: list[Submitted] = []
     plain: list[Job] = []
     for request in requests:
         try:
-            existing = _existing_job(session, tenant_id, request)
+            existing = _existing_job(session, request)
             if existing is not None:
                 outcomes.append(Submitted(existing, created=False))
                 continue
-            job = build_job(registry, known_queues, request, tenant_id, now)
+            job = build_job(registry, known_queues, request, now)
             check = registry.get(request.type).check
-            if check is not None:
-                check(registry.get(request.type).payload.model_validate(job.payload), session)
+            if check is not None:  # with the tenant: a payload may name only the tenant's own objects
+                check(registry.get(request.type).payload.model_validate(job.payload), session, request.tenant_id)
         except ConveyorError as exc:
             outcomes.append(Submitted(None, created=False, error=exc))
             continue
@@ -160,15 +165,16 @@ def submit_jobs(
             plain.append(job)
             outcomes.append(Submitted(job, created=True))
         else:
-            outcomes.append(_insert_keyed(session, job, request, tenant_id))
-    created = [o.job for o in outcomes if o.created and o.job is not None]
+            outcomes.append(_insert_keyed(session, job, request))
+    made = [(o.job, r.actor) for o, r in zip(outcomes, requests, strict=True) if o.created and o.job is not None]
+    created, actors = [job for job, _ in made], [actor for _, actor in made]
     by_id = {job.id: job for job in created}
     for message in messages(wakeups(registry, created, jobs_per_message=jobs_per_message)):
         if len(message.wakeups) > 1:  # before the insert: the plain jobs need no UPDATE
             for job_id in message.job_ids:
                 by_id[job_id].message_jobs = len(message.wakeups)
     if created:
-        _insert(session, plain, created, now)
+        _insert(session, plain, created, actors, now)
     # The jobs join the session as if loaded (refresh, identity map).
     for job in plain:
         make_transient_to_detached(job)
@@ -176,13 +182,13 @@ def submit_jobs(
     return outcomes
 
 
-def _insert(session: Session, plain: list[Job], created: list[Job], now: datetime) -> None:
+def _insert(session: Session, plain: list[Job], created: list[Job], actors: list[str | None], now: datetime) -> None:
     """The plain jobs' rows and every created job's `queued`/`scheduled` event. Core inserts, not the unit of
     work (core/bulk_insert.py). On PostgreSQL they are one statement of column arrays (the jobs in a CTE; the events'
     foreign keys are checked at its end): one round trip where executemany made two."""
     rows = [_column_values(job) for job in plain]
-    events = [event_row(j.id, j.status, detail={"queue": j.queue, "run_at": iso_or_none(j.run_at)}, now=now)
-              for j in created]  # fmt: skip
+    events = [event_row(j.id, j.status, detail={"queue": j.queue, "run_at": iso_or_none(j.run_at), "by": actor},
+                        now=now) for j, actor in zip(created, actors, strict=True)]  # fmt: skip
     dialect = session.get_bind().dialect
     connection = session.connection()
     if dml_in_cte(session):
@@ -232,7 +238,7 @@ def _column_values(job: Job) -> dict[str, Any]:
     return values
 
 
-def build_job(registry: Registry, known_queues: list[str], request: JobRequest, tenant_id: str, now: datetime) -> Job:
+def build_job(registry: Registry, known_queues: list[str], request: JobRequest, now: datetime) -> Job:
     """The job a request makes, validated against its type and the known queues (not added to any session)."""
     try:
         spec = registry.get(request.type)
@@ -252,7 +258,7 @@ def build_job(registry: Registry, known_queues: list[str], request: JobRequest, 
     due = request.run_at is None or request.run_at <= now
     return Job(
         id=uuid.uuid4(),
-        tenant_id=tenant_id,
+        tenant_id=request.tenant_id,
         type=request.type,
         queue=queue,
         priority=spec.priority if request.priority is None else request.priority,
@@ -275,7 +281,7 @@ def build_job(registry: Registry, known_queues: list[str], request: JobRequest, 
     )
 
 
-def _insert_keyed(session: Session, job: Job, request: JobRequest, tenant_id: str) -> Submitted:
+def _insert_keyed(session: Session, job: Job, request: JobRequest) -> Submitted:
     try:
         with session.begin_nested():
             session.add(job)
@@ -284,7 +290,7 @@ def _insert_keyed(session: Session, job: Job, request: JobRequest, tenant_id: st
     except IntegrityError:
         # A concurrent request with the same key won the race (the unique indexes decide): answer with its job.
         try:
-            existing = _existing_job(session, tenant_id, request)
+            existing = _existing_job(session, request)
         except ConveyorError as exc:
             return Submitted(None, created=False, error=exc)
         if existing is None:
@@ -292,7 +298,9 @@ def _insert_keyed(session: Session, job: Job, request: JobRequest, tenant_id: st
         return Submitted(existing, created=False)
 
 
-def _existing_job(session: Session, tenant_id: str, request: JobRequest) -> Job | None:
+def _existing_job(session: Session, request: JobRequest) -> Job | None:
+    """The job a key of the request names, looked up in the request's tenant only (keys are per tenant)."""
+    tenant_id = request.tenant_id
     if request.idempotency_key is not None:
         existing = session.scalars(by_idempotency_key(tenant_id, request.idempotency_key)).one_or_none()
         if existing is not None:

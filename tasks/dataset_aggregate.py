@@ -18,7 +18,7 @@ class AggregateResult(BaseModel):
 
 
 def run(payload: AggregateSpec, ctx: JobContext) -> AggregateResult:
-    output = run_aggregate(ctx.session, payload, job_id=ctx.job_id)
+    output = run_aggregate(ctx.session, payload, job_id=ctx.job_id, tenant_id=ctx.tenant_id)
     return AggregateResult(dataset_id=output.id, row_count=output.row_count)
 
 

@@ -22,7 +22,7 @@ class ExportResult(BaseModel):
 
 def run(payload: ExportSpec, ctx: JobContext) -> ExportResult:
     stored, rows = run_export(engine=ctx.engine, session=ctx.session, spec=payload, job_id=ctx.job_id,
-                              data_dir=ctx.data_dir, progress=ctx.progress)  # fmt: skip
+                              tenant_id=ctx.tenant_id, data_dir=ctx.data_dir, progress=ctx.progress)  # fmt: skip
     return ExportResult(file_id=stored.id, url=f"/v1/files/{stored.id}", rows=rows, size=stored.size,
                         sha256=stored.sha256)  # fmt: skip
 

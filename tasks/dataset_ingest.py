@@ -14,6 +14,7 @@ from core.datasets.files import path_of
 from core.datasets.formats import FileOptions, Format
 from core.datasets.ingest import ingest_file
 from core.datasets.load import COPY_CONNECTION_ERRORS
+from core.datasets.store import DatasetReferenceInvalid, referenced_dataset
 from core.db import TRANSIENT_ERRORS
 from core.models import Dataset, StoredFile
 from core.registry import JobSpec
@@ -37,9 +38,21 @@ class IngestResult(BaseModel):
     row_count: int
 
 
+def check(payload: IngestPayload, session: Session, tenant_id: str) -> StoredFile:
+    """The dataset and the file must be the tenant's (at submit, and again when the job runs)."""
+    referenced_dataset(session, payload.dataset_id, tenant_id=tenant_id)
+    stored = session.get(StoredFile, payload.file_id)
+    if stored is None or stored.tenant_id != tenant_id:
+        raise DatasetReferenceInvalid(
+            f"The payload names file {payload.file_id}, which does not exist.",
+            errors=[{"field": "payload.file_id", "message": "no such file"}],
+        )
+    return stored
+
+
 def run(payload: IngestPayload, ctx: JobContext) -> IngestResult:
     with Session(ctx.engine, expire_on_commit=False) as session:
-        stored = session.get_one(StoredFile, payload.file_id)
+        stored = check(payload, session, ctx.tenant_id)  # before the try: never mark another tenant's dataset
     source = {"file_id": str(stored.id), "filename": stored.filename, "size": stored.size, "sha256": stored.sha256,
               "format": payload.format}  # fmt: skip
     try:
@@ -73,6 +86,7 @@ spec = JobSpec(
     payload=IngestPayload,
     result=IngestResult,
     handler=run,
+    check=check,
     description="Loads an uploaded CSV, JSON Lines or Parquet file into a dataset (POST /v1/datasets submits it).",
     queue="default",
     max_attempts=3,

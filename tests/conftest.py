@@ -11,7 +11,18 @@ from sqlalchemy.orm import Session
 
 from core.db import make_engine, make_sessionmaker
 from core.migrate import upgrade_database
-from core.models import Dataset, DatasetReject, DatasetVersion, Job, JobEvent, JobResult, Schedule, StoredFile
+from core.models import (
+    ApiKey,
+    AuditEvent,
+    Dataset,
+    DatasetReject,
+    DatasetVersion,
+    Job,
+    JobEvent,
+    JobResult,
+    Schedule,
+    StoredFile,
+)
 from core.registry import Registry, load_registry
 from tests.support.backends import postgres_database
 
@@ -42,7 +53,9 @@ def engine(database_url: str) -> Iterator[Engine]:
 def clean_db(engine: Engine) -> Iterator[Engine]:
     yield engine
     with engine.begin() as conn:
-        for table in (JobResult, JobEvent, Job, Schedule, DatasetReject, DatasetVersion, Dataset, StoredFile):
+        tables = (JobResult, JobEvent, Job, Schedule, DatasetReject, DatasetVersion, Dataset, StoredFile, ApiKey,
+                  AuditEvent)  # fmt: skip
+        for table in tables:
             conn.execute(delete(table))
         for name in inspect(conn).get_table_names():
             if name.startswith("ds_"):  # the datasets' own tables

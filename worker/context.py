@@ -23,6 +23,7 @@ class WorkerJobContext:
         self.runtime = runtime
         self.job_id = claimed.id
         self.attempt = claimed.attempt
+        self.tenant_id = claimed.tenant_id
         self.worker = worker
         self.logger = logging.getLogger(f"conveyor.job.{claimed.type}")
         self._session = session

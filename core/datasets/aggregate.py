@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from core.datasets.query import NUMERIC, Filter, column_named, conditions, sql_column
 from core.datasets.schema import ROW_COLUMN, ColumnSpec, sql_type, table_of, with_sql_names
-from core.datasets.store import columns_of, get_dataset, new_dataset
+from core.datasets.store import columns_of, get_dataset, new_dataset, referenced_dataset
 from core.errors import ConveyorError
 from core.models import Dataset, DatasetVersion
 from core.types import utcnow
@@ -69,10 +69,9 @@ class AggregateSpec(BaseModel):
     name: str | None = Field(default=None, max_length=200, description="Name of the output dataset.")
 
 
-def check_aggregate(spec: AggregateSpec, session: Session) -> None:
+def check_aggregate(spec: AggregateSpec, session: Session, tenant_id: str) -> None:
     """Refuse at submit what cannot run: unknown dataset or columns, sum/avg of text, a bucket on a non-timestamp."""
-    dataset = get_dataset(session, spec.dataset_id)
-    _plan(spec, dataset)
+    _plan(spec, referenced_dataset(session, spec.dataset_id, tenant_id=tenant_id))
 
 
 def _plan(spec: AggregateSpec, dataset: Dataset) -> tuple[list[ColumnSpec], list[ColumnSpec], Any]:
@@ -119,9 +118,10 @@ def _metric_column(metric: Metric, source: ColumnSpec | None) -> ColumnSpec:
     return ColumnSpec(name=name, type=source.type, precision=source.precision, scale=source.scale)
 
 
-def run_aggregate(session: Session, spec: AggregateSpec, *, job_id: uuid.UUID) -> Dataset:
-    """Create the output dataset and fill it with one INSERT … SELECT … GROUP BY, in the caller's transaction."""
-    source = get_dataset(session, spec.dataset_id)
+def run_aggregate(session: Session, spec: AggregateSpec, *, job_id: uuid.UUID, tenant_id: str) -> Dataset:
+    """Create the output dataset (the job's tenant's) and fill it with one INSERT … SELECT … GROUP BY, in the
+    caller's transaction. The source is looked up in the job's tenant again: the check at submit is not enough."""
+    source = get_dataset(session, spec.dataset_id, tenant_id=tenant_id)
     columns, output, bucket_column = _plan(spec, source)
     table = table_of(source.table_name, columns)
     dialect = session.get_bind().dialect.name
@@ -137,7 +137,7 @@ def run_aggregate(session: Session, spec: AggregateSpec, *, job_id: uuid.UUID) -
     if keys:
         query = query.group_by(*keys)
     name = spec.name or f"{source.name} aggregate"
-    result = new_dataset(session, name=name, columns=output)
+    result = new_dataset(session, name=name, columns=output, tenant_id=tenant_id)
     session.flush()
     target = table_of(result.table_name, output)
     target.create(session.connection())

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from core.datasets.files import FileInfo, SpoolFile, record_file
 from core.datasets.query import BadQuery, Filter, column_named, conditions, sql_column
 from core.datasets.schema import ROW_COLUMN, ColumnSpec, arrow_type, table_of
-from core.datasets.store import DatasetNotReady, columns_of, get_dataset
+from core.datasets.store import DatasetNotReady, columns_of, get_dataset, referenced_dataset
 from core.db import READ_ONLY
 from core.errors import ConveyorError
 from core.models import Dataset, StoredFile
@@ -42,8 +42,8 @@ class ExportSpec(BaseModel):
     sort: list[str] = Field(default_factory=list, max_length=20, description="Column names; `-` for descending.")
 
 
-def check_export(spec: ExportSpec, session: Session) -> None:
-    _plan(spec, get_dataset(session, spec.dataset_id))
+def check_export(spec: ExportSpec, session: Session, tenant_id: str) -> None:
+    _plan(spec, referenced_dataset(session, spec.dataset_id, tenant_id=tenant_id))
 
 
 def _plan(spec: ExportSpec, dataset: Dataset) -> tuple[list[ColumnSpec], sa.Select[Any]]:
@@ -63,11 +63,12 @@ def _plan(spec: ExportSpec, dataset: Dataset) -> tuple[list[ColumnSpec], sa.Sele
 
 
 def run_export(
-    *, engine: Engine, session: Session, spec: ExportSpec, job_id: uuid.UUID, data_dir: Path,
+    *, engine: Engine, session: Session, spec: ExportSpec, job_id: uuid.UUID, tenant_id: str, data_dir: Path,
     progress: Callable[[int, int, str], None],
 ) -> tuple[StoredFile, int]:  # fmt: skip
-    """Write the file, then record it in `session` (committed with the job's result). Returns (file, rows)."""
-    dataset = get_dataset(session, spec.dataset_id)
+    """Write the file, then record it in `session` (committed with the job's result; the job's tenant's file).
+    Returns (file, rows)."""
+    dataset = get_dataset(session, spec.dataset_id, tenant_id=tenant_id)
     chosen, query = _plan(spec, dataset)
     session.rollback()  # nothing held while the rows stream (SQLite's write lock above all)
     schema = pa.schema([pa.field(c.name, arrow_type(c)) for c in chosen])
@@ -90,7 +91,7 @@ def run_export(
         raise
     extension = "jsonl" if spec.format == "jsonl" else spec.format
     info = FileInfo(f"{_slug(dataset.name)}.{extension}", CONTENT_TYPES[spec.format])
-    stored = record_file(session, spooled, info, kind="export")
+    stored = record_file(session, spooled, info, kind="export", tenant_id=tenant_id)
     stored.dataset_id, stored.job_id = dataset.id, job_id
     session.flush()
     return stored, rows

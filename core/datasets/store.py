@@ -47,6 +47,21 @@ def get_dataset(session: Session, dataset_id: uuid.UUID, *, tenant_id: str = "de
     return dataset
 
 
+class DatasetReferenceInvalid(ConveyorError):
+    slug, status, title = "validation-error", 422, "Request validation failed"
+
+
+def referenced_dataset(session: Session, dataset_id: uuid.UUID, *, tenant_id: str) -> Dataset:
+    """The dataset a job's payload names, at submit: one that is missing or another tenant's is the same 422."""
+    try:
+        return get_dataset(session, dataset_id, tenant_id=tenant_id)
+    except DatasetNotFound:
+        raise DatasetReferenceInvalid(
+            f"The payload names dataset {dataset_id}, which does not exist (GET /v1/datasets lists yours).",
+            errors=[{"field": "payload.dataset_id", "message": "no such dataset"}],
+        ) from None
+
+
 def list_datasets(session: Session, *, limit: int, offset: int, tenant_id: str = "default") -> list[Dataset]:
     query = sa.select(Dataset).where(Dataset.tenant_id == tenant_id)
     return list(session.scalars(query.order_by(Dataset.created_at.desc(), Dataset.id).limit(limit).offset(offset)))

@@ -17,6 +17,7 @@ from core.queue import RecordingPublisher
 from core.registry import load_registry
 from core.settings import Settings
 from tests.api.test_jobs_api import PROBLEM, count_jobs
+from tests.support.keys import admin_client
 
 
 def echo(message: str, **fields: Any) -> dict[str, Any]:
@@ -94,7 +95,7 @@ def test_batch_jobs_share_messages_and_their_rows_record_the_size(
     registry.register(dataclasses.replace(registry.get("echo"), name="timed", soft_time_limit=5.0))
     settings = Settings(data_dir=tmp_path, database_url=database_url, jobs_per_message=50)
     app = create_app(settings, publisher=publisher, registry=registry)
-    client = app.test_client()
+    client = admin_client(app)
     jobs = [echo(str(i)) for i in range(120)] + [{"type": "timed", "payload": {"message": "t"}}] * 2
     body = client.post("/v1/jobs:batch", json={"jobs": jobs}).json
     assert body["accepted"] == 122

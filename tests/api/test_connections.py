@@ -11,6 +11,7 @@ from sqlalchemy import Engine, event
 from api import create_app
 from core.queue import RecordingPublisher
 from core.settings import Settings
+from tests.support.keys import app_key, client_with
 
 
 def test_concurrent_requests_reuse_a_connection_per_thread(clean_db: Engine, database_url: str, tmp_path: Path) -> None:
@@ -20,10 +21,13 @@ def test_concurrent_requests_reuse_a_connection_per_thread(clean_db: Engine, dat
     settings = Settings(data_dir=tmp_path, database_url=database_url, api_threads=threads)
     app = create_app(settings, publisher=RecordingPublisher())
     engine = app.extensions["conveyor"].engine
+    token = app_key(app)
     opened: list[Any] = []
     event.listen(engine, "connect", lambda connection, _record: opened.append(connection))
     try:
-        job_id = app.test_client().post("/v1/jobs", json={"type": "echo", "payload": {"message": "hi"}}).json["id"]
+        job_id = (
+            client_with(app, token).post("/v1/jobs", json={"type": "echo", "payload": {"message": "hi"}}).json["id"]
+        )
         # Every request holds its connection until all the others have one too, and the next round starts when all
         # have given theirs back: `threads` requests at once, five times.
         all_hold_one, all_gave_back = threading.Barrier(threads), threading.Barrier(threads)
@@ -31,7 +35,7 @@ def test_concurrent_requests_reuse_a_connection_per_thread(clean_db: Engine, dat
         statuses: list[int] = []
 
         def read() -> None:
-            client = app.test_client()
+            client = client_with(app, token)
             for _ in range(5):
                 statuses.append(client.get(f"/v1/jobs/{job_id}").status_code)
                 all_gave_back.wait(timeout=10)

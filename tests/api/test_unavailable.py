@@ -11,12 +11,16 @@ from api import create_app
 from core.queue import RecordingPublisher
 from core.settings import Settings
 from tests.e2e.harness import free_port
+from tests.support.keys import client_with
+
+WELL_FORMED_KEY = "cvk_0123456789abcdef_" + "A" * 43
 
 
 @pytest.fixture
 def client(tmp_path: Path) -> FlaskClient:
     dead = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nothing?connect_timeout=2"
-    return create_app(Settings(data_dir=tmp_path, database_url=dead), publisher=RecordingPublisher()).test_client()
+    app = create_app(Settings(data_dir=tmp_path, database_url=dead), publisher=RecordingPublisher())
+    return client_with(app, WELL_FORMED_KEY)  # its lookup is what meets the dead database
 
 
 @pytest.mark.parametrize(

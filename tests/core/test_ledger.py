@@ -340,7 +340,8 @@ def test_plain_submits_keep_every_value(session: Session, registry: Registry, co
     (executemany on SQLite): every column and event arrives as given, unicode, nested JSON, future run_at and all."""
     later = utcnow().replace(microsecond=123456) + timedelta(hours=1)
     requests = [JobRequest(type="echo", payload={"message": f"zürich ✓ {i}"}, priority=i % 10,
-                           run_at=later if i % 2 else None, max_attempts=1 + i % 5) for i in range(count)]  # fmt: skip
+                           run_at=later if i % 2 else None, max_attempts=1 + i % 5, actor=f"key{i}")
+                    for i in range(count)]  # fmt: skip
     if count == 1:
         requests[0] = dataclasses.replace(requests[0], run_at=later)  # a lone job that is scheduled, too
     outcomes = submit_jobs(session, registry=registry, known_queues=QUEUES, requests=requests)
@@ -355,4 +356,4 @@ def test_plain_submits_keep_every_value(session: Session, registry: Registry, co
         assert (row.status, row.run_at) == (("scheduled", later) if scheduled else ("queued", None))
         assert row.created_at.tzinfo is not None and row.cancel_requested is False
         detail = session.scalars(select(JobEvent.detail).where(JobEvent.job_id == row.id)).one()
-        assert detail == {"queue": "default", "run_at": later.isoformat() if scheduled else None}
+        assert detail == {"queue": "default", "run_at": later.isoformat() if scheduled else None, "by": f"key{i}"}

@@ -20,6 +20,7 @@ from core.models import Dataset, Job
 from core.queue import RecordingPublisher, make_celery
 from core.registry import Registry
 from core.settings import Settings
+from tests.support.keys import admin_client
 from worker.executor import execute_job
 from worker.runtime import WorkerRuntime
 
@@ -80,7 +81,7 @@ def jobs_of_type(engine: Engine, type: str) -> list[Job]:
 @pytest.fixture
 def client(settings: Settings) -> Iterator[FlaskClient]:
     app = create_app(settings, publisher=RecordingPublisher())
-    yield app.test_client()
+    yield admin_client(app)
     app.extensions["conveyor"].engine.dispose()
 
 

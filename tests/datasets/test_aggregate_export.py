@@ -111,7 +111,7 @@ def test_hour_bucket(flights: dict[str, Any], client: FlaskClient, run_job: Any,
         ({"filters": [{"column": "dep_delay", "op": "eq"}]}, "needs a value"),
         ({"time_bucket": {"column": "origin", "unit": "day"}}, "needs a timestamp or date column"),
         ({"metrics": [{"op": "count"}, {"op": "count"}]}, "repeated: count"),
-        ({"dataset_id": "00000000-0000-0000-0000-000000000000"}, "No dataset"),
+        ({"dataset_id": "00000000-0000-0000-0000-000000000000"}, "does not exist"),
     ],
 )
 def test_aggregates_that_cannot_run_are_refused_at_submit(

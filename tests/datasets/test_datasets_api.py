@@ -14,6 +14,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine, func, select
 
 from core.models import Dataset, StoredFile
+from tests.support.keys import admin_client
 
 PROBLEM = "application/problem+json"
 Upload = Callable[..., dict[str, Any]]
@@ -96,7 +97,7 @@ def test_upload_over_the_limit_is_413(settings: Any, clean_db: Engine) -> None:
     from core.queue import RecordingPublisher
 
     app = create_app(settings.model_copy(update={"max_upload_bytes": 2048}), publisher=RecordingPublisher())
-    client = app.test_client()
+    client = admin_client(app)
     big = b"a\n" + b"1\n" * 5000
     raw = client.post("/v1/datasets", data=big, content_type="text/csv")
     multipart = client.post("/v1/datasets", data={"file": (io.BytesIO(big), "big.csv")},

@@ -23,6 +23,7 @@ from core.db import make_engine, make_sessionmaker
 from core.migrate import upgrade_database
 from core.models import Job, JobEvent
 from core.settings import Settings
+from tests.support.keys import issue_key
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,6 +64,8 @@ class Cluster:
         self.engine: Engine = make_engine(database_url)
         self.http = requests.Session()
         upgrade_database(database_url)
+        self.key = issue_key(self.engine, self.settings())  # an admin of tenant `default`, as `conveyor up` makes
+        self.http.headers["Authorization"] = f"Bearer {self.key}"
 
     def settings(self) -> Settings:
         return Settings(**{k[len("CONVEYOR_") :].lower(): v for k, v in self.env.items() if k.startswith("CONVEYOR_")})
@@ -127,6 +130,16 @@ class Cluster:
         """Ready when a job goes through end to end (the worker consumes and beat ticks)."""
         job = self.submit("echo", {"message": "warm-up"})
         self.wait_job(job["id"], timeout=timeout)
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+    def new_http(self) -> requests.Session:
+        """A client session of its own (one per thread), sending the cluster's admin key."""
+        http = requests.Session()
+        http.headers.update(self.auth)
+        return http
 
     def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         return self.http.request(method, self.base + path, timeout=30, **kwargs)

@@ -4,6 +4,7 @@ Flower answers, and Ctrl-C stops every process it started."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -63,6 +64,13 @@ def test_conveyor_up_runs_and_stops_cleanly(tmp_path: Path) -> None:
             time.sleep(0.3)
         else:
             pytest.fail((tmp_path / "up.log").read_text())
+        # the first start made an admin key: printed once, kept in DATA_DIR/admin.key readable by its owner only
+        key_file = tmp_path / "var" / "admin.key"
+        key = key_file.read_text().strip()
+        assert re.fullmatch(r"cvk_[0-9a-f]{16}_[0-9A-Za-z]{43}", key) and key_file.stat().st_mode & 0o777 == 0o600
+        assert key in (tmp_path / "up.log").read_text()
+        auth = {"Authorization": f"Bearer {key}"}
+        assert requests.get(f"{base}/v1/jobs", timeout=5).status_code == 401
 
         submitted = subprocess.run(
             [CONVEYOR, "submit", "sleep", "--payload", '{"seconds": 0.5}', "--wait", "--api", base],
@@ -70,17 +78,24 @@ def test_conveyor_up_runs_and_stops_cleanly(tmp_path: Path) -> None:
         )  # fmt: skip
         assert submitted.returncode == 0, submitted.stderr + (tmp_path / "up.log").read_text()[-2000:]
         job_id = submitted.stdout.split()[0]
-        assert requests.get(f"{base}/v1/jobs/{job_id}", timeout=5).json()["status"] == "succeeded"
-        status = subprocess.run([CONVEYOR, "status", job_id, "--events", "--api", base], capture_output=True, text=True)
+        assert requests.get(f"{base}/v1/jobs/{job_id}", headers=auth, timeout=5).json()["status"] == "succeeded"
+        status = subprocess.run([CONVEYOR, "status", job_id, "--events", "--api", base], capture_output=True, text=True,
+                                env=env)  # fmt: skip
         assert "succeeded" in status.stdout and "running" in status.stdout
 
         assert (tmp_path / "var" / "conveyor.db").exists() and (tmp_path / "var" / "redis.sock").exists()
-        flower = requests.get(f"http://127.0.0.1:{flower_port}/", timeout=10)
+        # Flower always asks for credentials outside CONVEYOR_AUTH=off: `conveyor up` made them in DATA_DIR
+        assert requests.get(f"http://127.0.0.1:{flower_port}/api/tasks", timeout=10).status_code == 401
+        user, password = (tmp_path / "var" / "flower.auth").read_text().strip().split(":", 1)
+        assert password not in (tmp_path / "up.log").read_text()
+        flower_http = requests.Session()
+        flower_http.auth = (user, password)
+        flower = flower_http.get(f"http://127.0.0.1:{flower_port}/", timeout=10)
         assert flower.status_code == 200 and "Flower" in flower.text
         deadline = time.monotonic() + 20  # Flower learns of tasks and workers from the workers' events
         tasks: dict[str, dict[str, object]] = {}
         while time.monotonic() < deadline:
-            tasks = requests.get(f"http://127.0.0.1:{flower_port}/api/tasks", timeout=10).json()
+            tasks = flower_http.get(f"http://127.0.0.1:{flower_port}/api/tasks", timeout=10).json()
             if any(t.get("name") == "jobs.sleep" and t.get("args") == f"['{job_id}']" for t in tasks.values()):
                 break
             time.sleep(0.5)
@@ -90,7 +105,7 @@ def test_conveyor_up_runs_and_stops_cleanly(tmp_path: Path) -> None:
         deadline = time.monotonic() + 20
         workers: dict[str, object] = {}
         while time.monotonic() < deadline and not any(name.startswith("jobs@") for name in workers):
-            workers = requests.get(f"http://127.0.0.1:{flower_port}/api/workers?refresh=1", timeout=20).json()
+            workers = flower_http.get(f"http://127.0.0.1:{flower_port}/api/workers?refresh=1", timeout=20).json()
         assert any(name.startswith("jobs@") for name in workers), workers
         # the schedule file was synced at start, and beat fires it: seen through the CLI
         listed = subprocess.run([CONVEYOR, "schedule", "list", "--api", base], capture_output=True, text=True, env=env)

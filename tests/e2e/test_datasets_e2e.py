@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -104,7 +105,7 @@ def test_the_dataset_cli(cluster: Cluster, tmp_path: Path) -> None:
 
     def run(*args: str) -> str:
         done = subprocess.run([conveyor, "dataset", *args, "--api", cluster.base], capture_output=True, text=True,
-                              timeout=120)  # fmt: skip
+                              timeout=120, env={**os.environ, "CONVEYOR_API_KEY": cluster.key})  # fmt: skip
         assert done.returncode == 0, done.stderr
         return done.stdout.strip()
 

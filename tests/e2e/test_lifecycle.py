@@ -14,12 +14,14 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-import requests
+import redis
 from celery import Celery
 from sqlalchemy import func, select
 
 from core.models import Job, JobResult
 from core.queue import make_celery
+from core.registry import load_registry
+from core.submit import JobRequest, submit_jobs
 from tests.e2e.harness import Cluster
 
 pytestmark = pytest.mark.e2e
@@ -46,7 +48,7 @@ def test_concurrent_single_submits_each_get_their_own_job_run_once(cluster: Clus
     names the job made from its own body, and every job runs exactly once with its own result."""
 
     def submit_from(client: int) -> list[tuple[str, str]]:
-        with requests.Session() as http:
+        with cluster.new_http() as http:
             sent = []
             for i in range(25):
                 message = f"c{client}-{i}"
@@ -150,6 +152,36 @@ def test_duplicate_broker_messages_run_once(cluster: Cluster) -> None:
     assert cluster.event_kinds(job_id).count("running") == 1
 
 
+def test_a_pickled_message_is_never_executed(cluster: Cluster) -> None:
+    """Workers accept JSON only: a wake-up call serialized with pickle (what an attacker with broker access would
+    send to run code on a worker) is dropped undecoded. The job it names stays queued until the reconciler's own
+    JSON message runs it, once."""
+    with cluster.session() as session:
+        [outcome] = submit_jobs(session, registry=load_registry(), known_queues=["default"],
+                                requests=[JobRequest(type="echo", payload={"message": "pickled"})])  # fmt: skip
+        session.commit()
+        assert outcome.job is not None
+        job_id = str(outcome.job.id)  # committed and not published: only the pickled message names it
+    sent_at = time.monotonic()
+    attacker = make_celery(cluster.settings(), name="pickle-sender")
+    attacker.conf.update(task_serializer="pickle", accept_content=["pickle", "json"])
+    attacker.send_task("jobs.echo", args=[job_id], queue="default", serializer="pickle")
+    broker = redis.Redis.from_url(cluster.env["CONVEYOR_BROKER_URL"].replace("redis+socket://", "unix://"))
+
+    def waiting() -> int:  # the queue's messages at every priority level (a list per level)
+        return sum(broker.llen(key) for key in broker.scan_iter("default*"))
+
+    while waiting() and time.monotonic() - sent_at < 5:
+        time.sleep(0.05)
+    time.sleep(0.5)  # a worker that had decoded it would have claimed the row by now
+    assert time.monotonic() - sent_at < cluster.settings().republish_after, "too slow to tell the two messages apart"
+    row = cluster.row(job_id)
+    assert waiting() == 0 and (row.status, row.attempt) == ("queued", 0)
+    assert cluster.event_kinds(job_id) == ["queued"]
+    done = cluster.wait_job(job_id, timeout=60)  # the reconciler republishes it as JSON
+    assert done["status"] == "succeeded" and cluster.row(job_id).attempt == 1
+
+
 def _uuid(value: str) -> uuid.UUID:
     return uuid.UUID(value)
 
@@ -190,8 +222,8 @@ def test_batch_submit_from_the_cli(cluster: Cluster, tmp_path: Path) -> None:
     lines.append(json.dumps({"type": "echo", "payload": {"wrong": 1}}))
     batch.write_text("\n".join(lines) + "\n")
     conveyor = str(Path(sys.executable).with_name("conveyor"))
-    done = subprocess.run([conveyor, "submit", "--batch", str(batch), "--api", cluster.base],
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    done = subprocess.run([conveyor, "submit", "--batch", str(batch), "--api", cluster.base], capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "CONVEYOR_API_KEY": cluster.key})  # fmt: skip
     assert done.returncode == 1, done.stderr  # one item was refused
     ids = done.stdout.split()
     assert len(ids) == 150 and "accepted 150, existing 0, rejected 1" in done.stderr

@@ -44,7 +44,7 @@ class Scenario:
         def one(_: int) -> tuple[int, str | None]:
             import threading
 
-            http = local.setdefault(threading.get_ident(), requests.Session())
+            http = local.setdefault(threading.get_ident(), self.cluster.new_http())
             response = http.post(f"{self.cluster.base}/v1/jobs", json=body, timeout=60)
             return response.status_code, response.json().get("id") if response.status_code in (200, 202) else None
 

@@ -22,7 +22,8 @@ def test_50_concurrent_posts_with_one_idempotency_key_make_one_job(scenario: Cal
     body = {"type": "effect", "payload": {"seconds": 0.1}}
 
     def post(_: int) -> requests.Response:
-        return requests.post(f"{s.cluster.base}/v1/jobs", json=body, headers={"Idempotency-Key": "burst"}, timeout=30)
+        headers = {"Idempotency-Key": "burst", **s.cluster.auth}
+        return requests.post(f"{s.cluster.base}/v1/jobs", json=body, headers=headers, timeout=30)
 
     with ThreadPoolExecutor(50) as pool:
         responses = list(pool.map(post, range(50)))
@@ -40,7 +41,7 @@ def test_50_concurrent_posts_with_one_idempotency_key_make_one_job(scenario: Cal
 def test_pathological_bodies_are_refused_and_nothing_is_published(scenario: Callable[..., Scenario]) -> None:
     s = scenario("pathological_payloads", "services", start=("api",))  # no worker: whatever is published stays
     url = f"{s.cluster.base}/v1/jobs"
-    json_headers = {"Content-Type": "application/json"}
+    json_headers = {"Content-Type": "application/json", **s.cluster.auth}
     nested = '{"type": "effect", "payload": {"a": ' + "[" * 10_000 + "]" * 10_000 + "}}"
     cases = {
         "10 MB body": (b'{"type": "effect", "payload": {"x": "' + b"x" * (10 << 20) + b'"}}', 413),

@@ -105,7 +105,8 @@ def test_cancelled_jobs_never_run_after_a_restart_of_workers_and_broker(scenario
     s = scenario("cancel_100_then_restart", "services", aof=True, start=("api", "maintenance", "beat"))
     ids = s.submit_many(100, payload={})
     for job_id in ids:
-        assert requests.post(f"{s.cluster.base}/v1/jobs/{job_id}/cancel", timeout=10).json()["status"] == "cancelled"
+        cancelled = requests.post(f"{s.cluster.base}/v1/jobs/{job_id}/cancel", headers=s.cluster.auth, timeout=10)
+        assert cancelled.json()["status"] == "cancelled"
     assert s.redis.client().llen("default") + s.redis.client().llen("default\x06\x169") >= 1  # messages wait
     s.redis.stop()
     s.redis.start()

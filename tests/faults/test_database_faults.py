@@ -9,7 +9,6 @@ from collections import Counter
 from collections.abc import Callable
 
 import pytest
-import requests
 
 from tests.faults.conftest import Scenario
 from tests.faults.test_worker_faults import running_workers
@@ -41,7 +40,7 @@ def test_postgres_restart_while_the_api_serves_is_503_never_500(scenario: Callab
 
     def load() -> None:
         nonlocal retry_after_missing
-        http = requests.Session()
+        http = s.cluster.new_http()
         while not stop.is_set():
             response = http.post(f"{s.cluster.base}/v1/jobs", json={"type": "effect", "payload": {}}, timeout=30)
             codes[response.status_code] += 1

@@ -1,0 +1,151 @@
+"""Who may call /v1: a bearer API key, the scope each operation declares with `@requires`, the tenant it acts in.
+
+Every /v1 operation needs a key; one without a declared scope needs `admin`. `/healthz` and `/readyz` stay open.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from flask import Response, current_app, g, request
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.extension import conveyor
+from api.problems import problem
+from core.keys import KeyInvalid, KeyRecord, Principal, Scope, key_id_of, load_key, touch_key, verify
+from core.types import utcnow
+
+log = logging.getLogger(__name__)
+
+SCHEME = "ApiKey"
+SECURITY_SCHEMES = {
+    SCHEME: {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "cvk_<id>_<secret>",
+        "description": "An API key: `Authorization: Bearer cvk_...`. Each operation lists the scope it needs; "
+        "`admin` holds every scope.",
+    }
+}
+LOOPBACK_ADDRESSES = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})
+LAST_USED_EVERY = timedelta(minutes=1)  # last_used_at is this coarse: one write per key and minute, not per request
+CACHE_LIMIT = 10_000  # keys held per process; past it the cache starts over
+AUTH_OFF = Principal(key_id="auth-off", tenant_id="default", scopes=frozenset({Scope.ADMIN.value}))
+
+View = TypeVar("View", bound=Callable[..., Any])
+
+
+def requires(scope: Scope) -> Callable[[View], View]:
+    """Declare the scope an operation needs. Put it directly under the route decorator: it marks the function the
+    route registered, which the check reads and /openapi.json shows."""
+
+    def mark(view: View) -> View:
+        view.required_scope = scope  # type: ignore[attr-defined]
+        view.__dict__.setdefault("_spec", {})["security"] = [{SCHEME: [scope.value]}]
+        return view
+
+    return mark
+
+
+@dataclass
+class Authenticator:
+    """Turns an Authorization header into a Principal. Key rows are reused for `cache_seconds` (revoking through
+    this process drops its copy at once)."""
+
+    server_secret: bytes
+    read_sessions: sessionmaker[Session]
+    sessions: sessionmaker[Session]
+    cache_seconds: float
+    _cache: dict[str, tuple[float, KeyRecord]] = field(default_factory=dict)
+    _touched: dict[str, float] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def authenticate(self, header: str | None) -> Principal:
+        if not header:
+            raise KeyInvalid("Send an API key: `Authorization: Bearer cvk_...` (`conveyor up` prints one).")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise KeyInvalid("The Authorization header must be `Bearer <API key>`.")
+        token = token.strip()
+        key_id = key_id_of(token)
+        now = utcnow()
+        principal = verify(self._record(key_id), token, server_secret=self.server_secret, now=now)
+        self._touch(key_id)
+        return principal
+
+    def forget(self, key_id: str) -> None:
+        with self._lock:
+            self._cache.pop(key_id, None)
+
+    def _record(self, key_id: str) -> KeyRecord | None:
+        with self._lock:
+            cached = self._cache.get(key_id)
+        if cached is not None and time.monotonic() - cached[0] < self.cache_seconds:
+            return cached[1]
+        with self.read_sessions() as session:
+            record = load_key(session, key_id)
+        if record is not None:  # unknown ids are not kept: random ones must not fill the cache
+            with self._lock:
+                if len(self._cache) >= CACHE_LIMIT:
+                    self._cache.clear()
+                self._cache[key_id] = (time.monotonic(), record)
+        return record
+
+    def _touch(self, key_id: str) -> None:
+        """Stamp last_used_at at most once a minute per process (and the UPDATE skips a row stamped within it)."""
+        now = time.monotonic()
+        with self._lock:
+            if now - self._touched.get(key_id, -LAST_USED_EVERY.total_seconds()) < LAST_USED_EVERY.total_seconds():
+                return
+            self._touched[key_id] = now
+        try:
+            with self.sessions() as session, session.begin():
+                touch_key(session, key_id, now=utcnow(), every=LAST_USED_EVERY)
+        except SQLAlchemyError:  # a usage stamp is not worth failing the request for
+            log.warning("could not record the last use of key %s", key_id, exc_info=True)
+
+
+def principal() -> Principal:
+    """The caller of this request (set by `authenticate` before every /v1 view)."""
+    found: Principal = g.principal
+    return found
+
+
+def tenant() -> str:
+    return principal().tenant_id
+
+
+def authenticate() -> Response | None:
+    """before_request: every /v1 operation needs a key with its scope; the answer otherwise is 401 or 403."""
+    if not request.path.startswith("/v1/") or request.endpoint is None or request.method == "OPTIONS":
+        return None  # open routes; 404/405, which say nothing about any object; CORS preflights (no data)
+    view = current_app.view_functions[request.endpoint]
+    scope: Scope = getattr(view, "required_scope", Scope.ADMIN)
+    ext = conveyor()
+    if ext.settings.auth == "off":
+        if request.remote_addr not in LOOPBACK_ADDRESSES:
+            return problem(403, detail="CONVEYOR_AUTH=off: this API answers clients on loopback only.")
+        g.principal = AUTH_OFF
+        return None
+    try:
+        caller = ext.authenticator.authenticate(request.headers.get("Authorization"))
+    except KeyInvalid as exc:
+        return problem(401, slug=exc.slug, title=exc.title, detail=exc.detail,
+                       headers={"WWW-Authenticate": 'Bearer realm="conveyor"'})  # fmt: skip
+    if not caller.allows(scope):
+        rule = request.url_rule.rule if request.url_rule else request.path
+        return problem(
+            403,
+            detail=f"{request.method} {rule} needs the `{scope.value}` scope; key {caller.key_id} has "
+            f"{', '.join(sorted(caller.scopes))}. Use a key with that scope (`conveyor keys create --scope "
+            f"{scope.value}`).",
+        )
+    g.principal = caller
+    return None
