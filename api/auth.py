@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.extension import conveyor
 from api.problems import problem
 from core.keys import KeyInvalid, KeyRecord, Principal, Scope, key_id_of, load_key, touch_key, verify
+from core.read_tokens import verify_read_token
 from core.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,8 @@ LOOPBACK_ADDRESSES = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})
 LAST_USED_EVERY = timedelta(minutes=1)  # last_used_at is this coarse: one write per key and minute, not per request
 CACHE_LIMIT = 10_000  # keys held per process; past it the cache starts over
 AUTH_OFF = Principal(key_id="auth-off", tenant_id="default", scopes=frozenset({Scope.ADMIN.value}))
+# The operations a job's read token (`?access_token=`) opens, for that job only.
+READ_TOKEN_ENDPOINTS = frozenset({"jobs.get_one", "job_stream.stream"})
 
 View = TypeVar("View", bound=Callable[..., Any])
 
@@ -122,6 +125,19 @@ def tenant() -> str:
     return principal().tenant_id
 
 
+def _read_token_caller() -> Principal | None:
+    """The caller a read token makes, on the operations it opens and for the job it names (None: no token here)."""
+    token = request.args.get("access_token")
+    if token is None or request.endpoint not in READ_TOKEN_ENDPOINTS or "Authorization" in request.headers:
+        return None
+    ext = conveyor()
+    grant = verify_read_token(ext.authenticator.server_secret, token, max_age=ext.settings.read_token_seconds)
+    if str(grant.job_id) != (request.view_args or {}).get("job_id"):
+        raise KeyInvalid(f"This read token reads job {grant.job_id} only.")
+    return Principal(key_id=f"read-token:{grant.issued_by}", tenant_id=grant.tenant_id,
+                     scopes=frozenset({Scope.JOBS_READ.value}))  # fmt: skip
+
+
 def authenticate() -> Response | None:
     """before_request: every /v1 operation needs a key with its scope; the answer otherwise is 401 or 403."""
     if not request.path.startswith("/v1/") or request.endpoint is None or request.method == "OPTIONS":
@@ -135,7 +151,7 @@ def authenticate() -> Response | None:
         g.principal = AUTH_OFF
         return None
     try:
-        caller = ext.authenticator.authenticate(request.headers.get("Authorization"))
+        caller = _read_token_caller() or ext.authenticator.authenticate(request.headers.get("Authorization"))
     except KeyInvalid as exc:
         return problem(401, slug=exc.slug, title=exc.title, detail=exc.detail,
                        headers={"WWW-Authenticate": 'Bearer realm="conveyor"'})  # fmt: skip

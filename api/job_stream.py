@@ -13,7 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from api.auth import requires, tenant
 from api.extension import close_db, conveyor, db
 from api.jobs import parse_job_id
-from api.schemas import JobRead
+from api.schemas import JobRead, ReadTokenQuery
 from core.errors import ConveyorError
 from core.keys import Scope
 from core.queries import get_job
@@ -37,8 +37,9 @@ def sse(event: str, data: str) -> str:
 
 @bp.get("/<job_id>/stream")
 @requires(Scope.JOBS_READ)
+@bp.input(ReadTokenQuery, location="query", arg_name="_access")
 @bp.doc(summary="Follow a job live (Server-Sent Events)", responses={200: STREAM_RESPONSE, 404: "No such job"})
-def stream(job_id: str) -> Any:
+def stream(job_id: str, _access: ReadTokenQuery) -> Any:
     job_uuid = parse_job_id(job_id)
     tenant_id = tenant()
     first = JobRead.of(get_job(db(), job_uuid, tenant_id=tenant_id))  # a 404 is answered before the stream starts

@@ -17,7 +17,17 @@ from sqlalchemy.orm import Session
 
 from api.auth import principal, requires, tenant
 from api.extension import conveyor, db
-from api.schemas import EventList, EventRead, JobCreate, JobListQuery, JobPage, JobRead, ResultRead
+from api.schemas import (
+    EventList,
+    EventRead,
+    JobCreate,
+    JobListQuery,
+    JobPage,
+    JobRead,
+    ReadTokenQuery,
+    ReadTokenRead,
+    ResultRead,
+)
 from core.db import single_statement
 from core.errors import ConveyorError, JobNotFound
 from core.jobs import cancel_job, mark_unpublished, retry_job
@@ -25,6 +35,7 @@ from core.keys import Scope
 from core.models import Job
 from core.queries import JobFilter, get_job, get_result, list_events, list_jobs
 from core.queue import Wakeup
+from core.read_tokens import ReadGrant, issue_read_token
 from core.submit import JobRequest, Submitted, one_statement, request_fingerprint, submit_jobs, wakeups
 from core.types import utcnow
 
@@ -169,15 +180,34 @@ def list_all(query: JobListQuery) -> Any:
 
 @bp.get("/<job_id>")
 @requires(Scope.JOBS_READ)
+@bp.input(ReadTokenQuery, location="query", arg_name="_access")
 @bp.output(JobRead)
 @bp.doc(summary="Read a job (send If-None-Match to poll cheaply)", responses={304: "Not modified", 404: "No such job"})
-def get_one(job_id: str) -> Any:
+def get_one(job_id: str, _access: ReadTokenQuery) -> Any:
     job = JobRead.of(get_job(db(), parse_job_id(job_id), tenant_id=tenant()))
     body = job.model_dump_json()
     etag = hashlib.blake2b(body.encode(), digest_size=16).hexdigest()
     if request.if_none_match.contains(etag):
         return Response(status=304, headers={"ETag": f'"{etag}"'})
     return Response(body, mimetype="application/json", headers={"ETag": f'"{etag}"'})
+
+
+@bp.post("/<job_id>/read-token")
+@requires(Scope.JOBS_READ)
+@bp.output(ReadTokenRead, status_code=201)
+@bp.doc(
+    summary="A short-lived token that reads this one job, for a browser's EventSource",
+    description="The token opens GET /v1/jobs/{id} and its /stream as `?access_token=`, for "
+    "CONVEYOR_READ_TOKEN_SECONDS.",
+    responses={404: "No such job"},
+)
+def read_token(job_id: str) -> Any:
+    job = get_job(db(), parse_job_id(job_id), tenant_id=tenant())
+    ext = conveyor()
+    token = issue_read_token(ext.authenticator.server_secret, ReadGrant(job.tenant_id, job.id, principal().key_id))
+    expires_at = utcnow() + timedelta(seconds=ext.settings.read_token_seconds)
+    stream_url = f"{request.script_root}{bp.url_prefix}/{job.id}/stream?access_token={token}"
+    return ReadTokenRead(token=token, job_id=job.id, expires_at=expires_at, stream_url=stream_url), 201
 
 
 @bp.get("/<job_id>/events")

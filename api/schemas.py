@@ -181,6 +181,21 @@ class EventList(BaseModel):
     items: list[EventRead]
 
 
+class ReadTokenQuery(BaseModel):
+    access_token: str | None = Field(
+        default=None,
+        max_length=1000,
+        description="Instead of a key: a read token of this job (POST /v1/jobs/{id}/read-token), for browsers.",
+    )
+
+
+class ReadTokenRead(BaseModel):
+    token: str = Field(description="Send as `?access_token=` on GET /v1/jobs/{id} and /stream of this job only.")
+    job_id: uuid.UUID
+    expires_at: datetime
+    stream_url: str = Field(description="The job's event stream with the token, ready for `new EventSource(url)`.")
+
+
 class ResultRead(BaseModel):
     job_id: uuid.UUID
     data: dict[str, Any] | None

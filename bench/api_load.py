@@ -196,7 +196,7 @@ def main() -> None:
         stack.callback(lambda: (os.killpg(bare.pid, signal.SIGTERM), bare.wait(10)))
         bare_base = f"http://127.0.0.1:{bare_port}"
         job = json.dumps({"type": "echo", "payload": {"message": "hi"}})
-        post: list[Call] = [("POST", "/v1/jobs", {"Content-Type": "application/json"}, job)]
+        post: list[Call] = [("POST", "/v1/jobs", {"Content-Type": "application/json", **cluster.auth}, job)]
         bare_post = lambda path: [("POST", path, {"Content-Type": "application/json"}, job)]  # noqa: E731
         api_pid = cluster.procs["api"].pid
         results["post_conveyor"] = with_cpu(
@@ -210,15 +210,17 @@ def main() -> None:
         )
 
         items = [json.loads(job)] * 1000
-        created = requests.post(f"{cluster.base}/v1/jobs:batch", json={"jobs": items}, timeout=120).json()
+        created = requests.post(f"{cluster.base}/v1/jobs:batch", json={"jobs": items}, headers=cluster.auth,
+                                timeout=120).json()  # fmt: skip
         ids = [item["job"]["id"] for item in created["items"]]
-        gets: list[Call] = [("GET", f"/v1/jobs/{i}", {}, None) for i in ids]
+        gets: list[Call] = [("GET", f"/v1/jobs/{i}", cluster.auth, None) for i in ids]
         results["get_conveyor"] = with_cpu(
             api_pid, lambda: median_of_runs(cluster.base, gets, args.seconds, directory, expect=(200,))
         )
 
-        polls: list[Call] = [("GET", f"/v1/jobs/{i}", {"If-None-Match": requests.get(f"{cluster.base}/v1/jobs/{i}",
-                              timeout=30).headers["ETag"]}, None) for i in ids]  # fmt: skip
+        polls: list[Call] = [("GET", f"/v1/jobs/{i}", {**cluster.auth, "If-None-Match": requests.get(
+            f"{cluster.base}/v1/jobs/{i}", headers=cluster.auth, timeout=30).headers["ETag"]}, None)
+            for i in ids]  # fmt: skip
         polling = with_cpu(api_pid, lambda: median_of_runs(cluster.base, polls, args.seconds, directory, expect=(304,)))
         results["poll_1000_jobs_etag"] = polling | {
             "api_cpu_ms_per_1000_polls": round(polling["server_cpu_ms_per_request"] * 1000, 1)

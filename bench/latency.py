@@ -54,7 +54,7 @@ def conveyor_latency(cluster: Cluster, jobs: int) -> tuple[list[float], dict[str
     for i in range(jobs):
         body = json.dumps({"type": "echo", "payload": {"message": str(i)}})
         sent = datetime.now(UTC)
-        http.request("POST", "/v1/jobs", body=body, headers={"Content-Type": "application/json"})
+        http.request("POST", "/v1/jobs", body=body, headers={"Content-Type": "application/json", **cluster.auth})
         response = http.getresponse()
         assert response.status == 202, response.read()
         job_id = json.loads(response.read())["id"]

@@ -68,7 +68,7 @@ def conveyor_run(cluster: Cluster, jobs: int, meter: CpuMeter, *, batch: bool) -
         if not hasattr(local, "http"):
             local.http = HTTPConnection("127.0.0.1", cluster.port, timeout=120)
         http: HTTPConnection = local.http
-        http.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+        http.request("POST", path, json.dumps(body), {"Content-Type": "application/json", **cluster.auth})
         response = http.getresponse()
         answer = response.read()
         if response.status not in (200, 202, 207):

@@ -10,6 +10,9 @@ from pathlib import Path
 from core.queue_names import QueueNames
 from core.settings import LOOPBACK, Settings
 
+# gunicorn's combined format without the query string and the referer: a read token travels as ?access_token=
+# (browsers' EventSource), and a secret must never reach a log.
+ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(a)s"'
 SHARED_MEMORY = "/dev/shm"  # noqa: S108 - a memory file system, not a world-writable temp dir's file
 
 
@@ -80,7 +83,7 @@ def process_commands(settings: Settings) -> dict[str, str]:
             # threads: event streams and slow clients must not hold a whole worker process each
             "--worker-class", "gthread", "--threads", str(settings.api_threads),
             *heartbeat_in_memory(),
-            "--access-logfile", "-",
+            "--access-logfile", "-", "--access-logformat", ACCESS_LOG_FORMAT,
             "api:create_app()",
         ]
     )  # fmt: skip

@@ -97,6 +97,13 @@ class Settings(BaseSettings):
         description="Where the rate limits count (a `limits` storage URL, e.g. redis://host:6379/2); default: the "
         "broker's Redis.",
     )
+    read_token_seconds: int = Field(
+        default=900,
+        ge=10,
+        le=86400,
+        description="Lifetime of a job's read token (POST /v1/jobs/{id}/read-token), used as ?access_token= by "
+        "browsers following one job.",
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default=[],
         description="Browser origins allowed to call the API (comma-separated, e.g. https://app.example.com); "

@@ -61,6 +61,17 @@ def test_compose_shares_a_server_secret_and_guards_redis_with_a_password(compose
     assert redis[redis.index("--requirepass") + 1].startswith("${REDIS_PASSWORD:?")
 
 
+def test_access_logs_never_carry_query_strings(compose: dict[str, Any], tmp_path: Path) -> None:
+    """A read token travels in ?access_token=: neither compose's api nor `conveyor up`'s logs the query."""
+    from cli.processes import ACCESS_LOG_FORMAT
+
+    assert "%(r)s" not in ACCESS_LOG_FORMAT and "%(q)s" not in ACCESS_LOG_FORMAT and "%(f)s" not in ACCESS_LOG_FORMAT
+    command = compose["services"]["api"]["command"]
+    assert command[command.index("--access-logformat") + 1] == ACCESS_LOG_FORMAT
+    up = shlex.split(process_commands(Settings(data_dir=tmp_path))["api"])
+    assert up[up.index("--access-logformat") + 1] == ACCESS_LOG_FORMAT
+
+
 def test_the_api_keeps_a_database_connection_per_gunicorn_thread(compose: dict[str, Any]) -> None:
     api = compose["services"]["api"]
     threads = api["command"][api["command"].index("--threads") + 1]

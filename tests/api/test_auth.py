@@ -211,3 +211,39 @@ def test_secrets_never_reach_the_logs(
     secret = app.extensions["conveyor"].authenticator.server_secret.hex()
     logged = caplog.text + "".join(str(r.args) for r in caplog.records)
     assert made not in logged and made[21:] not in logged and secret not in logged
+
+
+def test_a_read_token_reads_one_job_only(app: APIFlask, client: FlaskClient, anonymous: FlaskClient) -> None:
+    """What a browser's EventSource uses: `?access_token=` on the job's GET and stream, nothing else."""
+    job = client.post("/v1/jobs", json={"type": "echo", "payload": {"message": "x"}}).json
+    other = client.post("/v1/jobs", json={"type": "echo", "payload": {"message": "y"}}).json
+    made = client.post(f"/v1/jobs/{job['id']}/read-token")
+    assert made.status_code == 201
+    token = made.json["token"]
+    assert token.startswith("cvr_") and made.json["stream_url"] == f"/v1/jobs/{job['id']}/stream?access_token={token}"
+    read = anonymous.get(f"/v1/jobs/{job['id']}?access_token={token}")
+    assert read.status_code == 200 and read.json["id"] == job["id"]
+    with anonymous.get(made.json["stream_url"], buffered=False) as stream:
+        assert stream.status_code == 200 and stream.mimetype == "text/event-stream"
+        assert job["id"] in next(stream.response).decode()
+    assert "reads job" in assert_problem(anonymous.get(f"/v1/jobs/{other['id']}?access_token={token}"), 401)["detail"]
+    for path in (f"/v1/jobs/{job['id']}/events", f"/v1/jobs/{job['id']}/result", "/v1/jobs"):
+        assert_problem(anonymous.get(f"{path}?access_token={token}"), 401)
+    assert_problem(anonymous.post(f"/v1/jobs/{job['id']}/cancel?access_token={token}"), 401)
+    assert_problem(anonymous.get(f"/v1/jobs/{job['id']}?access_token={token[:-2]}xx"), 401)
+    assert_problem(anonymous.get(f"/v1/jobs/{job['id']}?access_token=cvk_{token[4:]}"), 401)
+
+
+def test_a_read_token_expires_and_is_tied_to_the_server_secret() -> None:
+    import uuid
+
+    from core.keys import KeyInvalid
+    from core.read_tokens import ReadGrant, issue_read_token, verify_read_token
+
+    grant = ReadGrant("acme", uuid.uuid4(), "0123456789abcdef")
+    token = issue_read_token(b"a" * 32, grant)
+    assert verify_read_token(b"a" * 32, token, max_age=60) == grant
+    with pytest.raises(KeyInvalid, match="expired"):
+        verify_read_token(b"a" * 32, token, max_age=-1)  # older than the lifetime allows
+    with pytest.raises(KeyInvalid, match="not valid"):
+        verify_read_token(b"b" * 32, token, max_age=60)

@@ -89,6 +89,7 @@ def by_id(owner: Tenant) -> dict[tuple[str, str], tuple[str, dict[str, Any]]]:
         ("GET", "/v1/jobs/<job_id>/events"): (f"/v1/jobs/{owner.job}/events", {}),
         ("GET", "/v1/jobs/<job_id>/result"): (f"/v1/jobs/{owner.job}/result", {}),
         ("GET", "/v1/jobs/<job_id>/stream"): (f"/v1/jobs/{owner.job}/stream", {}),
+        ("POST", "/v1/jobs/<job_id>/read-token"): (f"/v1/jobs/{owner.job}/read-token", {}),
         ("POST", "/v1/jobs/<job_id>/cancel"): (f"/v1/jobs/{owner.failed_job}/cancel", {}),
         ("POST", "/v1/jobs/<job_id>/retry"): (f"/v1/jobs/{owner.failed_job}/retry", {}),
         ("GET", "/v1/schedules/<schedule_id>"): (f"/v1/schedules/{owner.schedule}", {}),
