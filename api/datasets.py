@@ -10,8 +10,7 @@ from apiflask import APIBlueprint
 from flask import request, url_for
 
 from api.auth import principal, requires, tenant
-from api.extension import conveyor, db
-from api.jobs import publish_after_commit
+from api.extension import conveyor, db, publish_job
 from api.schemas import (
     DatasetAccepted,
     DatasetList,
@@ -89,7 +88,7 @@ def _accept(upload: Upload, dataset: Dataset, mode: str) -> Any:
                  object_type="dataset", object_id=str(dataset.id), detail={"job_id": str(job.id)})  # fmt: skip
     dataset.last_job_id = job.id
     session.commit()
-    publish_after_commit([job])
+    publish_job(job)
     body = DatasetAccepted(dataset=dataset_read(dataset), job=JobRead.of(job))
     return body, 202, {"Location": url_for("datasets.get_one", dataset_id=str(dataset.id))}
 

@@ -11,7 +11,9 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.group_commit import GroupCommit
-from core.queue import Publisher
+from core.models import Job
+from core.publish import publish_committed, wakeup_of
+from core.queue import Publisher, Wakeup
 from core.registry import Registry
 from core.settings import Settings
 from core.submit import JobRequest, Submitted
@@ -55,3 +57,14 @@ def close_db(_exc: BaseException | None = None) -> None:
     session = g.pop("db_session", None)
     if session is not None:
         session.close()
+
+
+def publish(wakeups: list[Wakeup]) -> None:
+    """After the request's commit: publish, leaving what fails to the reconciler (core.publish)."""
+    ext = conveyor()
+    publish_committed(ext.publisher, ext.sessions, wakeups)
+
+
+def publish_job(job: Job) -> None:
+    """A job published alone, after its commit (a retry, a dataset's ingest, a schedule's trigger)."""
+    publish([wakeup_of(job, conveyor().registry.get(job.type))])

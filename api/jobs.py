@@ -12,11 +12,10 @@ from typing import Any
 
 from apiflask import APIBlueprint
 from flask import Response, request
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from api.auth import principal, requires, tenant
-from api.extension import conveyor, db
+from api.extension import conveyor, db, publish, publish_job
 from api.schemas import (
     EventList,
     EventRead,
@@ -30,11 +29,10 @@ from api.schemas import (
 )
 from core.db import single_statement
 from core.errors import ConveyorError, JobNotFound
-from core.jobs import cancel_job, mark_unpublished, retry_job
+from core.jobs import cancel_job, retry_job
 from core.keys import Scope
 from core.models import Job
 from core.queries import JobFilter, get_job, get_result, list_events, list_jobs
-from core.queue import Wakeup
 from core.read_tokens import ReadGrant, issue_read_token
 from core.submit import JobRequest, Submitted, one_statement, request_fingerprint, submit_jobs, wakeups
 from core.types import utcnow
@@ -63,26 +61,6 @@ def idempotency_key() -> str | None:
     if not 1 <= len(key) <= IDEMPOTENCY_KEY_MAX or not key.isprintable():
         raise BadIdempotencyKey(f"Idempotency-Key must be 1-{IDEMPOTENCY_KEY_MAX} printable characters.")
     return key
-
-
-def publish_after_commit(jobs: list[Job]) -> None:
-    """A job published alone (a retry, a dataset's job, a schedule's trigger)."""
-    publish_wakeups(wakeups(conveyor().registry, jobs))
-
-
-def publish_wakeups(due: list[Wakeup]) -> None:
-    """After the commit that made the jobs durable; a failed publish only delays them until the reconciler's tick."""
-    failed = conveyor().publisher.publish(due)
-    if failed:
-        session = db()
-        try:
-            mark_unpublished(session, failed)
-            session.commit()
-        except SQLAlchemyError:
-            # The job is committed and will be re-published after REPUBLISH_AFTER anyway: answer 202, not 503,
-            # or the client would submit it a second time.
-            session.rollback()
-            log.warning("could not mark %s unpublished; the reconciler re-publishes them later", failed, exc_info=True)
 
 
 def job_response(job: Job, status: int) -> Response:
@@ -157,7 +135,7 @@ def submit_and_publish(session: Session, requests: list[JobRequest], *, now: dat
                                now=now, jobs_per_message=shared)  # fmt: skip
         session.commit()
     created = [o.job for o in outcomes if o.created and o.job is not None]
-    publish_wakeups(wakeups(ext.registry, created, jobs_per_message=shared))
+    publish(wakeups(ext.registry, created, jobs_per_message=shared))
     return outcomes
 
 
@@ -249,5 +227,5 @@ def retry(job_id: str) -> Any:
     session = db()
     job = retry_job(session, parse_job_id(job_id), tenant_id=tenant(), actor=principal().key_id)
     session.commit()
-    publish_after_commit([job])
+    publish_job(job)
     return job_response(job, 202)

@@ -9,8 +9,8 @@ from apiflask import APIBlueprint
 from flask import url_for
 
 from api.auth import principal, requires, tenant
-from api.extension import conveyor, db
-from api.jobs import job_response, publish_after_commit
+from api.extension import conveyor, db, publish_job
+from api.jobs import job_response
 from api.schemas import JobPage, JobRead, RunListQuery, ScheduleList, ScheduleRead, ScheduleUpdate
 from core.keys import Scope, record_audit
 from core.schedules import (
@@ -153,7 +153,7 @@ def trigger(schedule_id: str) -> Any:
     )
     audit("triggered", parse_schedule_id(schedule_id), {"job_id": str(job.id)})
     session.commit()
-    publish_after_commit([job])
+    publish_job(job)
     return job_response(job, 202)
 
 

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from core.jobs import fail_attempt, published_alone, record_event
 from core.models import Job
+from core.publish import wakeup_of
 from core.queue import Wakeup
 from core.status import JobStatus
 from core.types import iso_or_none, utcnow
@@ -38,10 +39,6 @@ def _batch(session: Session, *conditions: object, limit: int, order: object = Jo
     query = select(Job).where(*conditions).order_by(order).limit(limit)  # type: ignore[arg-type]
     query = query.with_for_update(skip_locked=True).execution_options(populate_existing=True)
     return list(session.scalars(query))
-
-
-def _wakeup(job: Job) -> Wakeup:
-    return Wakeup(job_id=job.id, type=job.type, queue=job.queue, priority=job.priority)
 
 
 def reconcile(
@@ -106,7 +103,7 @@ def reconcile(
         record_event(session, job.id, S.QUEUED.value, attempt=job.attempt, detail={"from": job.status}, now=now)
         job.status, job.updated_at = S.QUEUED.value, now
         published_alone(job, now)
-        report.to_publish.append(_wakeup(job))
+        report.to_publish.append(wakeup_of(job))
         report.woken += 1
 
     unpublished = Job.published_at.is_(None) & (Job.updated_at < now - UNPUBLISHED_GRACE)
@@ -118,7 +115,7 @@ def reconcile(
 def _republish(session: Session, job: Job, report: ReconcileReport, now: datetime) -> None:
     record_event(session, job.id, "republished", attempt=job.attempt, now=now)
     published_alone(job, now)
-    report.to_publish.append(_wakeup(job))
+    report.to_publish.append(wakeup_of(job))
     report.republished += 1
 
 

@@ -24,6 +24,7 @@ from core.bulk_insert import column_arrays, plain_insert, row_insert, row_params
 from core.errors import ConveyorError, IdempotencyMismatch, PayloadInvalid, UnknownQueue, UnknownType
 from core.jobs import EVENTS, JOBS, dml_in_cte, event_row
 from core.models import UNFINISHED, Job
+from core.publish import wakeup_of
 from core.queue import Wakeup, messages
 from core.registry import Registry, UnknownJobType
 from core.status import JobStatus
@@ -217,14 +218,8 @@ def wakeups(registry: Registry, jobs: list[Job], *, jobs_per_message: int = 1) -
     """The wake-ups of the jobs due now (queued), in order. With `jobs_per_message` > 1, jobs of a type, queue and
     priority share messages of up to that many, except types with a soft time limit, which Celery applies to a
     whole message."""
-    due = []
-    for job in jobs:
-        if job.status != S.QUEUED:
-            continue
-        spec = registry.get(job.type)
-        per_message = jobs_per_message if spec.soft_time_limit is None else 1
-        due.append(Wakeup(job.id, job.type, job.queue, job.priority, per_message, spec.time_limit))
-    return due
+    return [wakeup_of(job, registry.get(job.type), jobs_per_message=jobs_per_message)
+            for job in jobs if job.status == S.QUEUED]  # fmt: skip
 
 
 def _column_values(job: Job) -> dict[str, Any]:

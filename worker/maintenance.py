@@ -9,8 +9,8 @@ from dataclasses import asdict
 from typing import Any
 
 from core.firing import fire_due_schedules
-from core.jobs import mark_unpublished
 from core.planner_stats import refresh_planner_statistics
+from core.publish import publish_committed, wakeup_of
 from core.queue import Wakeup
 from core.reconcile import reconcile
 from worker.runtime import WorkerRuntime
@@ -39,7 +39,7 @@ def run_reconcile(runtime: WorkerRuntime) -> dict[str, Any]:
 def run_schedules(runtime: WorkerRuntime) -> dict[str, Any]:
     with runtime.sessions() as session, session.begin():
         report = fire_due_schedules(session, registry=runtime.registry, known_queues=runtime.settings.queues)
-        wakeups = [Wakeup(job.id, job.type, job.queue, job.priority) for job in report.jobs]
+        wakeups = [wakeup_of(job) for job in report.jobs]
     failed = _publish(runtime, wakeups)
     summary = {"schedules": report.schedules, "jobs": len(wakeups), "missed": report.missed, "errors": report.errors,
                "publish_failed": failed}  # fmt: skip
@@ -58,9 +58,5 @@ def _broker_depth(runtime: WorkerRuntime, queue: str) -> int:
 
 
 def _publish(runtime: WorkerRuntime, wakeups: list[Wakeup]) -> int:
-    """Publish after commit; what fails is marked so the reconciler publishes it again. Returns the failures."""
-    failed = runtime.publisher.publish(wakeups)
-    if failed:
-        with runtime.sessions() as session, session.begin():
-            mark_unpublished(session, failed)
-    return len(failed)
+    """Publish after commit (core.publish); returns how many failed."""
+    return len(publish_committed(runtime.publisher, runtime.sessions, wakeups))
