@@ -179,7 +179,7 @@ class CeleryPublisher:
 
 
 def celery_config(settings: Settings, *, producer: bool = False) -> dict[str, Any]:
-    """The Celery settings baseline of DESIGN.md §4, shared by the API's producer and the worker.
+    """The Celery settings baseline of docs/design.md §4, shared by the API's producer and the worker.
 
     A producer (the API) gets tight broker timeouts and one publish retry: a broker that accepts connections but
     never answers (a network blackhole) must cost a request a few seconds, not minutes; the job is committed and

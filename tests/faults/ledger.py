@@ -64,7 +64,7 @@ class Ledger:
         return path
 
     def assert_no_loss_no_duplicates(self) -> None:
-        """The promise of DESIGN.md §1, for every scenario."""
+        """The promise of docs/design.md §1, for every scenario."""
         assert self.lost == 0, f"{self.lost} accepted jobs not finished visibly: {self}"
         assert self.stuck == 0, self
         assert self.duplicate_effects == 0, self
