@@ -15,20 +15,14 @@ from api import create_app
 from api.rate_limits import storage_uri
 from core.queue import RecordingPublisher
 from core.settings import Settings
-from tests.support.backends import RedisServer, service_redis_db
+from tests.support.backends import broker_redis
 from tests.support.keys import app_key, client_with
 
 
 @pytest.fixture(params=["embedded", "services"])
 def broker_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     with ExitStack() as stack:
-        if request.param == "embedded":
-            redis = RedisServer(tmp_path / "broker")
-            redis.start()
-            stack.callback(redis.stop)
-            yield redis.url
-        else:
-            yield stack.enter_context(service_redis_db())
+        yield broker_redis(request.param, tmp_path, stack)
 
 
 def test_a_key_over_its_limit_gets_429_then_is_allowed_again(

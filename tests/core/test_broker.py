@@ -17,7 +17,7 @@ from kombu.transport import pyamqp as kombu_pyamqp
 from core.broker_connection import RedisChannel, RedisTransport
 from core.queue import CeleryPublisher, Wakeup, broker_reachable, make_celery
 from core.settings import Settings
-from tests.support.backends import RedisServer, service_redis_db, services_or_skip
+from tests.support.backends import broker_redis, services_or_skip
 
 RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672//"
 
@@ -25,13 +25,8 @@ RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672//"
 @pytest.fixture(params=["embedded-redis", "redis", "rabbitmq"])
 def publisher(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CeleryPublisher]:
     with ExitStack() as stack:
-        if request.param == "embedded-redis":
-            server = RedisServer(tmp_path / "broker")
-            server.start()
-            stack.callback(server.stop)
-            url = server.url
-        elif request.param == "redis":
-            url = stack.enter_context(service_redis_db())
+        if request.param in ("embedded-redis", "redis"):
+            url = broker_redis("embedded" if request.param == "embedded-redis" else "services", tmp_path, stack)
         else:
             app = make_celery(Settings(broker_url=RABBITMQ_URL), producer=True)
             services_or_skip("RabbitMQ", broker_reachable(app, timeout=2))

@@ -10,18 +10,15 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.harness import Cluster
-from tests.support.backends import RedisServer, postgres_database, service_redis_db
+from tests.support.backends import broker_redis, postgres_database
 
 pytestmark = pytest.mark.e2e
 
 
 def backend_urls(kind: str, directory: Path, stack: ExitStack) -> tuple[str, str]:
     if kind == "embedded":
-        redis = RedisServer(directory / "broker")
-        redis.start()
-        stack.callback(redis.stop)
-        return f"sqlite:///{directory / 'conveyor.db'}", redis.url
-    return stack.enter_context(postgres_database()), stack.enter_context(service_redis_db())
+        return f"sqlite:///{directory / 'conveyor.db'}", broker_redis(kind, directory, stack)
+    return stack.enter_context(postgres_database()), broker_redis(kind, directory, stack)
 
 
 @pytest.fixture(scope="module", params=["embedded", "services"])

@@ -15,7 +15,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
@@ -188,3 +188,14 @@ class PostgresServer:
     def remove(self) -> None:
         self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def broker_redis(kind: str, directory: Path, stack: ExitStack) -> str:
+    """A Redis of this test's own: `embedded`, a private redis-server on a unix socket (what `conveyor up` runs),
+    stopped when `stack` closes; `services`, an empty DB number of the machine's Redis."""
+    if kind == "embedded":
+        server = RedisServer(directory / "broker")
+        server.start()
+        stack.callback(server.stop)
+        return server.url
+    return stack.enter_context(service_redis_db())
