@@ -50,7 +50,8 @@ def test_no_input_produces_a_server_error(
     @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None)
     def check(case: Any) -> None:
         response = case.call_and_validate(headers=auth, checks=[not_a_server_error])
-        assert response.status_code not in (401, 403), response.text  # the key opens every operation
+        if mode is GenerationMode.POSITIVE:  # negative cases may drop or mangle the Authorization header itself
+            assert response.status_code not in (401, 403), response.text  # the key opens every operation
         if response.status_code >= 400:
             headers = {name.lower(): value for name, value in response.headers.items()}
             content_type = headers["content-type"]
