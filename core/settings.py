@@ -88,7 +88,7 @@ class Settings(BaseSettings):
         "another process stops working within this time (at once in the process that revoked it).",
     )
     rate_limit: str = Field(
-        default="100000/minute;3000/second",
+        default="100000/minute",
         description="Requests per API key across all /v1 routes, in flask-limiter's notation (`;` between limits); "
         "empty turns rate limiting off.",
     )
