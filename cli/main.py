@@ -16,7 +16,7 @@ from cli.keys import ensure_admin_key, ensure_flower_auth, keys
 from cli.processes import NoRedisServer, process_commands, process_env
 from cli.schedules import schedule, sync_file
 from core.migrate import upgrade_database
-from core.settings import Settings
+from core.settings import Settings, redacted
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 
@@ -46,7 +46,8 @@ def up() -> None:
     data = settings.data_dir.resolve()
     flower = f"http://{settings.flower_host}:{settings.flower_port}"
     click.echo(
-        f"Conveyor starting on {settings.resolved_database_url.split('://')[0]} + {settings.resolved_broker_url}\n"
+        f"Conveyor starting on {settings.resolved_database_url.split('://')[0]} + "
+        f"{redacted(settings.resolved_broker_url)}\n"
         f"  API     {api}/v1/jobs\n  Docs    {api}/docs\n  Data    {data}"
     )
     if settings.auth == "off":

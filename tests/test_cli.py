@@ -74,3 +74,11 @@ def test_the_admin_key_of_conveyor_up_is_made_once_and_remade_for_another_databa
     other = Settings(data_dir=tmp_path / "var", database_url=f"sqlite:///{tmp_path / 'other.db'}")
     again, made_again = ensure_admin_key(other)  # the file's key is unknown to this database
     assert made_again and again != token
+
+
+def test_printed_urls_never_show_a_password() -> None:
+    from core.settings import redacted
+
+    assert redacted("redis://:s3cret@redis:6379/0") == "redis://:***@redis:6379/0"
+    assert redacted("postgresql+psycopg://conveyor:s3cret@db:5432/c") == "postgresql+psycopg://conveyor:***@db:5432/c"
+    assert redacted("redis+socket:///var/redis.sock") == "redis+socket:///var/redis.sock"
