@@ -12,11 +12,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.group_commit import GroupCommit
 from core.models import Job
-from core.publish import publish_committed, wakeup_of
+from core.publish import publish_committed
 from core.queue import Publisher, Wakeup
 from core.registry import Registry
 from core.settings import Settings
-from core.submit import JobRequest, Submitted
+from core.submit import JobRequest, Submitted, wakeups
 
 if TYPE_CHECKING:
     from api.auth import Authenticator
@@ -66,5 +66,5 @@ def publish(wakeups: list[Wakeup]) -> None:
 
 
 def publish_job(job: Job) -> None:
-    """A job published alone, after its commit (a retry, a dataset's ingest, a schedule's trigger)."""
-    publish([wakeup_of(job, conveyor().registry.get(job.type))])
+    """A job published alone, after its commit (a retry, a dataset's ingest, a schedule's trigger), if it is due."""
+    publish(wakeups(conveyor().registry, [job]))
