@@ -393,11 +393,11 @@ def cancel_job(
     job.cancel_requested, job.updated_at = True, now
     if status is S.RUNNING:
         record_event(session, job_id, "cancel_requested", attempt=job.attempt, worker=job.worker,
-                     detail={"by": actor}, now=now)  # fmt: skip
+                     detail={"actor": actor}, now=now)  # fmt: skip
     else:
         job.status, job.finished_at = S.CANCELLED.value, now
         record_event(session, job_id, S.CANCELLED.value, attempt=job.attempt,
-                     detail={"from": status.value, "by": actor}, now=now)  # fmt: skip
+                     detail={"from": status.value, "actor": actor}, now=now)  # fmt: skip
     return job
 
 

@@ -188,7 +188,7 @@ def _insert(session: Session, plain: list[Job], created: list[Job], actors: list
     work (core/bulk_insert.py). On PostgreSQL they are one statement of column arrays (the jobs in a CTE; the events'
     foreign keys are checked at its end): one round trip where executemany made two."""
     rows = [_column_values(job) for job in plain]
-    events = [event_row(j.id, j.status, detail={"queue": j.queue, "run_at": iso_or_none(j.run_at), "by": actor},
+    events = [event_row(j.id, j.status, detail={"queue": j.queue, "run_at": iso_or_none(j.run_at), "actor": actor},
                         now=now) for j, actor in zip(created, actors, strict=True)]  # fmt: skip
     dialect = session.get_bind().dialect
     connection = session.connection()

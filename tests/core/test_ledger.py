@@ -356,4 +356,4 @@ def test_plain_submits_keep_every_value(session: Session, registry: Registry, co
         assert (row.status, row.run_at) == (("scheduled", later) if scheduled else ("queued", None))
         assert row.created_at.tzinfo is not None and row.cancel_requested is False
         detail = session.scalars(select(JobEvent.detail).where(JobEvent.job_id == row.id)).one()
-        assert detail == {"queue": "default", "run_at": later.isoformat() if scheduled else None, "by": f"key{i}"}
+        assert detail == {"queue": "default", "run_at": later.isoformat() if scheduled else None, "actor": f"key{i}"}
