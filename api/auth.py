@@ -17,8 +17,9 @@ from flask import Response, current_app, g, request
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.extension import conveyor
+from api.extension import conveyor, db
 from api.problems import problem
+from core.audit import record_audit
 from core.keys import KeyInvalid, KeyRecord, Principal, Scope, key_id_of, load_key, touch_key, verify
 from core.read_tokens import verify_read_token
 from core.types import utcnow
@@ -123,6 +124,12 @@ def principal() -> Principal:
 
 def tenant() -> str:
     return principal().tenant_id
+
+
+def audit(action: str, object_type: str, object_id: object, detail: dict[str, object] | None = None) -> None:
+    """Record in the request's session (committed with the change) that this request's key did `action`."""
+    record_audit(db(), tenant_id=tenant(), actor=principal().key_id, action=action, object_type=object_type,
+                 object_id=str(object_id), detail=detail)  # fmt: skip
 
 
 def _read_token_caller() -> Principal | None:

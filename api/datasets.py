@@ -9,7 +9,7 @@ from typing import Any
 from apiflask import APIBlueprint
 from flask import request, url_for
 
-from api.auth import principal, requires, tenant
+from api.auth import audit, requires, tenant
 from api.extension import conveyor, db, publish_job
 from api.schemas import (
     DatasetAccepted,
@@ -39,7 +39,7 @@ from core.datasets.store import (
     read_rows,
     versions_of,
 )
-from core.keys import Scope, record_audit
+from core.keys import Scope
 from core.models import Dataset
 from core.submit import submit_job
 
@@ -84,8 +84,7 @@ def _accept(upload: Upload, dataset: Dataset, mode: str) -> Any:
                "options": upload.options.model_dump(), "mode": mode}  # fmt: skip
     job, _ = submit_job(session, registry=ext.registry, known_queues=ext.settings.queues, type="dataset_ingest",
                         payload=payload, tenant_id=dataset.tenant_id)  # fmt: skip
-    record_audit(session, tenant_id=dataset.tenant_id, actor=principal().key_id, action=f"dataset.{mode}",
-                 object_type="dataset", object_id=str(dataset.id), detail={"job_id": str(job.id)})  # fmt: skip
+    audit(f"dataset.{mode}", "dataset", dataset.id, {"job_id": str(job.id)})
     dataset.last_job_id = job.id
     session.commit()
     publish_job(job)
@@ -184,8 +183,7 @@ def delete(dataset_id: str) -> Any:
     session = db()
     dataset = get_dataset(session, parse_dataset_id(dataset_id), tenant_id=tenant())
     paths = delete_dataset(session, dataset, conveyor().settings.data_dir.resolve())
-    record_audit(session, tenant_id=dataset.tenant_id, actor=principal().key_id, action="dataset.deleted",
-                 object_type="dataset", object_id=str(dataset.id), detail={"name": dataset.name})  # fmt: skip
+    audit("dataset.deleted", "dataset", dataset.id, {"name": dataset.name})
     session.commit()
     for path in paths:
         with contextlib.suppress(FileNotFoundError):

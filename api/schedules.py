@@ -8,11 +8,11 @@ from typing import Any
 from apiflask import APIBlueprint
 from flask import url_for
 
-from api.auth import principal, requires, tenant
+from api.auth import audit, requires, tenant
 from api.extension import conveyor, db, publish_job
 from api.jobs import job_response
 from api.schemas import JobPage, JobRead, RunListQuery, ScheduleList, ScheduleRead, ScheduleUpdate
-from core.keys import Scope, record_audit
+from core.keys import Scope
 from core.schedules import (
     ScheduleDefinition,
     ScheduleNotFound,
@@ -42,11 +42,6 @@ def schedule_location(schedule_id: uuid.UUID) -> dict[str, str]:
     return {"Location": url_for("schedules.get_one", schedule_id=str(schedule_id))}
 
 
-def audit(action: str, schedule_id: uuid.UUID, detail: dict[str, object] | None = None) -> None:
-    record_audit(db(), tenant_id=tenant(), actor=principal().key_id, action=f"schedule.{action}",
-                 object_type="schedule", object_id=str(schedule_id), detail=detail)  # fmt: skip
-
-
 @bp.post("")
 @requires(Scope.SCHEDULES_WRITE)
 @bp.input(ScheduleDefinition, location="json", arg_name="body")
@@ -56,7 +51,7 @@ def create(body: ScheduleDefinition) -> Any:
     ext, session = conveyor(), db()
     schedule = create_schedule(session, body, registry=ext.registry, known_queues=ext.settings.queues,
                                tenant_id=tenant())  # fmt: skip
-    audit("created", schedule.id, {"name": schedule.name})
+    audit("schedule.created", "schedule", schedule.id, {"name": schedule.name})
     session.commit()
     return ScheduleRead.of(schedule), 201, schedule_location(schedule.id)
 
@@ -96,7 +91,7 @@ def update(schedule_id: str, body: Any) -> Any:
         known_queues=ext.settings.queues,
         tenant_id=tenant(),
     )
-    audit("updated", schedule.id, {"fields": sorted(changes)})
+    audit("schedule.updated", "schedule", schedule.id, {"fields": sorted(changes)})
     session.commit()
     return ScheduleRead.of(schedule)
 
@@ -109,7 +104,7 @@ def delete(schedule_id: str) -> Any:
     session = db()
     schedule_uuid = parse_schedule_id(schedule_id)
     delete_schedule(session, schedule_uuid, tenant_id=tenant())
-    audit("deleted", schedule_uuid)
+    audit("schedule.deleted", "schedule", schedule_uuid)
     session.commit()
     return ""
 
@@ -117,7 +112,7 @@ def delete(schedule_id: str) -> Any:
 def _set_enabled(schedule_id: str, enabled: bool) -> ScheduleRead:
     session = db()
     schedule = set_enabled(session, parse_schedule_id(schedule_id), enabled, tenant_id=tenant())
-    audit("resumed" if enabled else "paused", schedule.id)
+    audit("schedule.resumed" if enabled else "schedule.paused", "schedule", schedule.id)
     session.commit()
     return ScheduleRead.of(schedule)
 
@@ -151,7 +146,7 @@ def trigger(schedule_id: str) -> Any:
         known_queues=ext.settings.queues,
         tenant_id=tenant(),
     )
-    audit("triggered", parse_schedule_id(schedule_id), {"job_id": str(job.id)})
+    audit("schedule.triggered", "schedule", parse_schedule_id(schedule_id), {"job_id": str(job.id)})
     session.commit()
     publish_job(job)
     return job_response(job, 202)

@@ -19,8 +19,9 @@ from enum import StrEnum
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from core.audit import record_audit
 from core.errors import ConveyorError
-from core.models import ApiKey, AuditEvent
+from core.models import ApiKey
 from core.types import utcnow
 
 TOKEN_PREFIX = "cvk_"  # noqa: S105 - the public prefix, not a secret
@@ -120,14 +121,6 @@ def check_tenant(tenant_id: str) -> str:
         raise BadKeyRequest("A tenant is 1-64 lowercase letters, digits, `-` or `_`, starting with a letter or digit.",
                             errors=[{"field": "tenant", "message": tenant_id}])  # fmt: skip
     return tenant_id
-
-
-def record_audit(
-    session: Session, *, tenant_id: str, actor: str, action: str, object_type: str, object_id: str,
-    detail: dict[str, object] | None = None,
-) -> None:  # fmt: skip
-    session.add(AuditEvent(tenant_id=tenant_id, actor=actor, action=action, object_type=object_type,
-                           object_id=object_id, detail=detail, created_at=utcnow()))  # fmt: skip
 
 
 def create_key(

@@ -72,3 +72,24 @@ def test_bad_key_requests_are_422(client: FlaskClient) -> None:
         response = client.post("/v1/keys", json=body)
         assert response.status_code == 422 and response.mimetype == "application/problem+json", body
     assert client.get("/v1/keys/nope").status_code == 404
+
+
+def test_schedule_and_dataset_changes_are_audited_with_the_acting_key(app: APIFlask, make_key: KeyFactory) -> None:
+    token = make_key("acme")
+    client = client_with(app, token)
+    schedule = client.post("/v1/schedules", json={"name": "n", "type": "echo", "interval_seconds": 60,
+                                                  "payload": {"message": "x"}}).json["id"]  # fmt: skip
+    client.post(f"/v1/schedules/{schedule}/pause")
+    client.delete(f"/v1/schedules/{schedule}")
+    dataset = client.post("/v1/datasets?name=d", data="a\n1\n", content_type="text/csv").json["dataset"]["id"]
+    client.delete(f"/v1/datasets/{dataset}")
+    with app.extensions["conveyor"].sessions() as session:
+        rows = session.execute(
+            select(AuditEvent.action, AuditEvent.object_id, AuditEvent.actor, AuditEvent.tenant_id)
+            .where(AuditEvent.object_type.in_(["schedule", "dataset"])).order_by(AuditEvent.id)
+        ).all()  # fmt: skip
+    assert [(r.action, r.object_id) for r in rows] == [
+        ("schedule.created", schedule), ("schedule.paused", schedule), ("schedule.deleted", schedule),
+        ("dataset.replace", dataset), ("dataset.deleted", dataset),
+    ]  # fmt: skip
+    assert {(r.actor, r.tenant_id) for r in rows} == {(token[4:20], "acme")}
