@@ -3,10 +3,8 @@ database runs Conveyor), and the admin key `conveyor up` keeps in DATA_DIR/admin
 
 from __future__ import annotations
 
-import os
 import secrets
 from datetime import timedelta
-from pathlib import Path
 
 import click
 from sqlalchemy.orm import Session
@@ -16,6 +14,7 @@ from core.errors import ConveyorError
 from core.keys import KeyInvalid, Scope, create_key, key_id_of, list_keys, load_key, revoke_key, verify
 from core.migrate import upgrade_database
 from core.models import ApiKey
+from core.private_file import write_private
 from core.server_secret import server_secret
 from core.settings import Settings
 from core.types import utcnow
@@ -25,27 +24,20 @@ FLOWER_AUTH_FILE = "flower.auth"
 CLI_ACTOR = "cli"
 
 
-def _session(settings: Settings) -> Session:
+def _session(settings: Settings, *, migrate: bool = True) -> Session:
+    """A session on the settings' database; the `keys` commands migrate it first, `conveyor up` already has."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    upgrade_database(settings.resolved_database_url)
+    if migrate:
+        upgrade_database(settings.resolved_database_url)
     return make_sessionmaker(make_engine(settings.resolved_database_url))()
-
-
-def write_private(path: Path, text: str) -> None:
-    """Write a secret readable by its owner only (0600 from the start, then renamed into place)."""
-    draft = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text + "\n")
-    draft.replace(path)
 
 
 def ensure_admin_key(settings: Settings) -> tuple[str, bool]:
     """The admin key of tenant `default` in DATA_DIR/admin.key, made on first start (or when the file's key is not
-    valid in this database). Returns (token, made now)."""
+    valid in this database). Returns (token, made now). The database must be migrated."""
     path = settings.data_dir.resolve() / ADMIN_KEY_FILE
     secret = server_secret(settings)
-    with _session(settings) as session:
+    with _session(settings, migrate=False) as session:
         if path.exists():
             token = path.read_text().strip()
             try:
@@ -56,7 +48,7 @@ def ensure_admin_key(settings: Settings) -> tuple[str, bool]:
         _key, token = create_key(session, server_secret=secret, tenant_id="default", scopes=[Scope.ADMIN],
                                  name="admin (conveyor up)", created_by="conveyor up")  # fmt: skip
         session.commit()
-    write_private(path, token)
+    write_private(path, token, replace=True)
     return token, True
 
 
@@ -65,9 +57,9 @@ def ensure_flower_auth(settings: Settings) -> str:
     if settings.flower_basic_auth:
         return settings.flower_basic_auth
     path = settings.data_dir.resolve() / FLOWER_AUTH_FILE
-    if not path.exists():
-        write_private(path, f"admin:{secrets.token_urlsafe(18)}")
-    return path.read_text().strip()
+    if path.exists():
+        return path.read_text().strip()
+    return write_private(path, f"admin:{secrets.token_urlsafe(18)}", replace=False)
 
 
 @click.group()

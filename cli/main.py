@@ -64,9 +64,9 @@ def up() -> None:
         click.echo(f"  Key     {shown}   (admin of tenant `default`; send `Authorization: Bearer <key>`)")
         if made:
             click.echo(f"          saved to {data / 'admin.key'} (mode 0600); it is not printed again")
-        user = ensure_flower_auth(settings).split(":", 1)[0]
-        click.echo(f"  Flower  {flower}   (user {user}, password in {data / 'flower.auth'})")
-        flower_env = {"FLOWER_BASIC_AUTH": ensure_flower_auth(settings)}
+        flower_auth = ensure_flower_auth(settings)
+        click.echo(f"  Flower  {flower}   (user {flower_auth.split(':', 1)[0]}, password in {data / 'flower.auth'})")
+        flower_env = {"FLOWER_BASIC_AUTH": flower_auth}
     click.echo("Press Ctrl-C to stop everything.")
     manager = Manager()
     for name, command in commands.items():

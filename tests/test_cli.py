@@ -64,14 +64,18 @@ def test_keys_create_list_revoke(tmp_path: Path) -> None:
 
 def test_the_admin_key_of_conveyor_up_is_made_once_and_remade_for_another_database(tmp_path: Path) -> None:
     from cli.keys import ensure_admin_key
+    from core.migrate import upgrade_database
     from core.settings import Settings
 
     settings = Settings(data_dir=tmp_path / "var")
+    settings.data_dir.mkdir()
+    upgrade_database(settings.resolved_database_url)  # as `conveyor up` does before it
     token, made = ensure_admin_key(settings)
     assert made and (tmp_path / "var" / "admin.key").read_text().strip() == token
     assert (tmp_path / "var" / "admin.key").stat().st_mode & 0o777 == 0o600
     assert ensure_admin_key(settings) == (token, False)
     other = Settings(data_dir=tmp_path / "var", database_url=f"sqlite:///{tmp_path / 'other.db'}")
+    upgrade_database(other.resolved_database_url)
     again, made_again = ensure_admin_key(other)  # the file's key is unknown to this database
     assert made_again and again != token
 
