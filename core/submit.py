@@ -102,18 +102,9 @@ def submit_job(
     """Validate and insert a job (flushed, not committed). Returns (job, created). created is False when the
     Idempotency-Key names a job made from the same request, or when an unfinished job holds the unique_key
     (the policy: the existing active job is returned, nothing new is made). Raises the ConveyorError otherwise."""
-    request = JobRequest(
-        type,
-        payload,
-        priority,
-        queue,
-        run_at,
-        max_attempts,
-        idempotency_key,
-        request_hash,
-        unique_key,
-        tenant_id=tenant_id,
-    )
+    request = JobRequest(type=type, payload=payload, priority=priority, queue=queue, run_at=run_at,
+                         max_attempts=max_attempts, idempotency_key=idempotency_key, request_hash=request_hash,
+                         unique_key=unique_key, tenant_id=tenant_id)  # fmt: skip
     return submit_job_request(session, registry=registry, known_queues=known_queues, request=request, now=now)
 
 
