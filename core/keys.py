@@ -78,12 +78,10 @@ class KeyRecord:
     secret_hash: str
     expires_at: datetime | None
     revoked_at: datetime | None
-    last_used_at: datetime | None
 
     @classmethod
     def of(cls, key: ApiKey) -> KeyRecord:
-        return cls(key.id, key.tenant_id, frozenset(key.scopes), key.secret_hash, key.expires_at, key.revoked_at,
-                   key.last_used_at)  # fmt: skip
+        return cls(key.id, key.tenant_id, frozenset(key.scopes), key.secret_hash, key.expires_at, key.revoked_at)
 
 
 def hash_token(server_secret: bytes, token: str) -> str:

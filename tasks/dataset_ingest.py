@@ -14,8 +14,9 @@ from core.datasets.files import path_of
 from core.datasets.formats import FileOptions, Format
 from core.datasets.ingest import ingest_file
 from core.datasets.load import COPY_CONNECTION_ERRORS
-from core.datasets.store import DatasetReferenceInvalid, referenced_dataset
+from core.datasets.store import referenced_dataset
 from core.db import TRANSIENT_ERRORS
+from core.errors import PayloadInvalid
 from core.models import Dataset, StoredFile
 from core.registry import JobSpec
 from core.types import utcnow
@@ -43,7 +44,7 @@ def check(payload: IngestPayload, session: Session, tenant_id: str) -> StoredFil
     referenced_dataset(session, payload.dataset_id, tenant_id=tenant_id)
     stored = session.get(StoredFile, payload.file_id)
     if stored is None or stored.tenant_id != tenant_id:
-        raise DatasetReferenceInvalid(
+        raise PayloadInvalid(
             f"The payload names file {payload.file_id}, which does not exist.",
             errors=[{"field": "payload.file_id", "message": "no such file"}],
         )

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from core.datasets.files import path_of
 from core.datasets.query import Filter, column_named, conditions, sql_column
 from core.datasets.schema import ROW_COLUMN, ColumnSpec, table_of
-from core.errors import ConveyorError
+from core.errors import ConveyorError, PayloadInvalid
 from core.models import Dataset, DatasetReject, DatasetVersion, StoredFile
 from core.types import utcnow
 
@@ -47,16 +47,12 @@ def get_dataset(session: Session, dataset_id: uuid.UUID, *, tenant_id: str = "de
     return dataset
 
 
-class DatasetReferenceInvalid(ConveyorError):
-    slug, status, title = "validation-error", 422, "Request validation failed"
-
-
 def referenced_dataset(session: Session, dataset_id: uuid.UUID, *, tenant_id: str) -> Dataset:
     """The dataset a job's payload names, at submit: one that is missing or another tenant's is the same 422."""
     try:
         return get_dataset(session, dataset_id, tenant_id=tenant_id)
     except DatasetNotFound:
-        raise DatasetReferenceInvalid(
+        raise PayloadInvalid(
             f"The payload names dataset {dataset_id}, which does not exist (GET /v1/datasets lists yours).",
             errors=[{"field": "payload.dataset_id", "message": "no such dataset"}],
         ) from None
