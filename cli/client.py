@@ -13,6 +13,7 @@ import click
 
 from core.settings import Settings
 
+ADMIN_KEY_FILE = "admin.key"  # in DATA_DIR: the admin key `conveyor up` made
 api_option = click.option("--api", help="API base URL (default: CONVEYOR_API_URL or the local API).")
 
 
@@ -64,7 +65,7 @@ def api_key(settings: Settings) -> str | None:
     """CONVEYOR_API_KEY, else the admin key `conveyor up` wrote to DATA_DIR/admin.key (a local setup)."""
     if key := os.environ.get("CONVEYOR_API_KEY"):
         return key.strip()
-    path = settings.data_dir.resolve() / "admin.key"
+    path = settings.data_dir.resolve() / ADMIN_KEY_FILE
     return path.read_text().strip() if path.exists() else None
 
 

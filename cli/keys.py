@@ -9,6 +9,7 @@ from datetime import timedelta
 import click
 from sqlalchemy.orm import Session
 
+from cli.client import ADMIN_KEY_FILE
 from core.db import make_engine, make_sessionmaker
 from core.errors import ConveyorError
 from core.keys import KeyInvalid, Scope, create_key, key_id_of, list_keys, load_key, revoke_key, verify
@@ -19,7 +20,6 @@ from core.server_secret import server_secret
 from core.settings import Settings
 from core.types import utcnow
 
-ADMIN_KEY_FILE = "admin.key"
 FLOWER_AUTH_FILE = "flower.auth"
 CLI_ACTOR = "cli"
 
