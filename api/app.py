@@ -7,7 +7,7 @@ from importlib.metadata import version
 from apiflask import APIFlask
 from flask import request
 
-from api import datasets, files, health, job_batches, job_stream, job_types, jobs, keys, queues, schedules
+from api import datasets, files, health, job_batches, job_stream, job_types, jobs, keys, queues, schedules, usage
 from api.auth import SECURITY_SCHEMES, Authenticator, authenticate
 from api.extension import Conveyor, close_db
 from api.headers import install_headers
@@ -17,6 +17,7 @@ from api.rate_limits import install_rate_limits
 from core.db import make_engine, make_sessionmaker, reading
 from core.group_commit import GroupCommit
 from core.queue import CeleryPublisher, Publisher, broker_reachable, make_celery
+from core.quotas import UsageCache
 from core.registry import Registry, load_registry
 from core.server_secret import server_secret
 from core.settings import Settings
@@ -64,6 +65,7 @@ def create_app(
         broker_check=(lambda: broker_reachable(celery, settings.publish_timeout)) if celery else (lambda: True),
         submit_groups=GroupCommit(jobs.submit_group),
         authenticator=Authenticator(server_secret(settings), read_sessions, sessions, settings.auth_cache_seconds),
+        usage_cache=UsageCache(),
     )
     app.teardown_appcontext(close_db)
     register_problem_handlers(app)
@@ -92,6 +94,7 @@ def create_app(
         datasets.bp,
         files.bp,
         keys.bp,
+        usage.bp,
         health.bp,
     )
     for blueprint in blueprints:

@@ -46,13 +46,14 @@ READ_TOKEN_ENDPOINTS = frozenset({"jobs.get_one", "job_stream.stream"})
 View = TypeVar("View", bound=Callable[..., Any])
 
 
-def requires(scope: Scope) -> Callable[[View], View]:
-    """Declare the scope an operation needs. Put it directly under the route decorator: it marks the function the
-    route registered, which the check reads and /openapi.json shows."""
+def requires(scope: Scope | None) -> Callable[[View], View]:
+    """Declare the scope an operation needs (None: any key, for what a tenant may always know of itself, such as
+    its usage). Put it directly under the route decorator: it marks the function the route registered, which the
+    check reads and /openapi.json shows."""
 
     def mark(view: View) -> View:
         view.required_scope = scope  # type: ignore[attr-defined]
-        view.__dict__.setdefault("_spec", {})["security"] = [{SCHEME: [scope.value]}]
+        view.__dict__.setdefault("_spec", {})["security"] = [{SCHEME: [] if scope is None else [scope.value]}]
         return view
 
     return mark
@@ -150,7 +151,7 @@ def authenticate() -> Response | None:
     if not request.path.startswith("/v1/") or request.endpoint is None or request.method == "OPTIONS":
         return None  # open routes; 404/405, which say nothing about any object; CORS preflights (no data)
     view = current_app.view_functions[request.endpoint]
-    scope: Scope = getattr(view, "required_scope", Scope.ADMIN)
+    scope: Scope | None = getattr(view, "required_scope", Scope.ADMIN)
     ext = conveyor()
     if ext.settings.auth == "off":
         if request.remote_addr not in LOOPBACK_ADDRESSES:
@@ -162,7 +163,7 @@ def authenticate() -> Response | None:
     except KeyInvalid as exc:
         return problem(401, slug=exc.slug, title=exc.title, detail=exc.detail,
                        headers={"WWW-Authenticate": 'Bearer realm="conveyor"'})  # fmt: skip
-    if not caller.allows(scope):
+    if scope is not None and not caller.allows(scope):
         rule = request.url_rule.rule if request.url_rule else request.path
         return problem(
             403,

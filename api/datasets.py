@@ -41,6 +41,7 @@ from core.datasets.store import (
 )
 from core.keys import Scope
 from core.models import Dataset
+from core.quotas import check_dataset_bytes
 from core.submit import submit_job
 
 bp = APIBlueprint("datasets", __name__, url_prefix="/v1/datasets", tag="Datasets")
@@ -52,7 +53,8 @@ UPLOAD_DOC = (
     "loaded by a `dataset_ingest` job."
 )
 UPLOAD_ERRORS = {
-    413: "Larger than CONVEYOR_MAX_UPLOAD_BYTES",
+    413: "Larger than CONVEYOR_MAX_UPLOAD_BYTES, or than what is left of the tenant's CONVEYOR_QUOTA_DATASET_BYTES",
+    429: "The tenant has CONVEYOR_QUOTA_ACTIVE_JOBS unfinished jobs already",
     415: "Neither multipart nor a supported file type",
     422: "Empty or unreadable file, invalid options or schema, columns missing from the file",
 }
@@ -77,13 +79,15 @@ def dataset_read(dataset: Dataset, *, with_versions: bool = False) -> DatasetRea
 def _accept(upload: Upload, dataset: Dataset, mode: str) -> Any:
     """Record the file and submit its ingest in one transaction; publish after commit."""
     ext, session = conveyor(), db()
+    check_dataset_bytes(session, dataset.tenant_id, upload.spooled.size, ext.settings.quota_dataset_bytes)
     stored = record_file(session, upload.spooled, upload.info, kind="upload", tenant_id=dataset.tenant_id)
     stored.dataset_id = dataset.id
     session.flush()  # the ingest's check reads the file's row
     payload = {"dataset_id": str(dataset.id), "file_id": str(stored.id), "format": upload.format,
                "options": upload.options.model_dump(), "mode": mode}  # fmt: skip
     job, _ = submit_job(session, registry=ext.registry, known_queues=ext.settings.queues, type="dataset_ingest",
-                        payload=payload, tenant_id=dataset.tenant_id)  # fmt: skip
+                        payload=payload, tenant_id=dataset.tenant_id,
+                        active_jobs_limit=ext.settings.quota_active_jobs)  # fmt: skip
     audit(f"dataset.{mode}", "dataset", dataset.id, {"job_id": str(job.id)})
     dataset.last_job_id = job.id
     session.commit()

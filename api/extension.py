@@ -14,6 +14,7 @@ from core.group_commit import GroupCommit
 from core.models import Job
 from core.publish import publish_committed
 from core.queue import Publisher, Wakeup
+from core.quotas import UsageCache
 from core.registry import Registry
 from core.settings import Settings
 from core.submit import JobRequest, Submitted, wakeups
@@ -33,6 +34,7 @@ class Conveyor:
     broker_check: Callable[[], bool]
     submit_groups: GroupCommit[JobRequest, Submitted]  # POST /v1/jobs: concurrent submits share a commit
     authenticator: Authenticator
+    usage_cache: UsageCache  # the tenants' unfinished jobs, as this process last counted them (core/quotas.py)
 
 
 def conveyor() -> Conveyor:

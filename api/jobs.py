@@ -23,9 +23,11 @@ from api.schemas import (
     JobListQuery,
     JobPage,
     JobRead,
+    JobSubmitted,
     ReadTokenQuery,
     ReadTokenRead,
     ResultRead,
+    SubmitQuery,
 )
 from core.db import single_statement
 from core.errors import ConveyorError, JobNotFound
@@ -63,10 +65,11 @@ def idempotency_key() -> str | None:
     return key
 
 
-def job_response(job: Job, status: int) -> Response:
+def job_response(job: Job, status: int, *, read_token: ReadTokenRead | None = None) -> Response:
     """The job as JSON, with its Location. pydantic-core serialises it directly: apiflask's output path (a dump,
     then json.dumps) and url_for's route building took a sixth of a POST's CPU in a profile."""
-    body = JobRead.of(job).model_dump_json()
+    read = JobRead.of(job)
+    body = (read if read_token is None else JobSubmitted(**dict(read), read_token=read_token)).model_dump_json()
     location = f"{request.script_root}{bp.url_prefix}/{job.id}"
     return Response(body, status=status, mimetype="application/json", headers={"Location": location})
 
@@ -97,7 +100,8 @@ def job_request(body: JobCreate, *, now: datetime, idempotency_key: str | None) 
 @bp.post("")
 @requires(Scope.JOBS_WRITE)
 @bp.input(JobCreate, location="json", arg_name="body")
-@bp.output(JobRead, status_code=202, description="Accepted; poll the Location.")
+@bp.input(SubmitQuery, location="query", arg_name="query")
+@bp.output(JobSubmitted, status_code=202, description="Accepted; poll the Location.")
 @bp.doc(
     summary="Submit a job",
     responses={
@@ -106,13 +110,16 @@ def job_request(body: JobCreate, *, now: datetime, idempotency_key: str | None) 
         415: "Not JSON",
     },
 )
-def create(body: JobCreate) -> Any:
+def create(body: JobCreate, query: SubmitQuery) -> Any:
     request_ = job_request(body, now=utcnow(), idempotency_key=idempotency_key())
     submitted = conveyor().submit_groups.submit(request_)
     if submitted.error is not None:
         raise submitted.error
-    assert submitted.job is not None  # noqa: S101 - an outcome has a job or an error
-    return job_response(submitted.job, 202 if submitted.created else 200)
+    job = submitted.job
+    assert job is not None  # noqa: S101 - an outcome has a job or an error
+    return job_response(
+        job, 202 if submitted.created else 200, read_token=read_token_of(job) if query.read_token else None
+    )
 
 
 def submit_group(requests: Sequence[JobRequest]) -> list[Submitted]:
@@ -132,7 +139,9 @@ def submit_and_publish(session: Session, requests: list[JobRequest], *, now: dat
     alone = one_statement(session, ext.registry, requests)
     with single_statement(session) if alone else contextlib.nullcontext():
         outcomes = submit_jobs(session, registry=ext.registry, known_queues=ext.settings.queues, requests=requests,
-                               now=now, jobs_per_message=shared)  # fmt: skip
+                               now=now, jobs_per_message=shared,
+                               active_jobs_limit=ext.settings.quota_active_jobs,
+                               usage_cache=ext.usage_cache)  # fmt: skip
         session.commit()
     created = [o.job for o in outcomes if o.created and o.job is not None]
     publish(wakeups(ext.registry, created, jobs_per_message=shared))
@@ -180,12 +189,16 @@ def get_one(job_id: str, _access: ReadTokenQuery) -> Any:
     responses={404: "No such job"},
 )
 def read_token(job_id: str) -> Any:
-    job = get_job(db(), parse_job_id(job_id), tenant_id=tenant())
+    return read_token_of(get_job(db(), parse_job_id(job_id), tenant_id=tenant())), 201
+
+
+def read_token_of(job: Job) -> ReadTokenRead:
+    """A token that reads this one job for CONVEYOR_READ_TOKEN_SECONDS, issued by the caller's key."""
     ext = conveyor()
     token = issue_read_token(ext.authenticator.server_secret, ReadGrant(job.tenant_id, job.id, principal().key_id))
     expires_at = utcnow() + timedelta(seconds=ext.settings.read_token_seconds)
     stream_url = f"{request.script_root}{bp.url_prefix}/{job.id}/stream?access_token={token}"
-    return ReadTokenRead(token=token, job_id=job.id, expires_at=expires_at, stream_url=stream_url), 201
+    return ReadTokenRead(token=token, job_id=job.id, expires_at=expires_at, stream_url=stream_url)
 
 
 @bp.get("/<job_id>/events")

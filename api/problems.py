@@ -80,6 +80,7 @@ def problem_body(
     title: str | None = None,
     detail: str | None = None,
     errors: list[dict[str, Any]] | None = None,
+    extensions: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The RFC 9457 document: the body of an error response, and the `error` of a refused batch item."""
     body: dict[str, Any] = {
@@ -91,12 +92,13 @@ def problem_body(
     }
     if errors:
         body["errors"] = errors
-    return body
+    return body | (extensions or {})
 
 
 def conveyor_problem_body(error: ConveyorError) -> dict[str, Any]:
     """The problem document of a core error (a refused batch item)."""
-    return problem_body(error.status, slug=error.slug, title=error.title, detail=error.detail, errors=error.errors)
+    return problem_body(error.status, slug=error.slug, title=error.title, detail=error.detail, errors=error.errors,
+                        extensions=error.extensions)  # fmt: skip
 
 
 def problem(
@@ -107,8 +109,9 @@ def problem(
     detail: str | None = None,
     errors: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
+    extensions: dict[str, Any] | None = None,
 ) -> Response:
-    body = problem_body(status, slug=slug, title=title, detail=detail, errors=errors)
+    body = problem_body(status, slug=slug, title=title, detail=detail, errors=errors, extensions=extensions)
     return Response(json.dumps(body), status=status, headers=headers, mimetype=PROBLEM_MEDIA_TYPE)
 
 
@@ -164,7 +167,7 @@ def register_problem_handlers(app: APIFlask) -> None:
 
     @app.errorhandler(ConveyorError)
     def conveyor_error(error: ConveyorError) -> Response:
-        return problem(error.status, slug=error.slug, title=error.title, detail=error.detail, errors=error.errors)
+        return Response(json.dumps(conveyor_problem_body(error)), status=error.status, mimetype=PROBLEM_MEDIA_TYPE)
 
     @app.errorhandler(OperationalError)
     @app.errorhandler(PoolTimeout)

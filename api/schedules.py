@@ -13,6 +13,7 @@ from api.extension import conveyor, db, publish_job
 from api.jobs import job_response
 from api.schemas import JobPage, JobRead, RunListQuery, ScheduleList, ScheduleRead, ScheduleUpdate
 from core.keys import Scope
+from core.quotas import check_schedules
 from core.schedules import (
     ScheduleDefinition,
     ScheduleNotFound,
@@ -49,6 +50,7 @@ def schedule_location(schedule_id: uuid.UUID) -> dict[str, str]:
 @bp.doc(summary="Create a schedule", responses={409: "The name is taken", 415: "Not JSON", 422: INVALID})
 def create(body: ScheduleDefinition) -> Any:
     ext, session = conveyor(), db()
+    check_schedules(session, tenant(), ext.settings.quota_schedules)
     schedule = create_schedule(session, body, registry=ext.registry, known_queues=ext.settings.queues,
                                tenant_id=tenant())  # fmt: skip
     audit("schedule.created", "schedule", schedule.id, {"name": schedule.name})
@@ -145,6 +147,7 @@ def trigger(schedule_id: str) -> Any:
         registry=ext.registry,
         known_queues=ext.settings.queues,
         tenant_id=tenant(),
+        active_jobs_limit=ext.settings.quota_active_jobs,
     )
     audit("schedule.triggered", "schedule", parse_schedule_id(schedule_id), {"job_id": str(job.id)})
     session.commit()

@@ -196,6 +196,18 @@ class ReadTokenRead(BaseModel):
     stream_url: str = Field(description="The job's event stream with the token, ready for `new EventSource(url)`.")
 
 
+class SubmitQuery(BaseModel):
+    read_token: bool = Field(
+        default=False,
+        description="Also answer with a read token of the new job (`read_token` in the body), as POST "
+        "/v1/jobs/{id}/read-token would: a browser can follow the job from the submit's answer alone.",
+    )
+
+
+class JobSubmitted(JobRead):
+    read_token: ReadTokenRead | None = Field(default=None, description="Present with `?read_token=true` only.")
+
+
 class ResultRead(BaseModel):
     job_id: uuid.UUID
     data: dict[str, Any] | None

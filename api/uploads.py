@@ -12,11 +12,13 @@ from typing import Any
 from flask import request
 from pydantic import ValidationError
 
+from api.auth import tenant
 from api.extension import conveyor, db
 from api.jsonio import SPOOL_FACTORY
 from core.datasets.files import FileInfo, SpoolFile, spool_stream
 from core.datasets.formats import FileOptions, Format
 from core.errors import ConveyorError
+from core.quotas import check_dataset_bytes
 
 RAW_TYPES: dict[str, Format] = {
     "text/csv": "csv",
@@ -76,6 +78,8 @@ def receive_upload() -> Upload:
         info = FileInfo(part.filename or "upload", part.mimetype or "application/octet-stream")
         spooled = part.stream
     elif request.mimetype in RAW_TYPES:
+        # the body is the file: one past the tenant's quota is refused before a byte of it is spooled
+        check_dataset_bytes(db(), tenant(), request.content_length or 0, settings.quota_dataset_bytes)
         spooled = spool_stream(request.stream, data_dir, limit)  # type: ignore[arg-type]
         params = {key: request.args[key] for key in request.args}
         info = FileInfo(params.get("filename", "upload"), request.mimetype)

@@ -12,10 +12,13 @@ class ConveyorError(Exception):
     status = 400
     title = "Bad request"
 
-    def __init__(self, detail: str, *, errors: list[dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self, detail: str, *, errors: list[dict[str, Any]] | None = None, extensions: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.errors = errors or []
+        self.extensions = extensions or {}  # RFC 9457 extension members: more of the problem, as fields
 
 
 class JobNotFound(ConveyorError):

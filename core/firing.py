@@ -66,9 +66,16 @@ def slots_to_fire(misfire: str, due: list[datetime], now: datetime, grace: timed
 
 
 def fire_due_schedules(
-    session: Session, *, registry: Registry, known_queues: list[str], now: datetime | None = None, batch: int = 100
+    session: Session,
+    *,
+    registry: Registry,
+    known_queues: list[str],
+    now: datetime | None = None,
+    batch: int = 100,
+    active_jobs_limit: int = 0,
 ) -> FiringReport:
-    """One tick. The caller commits, then publishes `report.jobs`."""
+    """One tick. The caller commits, then publishes `report.jobs`. A slot whose job would pass its tenant's quota
+    of unfinished jobs is not fired (the schedule's last_error says so)."""
     now = now or utcnow()
     query = (
         select(Schedule)
@@ -80,7 +87,8 @@ def fire_due_schedules(
     )
     report = FiringReport()
     for schedule in session.scalars(query):
-        _fire(session, schedule, registry=registry, known_queues=known_queues, now=now, report=report)
+        _fire(session, schedule, registry=registry, known_queues=known_queues, now=now, report=report,
+              active_jobs_limit=active_jobs_limit)  # fmt: skip
     return report
 
 
@@ -92,6 +100,7 @@ def _fire(
     known_queues: list[str],
     now: datetime,
     report: FiringReport,
+    active_jobs_limit: int,
 ) -> None:
     assert schedule.next_fire_at is not None  # noqa: S101 - selected by next_fire_at <= now
     due, count = due_slots(
@@ -101,12 +110,15 @@ def _fire(
     error: str | None = None
     try:
         requests = [job_request_for(schedule, slot, now) for slot in fire]
-        outcomes = submit_jobs(session, registry=registry, known_queues=known_queues, requests=requests, now=now)
+        outcomes = submit_jobs(session, registry=registry, known_queues=known_queues, requests=requests, now=now,
+                               active_jobs_limit=active_jobs_limit)  # fmt: skip
     except ConveyorError as exc:  # e.g. the job type was uninstalled after the schedule was made
         outcomes, error = [], exc.detail
+    refused = 0  # slots whose job was refused (e.g. over the tenant's quota): missed, as the misfire policy's are
     for outcome in outcomes:
         if outcome.error is not None:
             error = outcome.error.detail
+            refused += 1
         elif outcome.created and outcome.job is not None:
             report.jobs.append(outcome.job)
             schedule.last_job_id = outcome.job.id
@@ -116,8 +128,8 @@ def _fire(
     schedule.last_error = error
     if fire:
         schedule.last_slot_at = fire[-1]
-    schedule.missed_slots += count - len(fire)
-    report.missed += count - len(fire)
+    schedule.missed_slots += count - len(fire) + refused
+    report.missed += count - len(fire) + refused
     report.schedules += 1
     schedule.next_fire_at = next_slot(schedule, now)
     schedule.updated_at = now

@@ -40,12 +40,20 @@ EventId = BigInteger().with_variant(Integer(), "sqlite")  # SQLite only autoincr
 STATUS_VALUES = ", ".join(f"'{s.value}'" for s in JobStatus)
 TERMINAL_VALUES = ", ".join(f"'{s.value}'" for s in sorted(TERMINAL))
 UNFINISHED = f"status NOT IN ({TERMINAL_VALUES})"
+# The same rows named by the statuses they may have: the quota's index uses this form so that PostgreSQL cannot
+# prove a unique-key lookup (which says UNFINISHED) fits it, and never plans that lookup on it instead of its key's.
+ACTIVE = f"status IN ({', '.join(repr(s.value) for s in JobStatus if s not in TERMINAL)})"
 
 
 def _key_index(name: str, scope: str, key: str, *, also: str | None = None) -> Index:
     """A unique index over the rows whose `key` is set (and that match `also`)."""
     where = text(f"{key} IS NOT NULL" + (f" AND {also}" if also else ""))
     return Index(name, scope, key, unique=True, postgresql_where=where, sqlite_where=where)
+
+
+def _active_index(name: str, *columns: str) -> Index:
+    """An index over the unfinished jobs only (finished ones leave it, so it stays the size of the backlog)."""
+    return Index(name, *columns, postgresql_where=text(ACTIVE), sqlite_where=text(ACTIVE))
 
 
 class Base(DeclarativeBase):
@@ -103,6 +111,9 @@ class Job(Base):
         Index("ix_jobs_status_lease_until", "status", "lease_until"),
         Index("ix_jobs_tenant_created", "tenant_id", "created_at", "id"),
         Index("ix_jobs_queue_status", "queue", "status"),
+        # A tenant's unfinished jobs, for its quota (core/quotas.py): counted whole by the maintenance tick, and since
+        # that count by each submit. Finished rows leave it, so it stays the size of the backlog.
+        _active_index("ix_jobs_tenant_active", "tenant_id", "created_at"),
         # The key indexes hold only the rows that have the key (most jobs have none): a status change writes an
         # entry in every index of the table on PostgreSQL, and NULL keys never enforced anything (migration 0005).
         _key_index("uq_jobs_tenant_idempotency_key", "tenant_id", "idempotency_key"),
@@ -297,3 +308,15 @@ class AuditEvent(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (Index("ix_audit_events_tenant_created", "tenant_id", "created_at"),)
+
+
+class TenantUsage(Base):
+    """A tenant's unfinished jobs as the maintenance tick last counted them (core/quotas.py adds the newer ones)."""
+
+    __tablename__ = "tenant_usage"
+
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    active_jobs: Mapped[int] = mapped_column(BigInteger)
+    # Submits count the jobs created from here on: the count's start, less a margin for transactions that were
+    # still open when it ran (their jobs' created_at is earlier than their commit).
+    count_since: Mapped[datetime]

@@ -301,13 +301,14 @@ def trigger_schedule(
     known_queues: list[str],
     tenant_id: str = "default",
     now: datetime | None = None,
+    active_jobs_limit: int = 0,
 ) -> Job:
     """Run the schedule's job now, outside its slots (its slot is the trigger time); the schedule is unchanged."""
     now = now or utcnow()
     schedule = get_schedule(session, schedule_id, tenant_id=tenant_id)
-    job, _ = submit_job_request(
-        session, registry=registry, known_queues=known_queues, request=job_request_for(schedule, now, now), now=now
-    )
+    job, _ = submit_job_request(session, registry=registry, known_queues=known_queues,
+                                request=job_request_for(schedule, now, now), now=now,
+                                active_jobs_limit=active_jobs_limit)  # fmt: skip
     record_event(session, job.id, "triggered", detail={"schedule_id": str(schedule.id), "by": "api"}, now=now)
     return job
 

@@ -105,6 +105,18 @@ class Settings(BaseSettings):
         description="Lifetime of a job's read token (POST /v1/jobs/{id}/read-token), used as ?access_token= by "
         "browsers following one job.",
     )
+    quota_active_jobs: int = Field(
+        default=1_000_000,
+        ge=0,
+        description="Unfinished jobs one tenant may have (429 past it); 0 for no limit.",
+    )
+    quota_schedules: int = Field(default=10_000, ge=0, description="Schedules one tenant may have; 0 for no limit.")
+    quota_dataset_bytes: int = Field(
+        default=1 << 40,
+        ge=0,
+        description="Bytes of dataset files (uploads and exports) one tenant may keep (413 for an upload past it); "
+        "0 for no limit.",
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default=[],
         description="Browser origins allowed to call the API (comma-separated, e.g. https://app.example.com); "

@@ -26,6 +26,7 @@ from core.jobs import EVENTS, JOBS, dml_in_cte, event_row
 from core.models import UNFINISHED, Job
 from core.publish import wakeup_of
 from core.queue import Wakeup, messages
+from core.quotas import JobRoom, UsageCache
 from core.registry import Registry, UnknownJobType
 from core.status import JobStatus
 from core.types import iso_or_none, utcnow
@@ -98,6 +99,7 @@ def submit_job(
     request_hash: str | None = None,
     unique_key: str | None = None,
     now: datetime | None = None,
+    active_jobs_limit: int = 0,
 ) -> tuple[Job, bool]:
     """Validate and insert a job (flushed, not committed). Returns (job, created). created is False when the
     Idempotency-Key names a job made from the same request, or when an unfinished job holds the unique_key
@@ -105,7 +107,8 @@ def submit_job(
     request = JobRequest(type=type, payload=payload, priority=priority, queue=queue, run_at=run_at,
                          max_attempts=max_attempts, idempotency_key=idempotency_key, request_hash=request_hash,
                          unique_key=unique_key, tenant_id=tenant_id)  # fmt: skip
-    return submit_job_request(session, registry=registry, known_queues=known_queues, request=request, now=now)
+    return submit_job_request(session, registry=registry, known_queues=known_queues, request=request, now=now,
+                              active_jobs_limit=active_jobs_limit)  # fmt: skip
 
 
 def submit_job_request(
@@ -115,9 +118,11 @@ def submit_job_request(
     known_queues: list[str],
     request: JobRequest,
     now: datetime | None = None,
+    active_jobs_limit: int = 0,
 ) -> tuple[Job, bool]:
     """`submit_job` for a prepared JobRequest."""
-    [outcome] = submit_jobs(session, registry=registry, known_queues=known_queues, requests=[request], now=now)
+    [outcome] = submit_jobs(session, registry=registry, known_queues=known_queues, requests=[request], now=now,
+                            active_jobs_limit=active_jobs_limit)  # fmt: skip
     if outcome.error is not None:
         raise outcome.error
     assert outcome.job is not None  # noqa: S101 - an outcome has a job or an error
@@ -132,14 +137,19 @@ def submit_jobs(
     requests: list[JobRequest],
     now: datetime | None = None,
     jobs_per_message: int = 1,
+    active_jobs_limit: int = 0,
+    usage_cache: UsageCache | None = None,
 ) -> list[Submitted]:
     """Validate and insert many jobs in the caller's transaction (flushed, not committed): one outcome per request,
     in order, each in its request's tenant. Jobs without keys go in as one bulk insert; keyed ones each in a
     savepoint, so a lost race on a key answers with the winner's job instead of failing the batch. With
-    `jobs_per_message` > 1 the rows record the size of the message `wakeups` will give them (ADR 0005)."""
+    `jobs_per_message` > 1 the rows record the size of the message `wakeups` will give them (ADR 0005). A job past
+    its tenant's `active_jobs_limit` of unfinished jobs (0: none) is refused with QuotaExceeded; `usage_cache` lets
+    a submit far from it skip the count (core/quotas.py)."""
     now = now or utcnow()
     outcomes: list[Submitted] = []
     plain: list[Job] = []
+    room = JobRoom(session, active_jobs_limit, usage_cache)
     for request in requests:
         try:
             existing = _existing_job(session, request)
@@ -150,6 +160,9 @@ def submit_jobs(
             check = registry.get(request.type).check
             if check is not None:  # with the tenant: a payload may name only the tenant's own objects
                 check(registry.get(request.type).payload.model_validate(job.payload), session, request.tenant_id)
+            over_quota = room.take(request.tenant_id)
+            if over_quota is not None:
+                raise over_quota
         except ConveyorError as exc:
             outcomes.append(Submitted(None, created=False, error=exc))
             continue

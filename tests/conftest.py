@@ -22,6 +22,7 @@ from core.models import (
     JobResult,
     Schedule,
     StoredFile,
+    TenantUsage,
 )
 from core.registry import Registry, load_registry
 from tests.support.backends import postgres_database
@@ -54,7 +55,7 @@ def clean_db(engine: Engine) -> Iterator[Engine]:
     yield engine
     with engine.begin() as conn:
         tables = (JobResult, JobEvent, Job, Schedule, DatasetReject, DatasetVersion, Dataset, StoredFile, ApiKey,
-                  AuditEvent)  # fmt: skip
+                  AuditEvent, TenantUsage)  # fmt: skip
         for table in tables:
             conn.execute(delete(table))
         for name in inspect(conn).get_table_names():

@@ -12,6 +12,7 @@ from core.firing import fire_due_schedules
 from core.planner_stats import refresh_planner_statistics
 from core.publish import publish_committed, wakeup_of
 from core.queue import Wakeup
+from core.quotas import refresh_usage
 from core.reconcile import reconcile
 from worker.runtime import WorkerRuntime
 
@@ -29,8 +30,11 @@ def run_reconcile(runtime: WorkerRuntime) -> dict[str, Any]:
         )
     failed = _publish(runtime, report.to_publish)
     with runtime.sessions() as session, session.begin():
+        tenants = refresh_usage(session)
+    with runtime.sessions() as session, session.begin():
         analyzed = refresh_planner_statistics(session)
-    summary = asdict(report) | {"to_publish": len(report.to_publish), "publish_failed": failed, "analyzed": analyzed}
+    summary = asdict(report) | {"to_publish": len(report.to_publish), "publish_failed": failed, "analyzed": analyzed,
+                                "tenants_counted": tenants}  # fmt: skip
     if report.to_publish or report.leases_expired or report.expired or analyzed:
         log.info("reconcile: %s", summary)
     return summary
@@ -38,7 +42,8 @@ def run_reconcile(runtime: WorkerRuntime) -> dict[str, Any]:
 
 def run_schedules(runtime: WorkerRuntime) -> dict[str, Any]:
     with runtime.sessions() as session, session.begin():
-        report = fire_due_schedules(session, registry=runtime.registry, known_queues=runtime.settings.queues)
+        report = fire_due_schedules(session, registry=runtime.registry, known_queues=runtime.settings.queues,
+                                    active_jobs_limit=runtime.settings.quota_active_jobs)  # fmt: skip
         wakeups = [wakeup_of(job) for job in report.jobs]
     failed = _publish(runtime, wakeups)
     summary = {"schedules": report.schedules, "jobs": len(wakeups), "missed": report.missed, "errors": report.errors,

@@ -105,7 +105,9 @@ def test_revoked_and_expired_keys_are_401(app: APIFlask, make_key: KeyFactory, c
 def test_each_operation_needs_its_scope(app: APIFlask, make_key: KeyFactory) -> None:
     """A key with every scope but the operation's (and not admin) is refused with 403 naming the scope."""
     for method, path, endpoint in v1_operations(app):
-        scope: Scope = app.view_functions[endpoint].required_scope
+        scope: Scope | None = app.view_functions[endpoint].required_scope
+        if scope is None:
+            continue  # any key: test_an_operation_for_any_key_opens_to_each_scope
         others = [s.value for s in Scope if s not in (scope, Scope.ADMIN)]
         response = client_with(app, make_key(scopes=others)).open(path, method=method, json={})
         body = assert_problem(response, 403)
@@ -115,9 +117,21 @@ def test_each_operation_needs_its_scope(app: APIFlask, make_key: KeyFactory) -> 
 def test_each_scope_opens_its_operations(app: APIFlask, make_key: KeyFactory) -> None:
     """The same key with only the operation's scope gets past authorisation (whatever the view then says)."""
     for method, path, endpoint in v1_operations(app):
-        scope: Scope = app.view_functions[endpoint].required_scope
+        scope: Scope | None = app.view_functions[endpoint].required_scope
+        if scope is None:
+            continue
         response = client_with(app, make_key(scopes=[scope.value])).open(path, method=method, json={})
         assert response.status_code not in (401, 403), (method, path, response.get_data(as_text=True))
+
+
+def test_an_operation_for_any_key_opens_to_each_scope(app: APIFlask, make_key: KeyFactory) -> None:
+    """GET /v1/usage (what a tenant may always know of itself) answers a key of any one scope, and no key at all
+    is still 401."""
+    anyone = [(m, p) for m, p, e in v1_operations(app) if app.view_functions[e].required_scope is None]
+    assert anyone == [("GET", "/v1/usage")]
+    for scope in Scope:
+        assert client_with(app, make_key(scopes=[scope.value])).get("/v1/usage").status_code == 200, scope
+    assert_problem(app.test_client().get("/v1/usage"), 401)
 
 
 def test_openapi_declares_the_scheme_and_each_operations_scope(app: APIFlask, client: FlaskClient) -> None:
@@ -130,7 +144,8 @@ def test_openapi_declares_the_scheme_and_each_operations_scope(app: APIFlask, cl
         rule = next(r.rule for r in app.url_map.iter_rules() if r.endpoint == endpoint)
         path = re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule)
         operation = spec["paths"][path][method.lower()]
-        assert operation["security"] == [{"ApiKey": [app.view_functions[endpoint].required_scope.value]}], path
+        scope = app.view_functions[endpoint].required_scope
+        assert operation["security"] == [{"ApiKey": [] if scope is None else [scope.value]}], path
     for path in OPEN:
         assert "security" not in spec["paths"][path]["get"]
 
@@ -232,6 +247,19 @@ def test_a_read_token_reads_one_job_only(app: APIFlask, client: FlaskClient, ano
     assert_problem(anonymous.post(f"/v1/jobs/{job['id']}/cancel?access_token={token}"), 401)
     assert_problem(anonymous.get(f"/v1/jobs/{job['id']}?access_token={token[:-2]}xx"), 401)
     assert_problem(anonymous.get(f"/v1/jobs/{job['id']}?access_token=cvk_{token[4:]}"), 401)
+
+
+def test_a_submit_may_ask_for_the_jobs_read_token(client: FlaskClient, anonymous: FlaskClient) -> None:
+    plain = client.post("/v1/jobs", json={"type": "echo", "payload": {"message": "x"}})
+    assert plain.status_code == 202 and "read_token" not in plain.json
+    submitted = client.post("/v1/jobs?read_token=true", json={"type": "echo", "payload": {"message": "x"}})
+    assert submitted.status_code == 202
+    job, grant = submitted.json, submitted.json["read_token"]
+    assert grant["job_id"] == job["id"] and grant["stream_url"].endswith(f"/{job['id']}/stream?access_token=" +
+                                                                         grant["token"])  # fmt: skip
+    read = anonymous.get(f"/v1/jobs/{job['id']}?access_token={grant['token']}")
+    assert read.status_code == 200 and read.json["id"] == job["id"]
+    assert_problem(anonymous.get(f"/v1/jobs/{plain.json['id']}?access_token={grant['token']}"), 401)
 
 
 def test_a_read_token_expires_and_is_tied_to_the_server_secret() -> None:

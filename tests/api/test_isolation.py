@@ -126,6 +126,7 @@ NO_OBJECT = {
     ("POST", "/v1/keys"),
     ("GET", "/v1/job-types"),
     ("GET", "/v1/queues"),
+    ("GET", "/v1/usage"),  # the caller's own counts: test_usage_counts_only_the_callers_objects
     *(("GET", path) for path in LISTS),
 }
 
@@ -181,6 +182,22 @@ def test_lists_show_only_the_callers_objects(tenants: tuple[Tenant, Tenant]) -> 
         queues = {q["name"]: q["counts"] for q in caller.client.get("/v1/queues").json["items"]}
         # the caller's own jobs only: an echo that succeeded, one that failed, its dataset's ingest
         assert sum(queues["default"].values()) == 3 and queues["default"]["failed"] == 1
+
+
+def test_usage_counts_only_the_callers_objects(tenants: tuple[Tenant, Tenant]) -> None:
+    acme, globex = tenants
+    assert (
+        acme.client.post(
+            "/v1/jobs", json={"type": "echo", "payload": {"message": "later"}, "delay_seconds": 600}
+        ).status_code
+        == 202
+    )
+    for caller, unfinished in ((acme, 1), (globex, 0)):
+        usage = caller.client.get("/v1/usage").json
+        assert usage["tenant_id"] == caller.name
+        assert usage["active_jobs"]["used"] == unfinished
+        assert usage["schedules"]["used"] == 1
+        assert usage["dataset_bytes"]["used"] == len(CSV)
 
 
 @pytest.mark.parametrize("job_type", ["dataset_aggregate", "dataset_export", "dataset_ingest"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, func, insert, select, text
@@ -17,6 +18,7 @@ from core.migrate import upgrade_database
 from core.models import Job
 from core.planner_stats import MIN_CHANGED_ROWS, refresh_planner_statistics
 from core.queries import get_job
+from core.quotas import active_jobs_by_tenant, active_jobs_query
 from core.submit import by_idempotency_key, by_schedule_slot, by_unique_key
 from core.types import utcnow
 from tests.core.factories import queued_job_row
@@ -116,13 +118,29 @@ def test_a_submit_looks_a_key_up_in_its_index(clean_db: Engine, index: str) -> N
     """The key indexes hold only the rows that have the key (migration 0005). The submit's lookups, with the key in a
     bound parameter, must still use them: SQLite uses a partial index only when the query repeats its terms (the
     unique-key lookup, a list of bound statuses, searched every job of the tenant before)."""
-    compiled = KEY_LOOKUPS[index]().compile(dialect=clean_db.dialect, compile_kwargs={"render_postcompile": True})
-    with clean_db.connect() as conn:
-        if clean_db.dialect.name == "sqlite":
+    plan = plan_of(clean_db, KEY_LOOKUPS[index]())
+    assert index in plan, plan
+
+
+def plan_of(engine: Engine, statement: Any) -> str:
+    compiled = statement.compile(dialect=engine.dialect, compile_kwargs={"render_postcompile": True})
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
             params = tuple(str(compiled.params[name]) for name in compiled.positiontup or ())  # a plan needs no type
             rows = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", params)
-            plan = " ".join(str(row[-1]) for row in rows)
-        else:
-            conn.exec_driver_sql("SET LOCAL enable_seqscan = off")  # a scan only where the index cannot serve
-            plan = " ".join(row[0] for row in conn.exec_driver_sql(f"EXPLAIN {compiled}", compiled.params))
-    assert index in plan, plan
+            return " ".join(str(row[-1]) for row in rows)
+        conn.exec_driver_sql("SET LOCAL enable_seqscan = off")  # a scan only where the index cannot serve
+        return " ".join(row[0] for row in conn.exec_driver_sql(f"EXPLAIN {compiled}", compiled.params))
+
+
+QUOTA_COUNTS = {
+    "a submit's count of its tenant's newer unfinished jobs": lambda _dialect: active_jobs_query("default"),
+    "the maintenance tick's count of every tenant's": active_jobs_by_tenant,
+}
+
+
+@pytest.mark.parametrize("statement", list(QUOTA_COUNTS))
+def test_the_quota_counts_read_the_unfinished_jobs_index(clean_db: Engine, statement: str) -> None:
+    """Both counts read only unfinished jobs (ix_jobs_tenant_active), never the whole ledger (core/quotas.py)."""
+    plan = plan_of(clean_db, QUOTA_COUNTS[statement](clean_db.dialect.name))
+    assert "ix_jobs_tenant_active" in plan, plan
