@@ -7,7 +7,20 @@ from importlib.metadata import version
 from apiflask import APIFlask
 from flask import request
 
-from api import datasets, files, health, job_batches, job_stream, job_types, jobs, keys, queues, schedules, usage
+from api import (
+    datasets,
+    files,
+    health,
+    job_batches,
+    job_stream,
+    job_types,
+    jobs,
+    keys,
+    queues,
+    schedules,
+    usage,
+    webhooks,
+)
 from api.auth import SECURITY_SCHEMES, Authenticator, authenticate
 from api.extension import Conveyor, close_db
 from api.headers import install_headers
@@ -95,6 +108,7 @@ def create_app(
         files.bp,
         keys.bp,
         usage.bp,
+        webhooks.bp,
         health.bp,
     )
     for blueprint in blueprints:

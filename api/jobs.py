@@ -34,10 +34,12 @@ from core.errors import ConveyorError, JobNotFound
 from core.jobs import cancel_job, retry_job
 from core.keys import Scope
 from core.models import Job
+from core.outbound import Guard
 from core.queries import JobFilter, get_job, get_result, list_events, list_jobs
 from core.read_tokens import ReadGrant, issue_read_token
 from core.submit import JobRequest, Submitted, one_statement, request_fingerprint, submit_jobs, wakeups
 from core.types import utcnow
+from core.webhooks import callbacks_webhook, check_callback_url
 
 bp = APIBlueprint("jobs", __name__, url_prefix="/v1/jobs", tag="Jobs")
 log = logging.getLogger(__name__)
@@ -75,7 +77,13 @@ def job_response(job: Job, status: int, *, read_token: ReadTokenRead | None = No
 
 
 def job_request(body: JobCreate, *, now: datetime, idempotency_key: str | None) -> JobRequest:
-    """The API body as core's request: delay_seconds becomes run_at; the fingerprint guards the key."""
+    """The API body as core's request: delay_seconds becomes run_at; the fingerprint guards the key. A callback_url
+    must pass the SSRF guard (422), and the tenant's `callbacks` webhook, whose secret signs it, exists from now."""
+    if body.callback_url is not None:
+        ext = conveyor()
+        check_callback_url(body.callback_url, Guard.of(ext.settings))
+        with ext.sessions() as session, session.begin():  # its own transaction: the submit may be a group's
+            callbacks_webhook(session, tenant())
     run_at = body.run_at
     if body.delay_seconds is not None:
         run_at = now + timedelta(seconds=body.delay_seconds)
@@ -94,6 +102,7 @@ def job_request(body: JobCreate, *, now: datetime, idempotency_key: str | None) 
         unique_key=body.unique_key,
         tenant_id=tenant(),
         actor=principal().key_id,
+        callback_url=body.callback_url,
     )
 
 

@@ -50,6 +50,13 @@ class JobCreate(Strict):
         description="At most one unfinished job per key: while one is scheduled, queued, running or retrying, "
         "submitting another with the same key returns that job (200) instead of creating one.",
     )
+    callback_url: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=2048,
+        description="POSTed when the job succeeds, fails or is cancelled: a Standard Webhooks delivery signed with "
+        "the secret of the tenant's `callbacks` webhook (GET /v1/webhooks). A public http(s) URL.",
+    )
 
     @model_validator(mode="after")
     def _one_start_time(self) -> JobCreate:
@@ -98,6 +105,7 @@ class JobRead(BaseModel):
     expires_at: datetime | None = Field(description="Not started by then: cancelled as expired.")
     schedule_id: uuid.UUID | None = Field(description="The schedule that made this job, if one did.")
     schedule_slot: datetime | None = Field(description="The schedule's slot this job runs for.")
+    callback_url: str | None
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -126,6 +134,7 @@ class JobRead(BaseModel):
             expires_at=job.expires_at,
             schedule_id=job.schedule_id,
             schedule_slot=job.schedule_slot,
+            callback_url=job.callback_url,
             created_at=job.created_at,
             started_at=job.started_at,
             finished_at=job.finished_at,

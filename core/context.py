@@ -10,6 +10,8 @@ from typing import Protocol
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from core.settings import Settings
+
 
 class JobCancelled(Exception):
     """Raised by `progress()`/`check_cancelled()` when the job's cancellation was requested."""
@@ -28,6 +30,11 @@ class JobContext(Protocol):
     @property
     def data_dir(self) -> Path:
         """DATA_DIR: where uploads and exports live."""
+        ...
+
+    @property
+    def settings(self) -> Settings:
+        """The worker's settings (e.g. what the SSRF guard allows)."""
         ...
 
     @property

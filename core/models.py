@@ -51,9 +51,9 @@ def _key_index(name: str, scope: str, key: str, *, also: str | None = None) -> I
     return Index(name, scope, key, unique=True, postgresql_where=where, sqlite_where=where)
 
 
-def _active_index(name: str, *columns: str) -> Index:
-    """An index over the unfinished jobs only (finished ones leave it, so it stays the size of the backlog)."""
-    return Index(name, *columns, postgresql_where=text(ACTIVE), sqlite_where=text(ACTIVE))
+def _where_index(name: str, *columns: str, where: str, unique: bool = False) -> Index:
+    """A partial index: over the rows `where` holds for only (on both databases)."""
+    return Index(name, *columns, unique=unique, postgresql_where=text(where), sqlite_where=text(where))
 
 
 class Base(DeclarativeBase):
@@ -88,6 +88,7 @@ class Job(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     request_hash: Mapped[str | None] = mapped_column(String(64))  # body fingerprint behind idempotency_key
     unique_key: Mapped[str | None] = mapped_column(String(255))
+    callback_url: Mapped[str | None] = mapped_column(Text)  # POSTed (signed) when the job finishes: core/webhooks.py
     parent_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
     progress_done: Mapped[int | None] = mapped_column(BigInteger)
     progress_total: Mapped[int | None] = mapped_column(BigInteger)
@@ -113,7 +114,7 @@ class Job(Base):
         Index("ix_jobs_queue_status", "queue", "status"),
         # A tenant's unfinished jobs, for its quota (core/quotas.py): counted whole by the maintenance tick, and since
         # that count by each submit. Finished rows leave it, so it stays the size of the backlog.
-        _active_index("ix_jobs_tenant_active", "tenant_id", "created_at"),
+        _where_index("ix_jobs_tenant_active", "tenant_id", "created_at", where=ACTIVE),
         # The key indexes hold only the rows that have the key (most jobs have none): a status change writes an
         # entry in every index of the table on PostgreSQL, and NULL keys never enforced anything (migration 0005).
         _key_index("uq_jobs_tenant_idempotency_key", "tenant_id", "idempotency_key"),
@@ -320,3 +321,82 @@ class TenantUsage(Base):
     # Submits count the jobs created from here on: the count's start, less a margin for transactions that were
     # still open when it ran (their jobs' created_at is earlier than their commit).
     count_since: Mapped[datetime]
+
+
+WEBHOOK_KINDS = ("endpoint", "callbacks")
+
+
+class Webhook(Base):
+    """Where a tenant's events go: an endpoint (a URL subscribed to event types), or the tenant's `callbacks` row,
+    whose secret signs the deliveries to jobs' own callback_url. Secrets are `whsec_` (Standard Webhooks); after a
+    rotation the previous one signs too until previous_secret_expires_at."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16), default="endpoint")
+    url: Mapped[str | None] = mapped_column(Text)  # NULL for the callbacks row: each job names its own
+    event_types: Mapped[list[str]] = mapped_column(JSONType)
+    job_types: Mapped[list[str] | None] = mapped_column(JSONType)  # None: every type
+    description: Mapped[str | None] = mapped_column(String(200))
+    secret: Mapped[str] = mapped_column(String(100))
+    previous_secret: Mapped[str | None] = mapped_column(String(100))
+    previous_secret_expires_at: Mapped[datetime | None]
+    created_by: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        CheckConstraint(f"kind IN ({', '.join(repr(k) for k in WEBHOOK_KINDS)})", name="kind"),
+        Index("ix_webhooks_tenant_created", "tenant_id", "created_at"),
+        _where_index("uq_webhooks_tenant_callbacks", "tenant_id", where="kind = 'callbacks'", unique=True),
+    )
+
+
+class WebhookDelivery(Base):
+    """One event for one webhook: its id is the `webhook-id` header, the same on every attempt and redelivery. Its
+    status is its current job's (a delivery is a job on the webhooks queue)."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)  # msg_<32 hex>
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    webhook_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
+    url: Mapped[str] = mapped_column(Text)
+    event_type: Mapped[str] = mapped_column(String(64))
+    dedupe_key: Mapped[str] = mapped_column(String(120), unique=True)  # webhook and job event: made once
+    payload: Mapped[dict[str, Any]]
+    job_id: Mapped[uuid.UUID | None] = mapped_column(Uuid())  # the job delivering it now (a redelivery makes another)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_webhook_deliveries_webhook_created", "webhook_id", "created_at"),)
+
+
+class WebhookAttempt(Base):
+    """One POST of a delivery: the receiver's status (or the error, e.g. refused by the SSRF guard) and latency."""
+
+    __tablename__ = "webhook_attempts"
+
+    id: Mapped[int] = mapped_column(EventId, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[str] = mapped_column(ForeignKey("webhook_deliveries.id", ondelete="CASCADE"))
+    job_id: Mapped[uuid.UUID] = mapped_column(Uuid())
+    attempt: Mapped[int] = mapped_column(Integer)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    latency_ms: Mapped[float | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    response: Mapped[str | None] = mapped_column(Text)  # the start of the receiver's answer
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_webhook_attempts_delivery", "delivery_id", "id"),)
+
+
+class WebhookCursor(Base):
+    """How far the dispatcher has read job_events (one row). `gaps` are ids below it not seen yet: on PostgreSQL a
+    transaction still open when its neighbours committed; they are looked for again for GAP_SECONDS."""
+
+    __tablename__ = "webhook_cursor"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_event_id: Mapped[int] = mapped_column(BigInteger)
+    gaps: Mapped[list[list[Any]]] = mapped_column(JSONType)  # [[event id, first seen (ISO)], ...]

@@ -43,7 +43,7 @@ class Settings(BaseSettings):
         default=10 << 30, ge=1024, description="Largest dataset upload accepted (413 above); spooled to DATA_DIR."
     )
     queues: Annotated[list[str], NoDecode] = Field(
-        default=["default"], description="Queues the worker consumes (comma-separated)."
+        default=["default", "webhooks"], description="Queues the worker consumes (comma-separated)."
     )
     worker_concurrency: int = Field(default=2, ge=1, description="Worker processes per `conveyor up` worker.")
     worker_prefetch_multiplier: int = Field(default=1, ge=1, description="Messages reserved per worker process.")
@@ -117,13 +117,21 @@ class Settings(BaseSettings):
         description="Bytes of dataset files (uploads and exports) one tenant may keep (413 for an upload past it); "
         "0 for no limit.",
     )
+    webhook_allow: Annotated[list[str], NoDecode] = Field(
+        default=[],
+        description="Hosts and networks (comma-separated, e.g. 10.0.5.0/24,hooks.internal) that webhooks and job "
+        "callbacks may reach although they are not public addresses; none by default.",
+    )
+    webhook_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=120, description="Seconds a webhook receiver has to answer one delivery attempt."
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default=[],
         description="Browser origins allowed to call the API (comma-separated, e.g. https://app.example.com); "
         "none by default.",
     )
 
-    @field_validator("queues", "cors_origins", mode="before")
+    @field_validator("queues", "cors_origins", "webhook_allow", mode="before")
     @classmethod
     def _split_queues(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip().startswith("["):

@@ -59,6 +59,7 @@ class JobRequest:
     schedule_slot: datetime | None = None
     tenant_id: str = "default"
     actor: str | None = None  # the API key that asked, recorded in the job's first event
+    callback_url: str | None = None  # checked by the caller (core.webhooks.check_callback_url)
 
     @property
     def keyed(self) -> bool:
@@ -274,6 +275,7 @@ def build_job(registry: Registry, known_queues: list[str], request: JobRequest, 
         expires_at=request.expires_at,
         schedule_id=request.schedule_id,
         schedule_slot=request.schedule_slot,
+        callback_url=request.callback_url,
         cancel_requested=False,
         created_at=now,
         updated_at=now,

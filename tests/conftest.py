@@ -23,6 +23,10 @@ from core.models import (
     Schedule,
     StoredFile,
     TenantUsage,
+    Webhook,
+    WebhookAttempt,
+    WebhookCursor,
+    WebhookDelivery,
 )
 from core.registry import Registry, load_registry
 from tests.support.backends import postgres_database
@@ -55,7 +59,7 @@ def clean_db(engine: Engine) -> Iterator[Engine]:
     yield engine
     with engine.begin() as conn:
         tables = (JobResult, JobEvent, Job, Schedule, DatasetReject, DatasetVersion, Dataset, StoredFile, ApiKey,
-                  AuditEvent, TenantUsage)  # fmt: skip
+                  AuditEvent, TenantUsage, WebhookAttempt, WebhookDelivery, Webhook, WebhookCursor)  # fmt: skip
         for table in tables:
             conn.execute(delete(table))
         for name in inspect(conn).get_table_names():

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from core.context import JobCancelled, LeaseLost
 from core.db import in_transactions
 from core.jobs import ClaimedJob, renew_lease
+from core.settings import Settings
 from worker.runtime import WorkerRuntime
 
 PROGRESS_MIN_INTERVAL = 0.2  # seconds between progress writes; a final (done == total) write always goes through
@@ -35,6 +36,10 @@ class WorkerJobContext:
     @property
     def data_dir(self) -> Path:
         return self.runtime.settings.data_dir.resolve()
+
+    @property
+    def settings(self) -> Settings:
+        return self.runtime.settings
 
     @property
     def engine(self) -> Engine:

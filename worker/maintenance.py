@@ -1,4 +1,4 @@
-"""Maintenance tasks ticked by beat: the reconciler and the firing of due schedules."""
+"""Maintenance tasks ticked by beat: the reconciler, the firing of due schedules, and the webhook dispatcher."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from core.publish import publish_committed, wakeup_of
 from core.queue import Wakeup
 from core.quotas import refresh_usage
 from core.reconcile import reconcile
+from core.webhook_dispatch import dispatch_events
 from worker.runtime import WorkerRuntime
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,18 @@ def run_schedules(runtime: WorkerRuntime) -> dict[str, Any]:
                "publish_failed": failed}  # fmt: skip
     if report.schedules:
         log.info("schedules: %s", summary)
+    return summary
+
+
+def run_webhooks(runtime: WorkerRuntime) -> dict[str, Any]:
+    """Turn the job events since the last tick into webhook deliveries (core/webhook_dispatch.py), then publish."""
+    with runtime.sessions() as session, session.begin():
+        report = dispatch_events(session, registry=runtime.registry, known_queues=runtime.settings.queues)
+        wakeups = [wakeup_of(job) for job in report.jobs]
+    failed = _publish(runtime, wakeups)
+    summary = {"events": report.events, "deliveries": len(wakeups), "gaps": report.gaps, "publish_failed": failed}
+    if wakeups:
+        log.info("webhooks: %s", summary)
     return summary
 
 

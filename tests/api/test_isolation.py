@@ -23,6 +23,7 @@ from core.queue import make_celery
 from core.registry import load_registry
 from core.submit import JobRequest, build_job
 from core.types import utcnow
+from core.webhook_dispatch import dispatch_events
 from tests.api.conftest import KeyFactory
 from tests.support.keys import client_with
 from worker.executor import execute_job
@@ -42,6 +43,8 @@ class Tenant:
     dataset: str  # ready, with rows
     file: str  # the dataset's upload
     key: str  # a key id of this tenant's
+    webhook: str = MISSING  # subscribed to job.failed, with one delivery (of the failed job's event)
+    delivery: str = "msg_" + "0" * 32
 
 
 def run(app: APIFlask, job_id: str) -> None:
@@ -62,6 +65,9 @@ def run(app: APIFlask, job_id: str) -> None:
 
 def make_tenant(app: APIFlask, make_key: KeyFactory, name: str) -> Tenant:
     client = client_with(app, make_key(name))
+    # a public address, written as one (no resolver involved); its delivery is made, never run
+    webhook = client.post("/v1/webhooks", json={"url": "https://93.184.216.34/hook", "event_types": ["job.failed"]})
+    assert webhook.status_code == 201, webhook.json
     job = client.post("/v1/jobs", json={"type": "echo", "payload": {"message": name}}).json["id"]
     run(app, job)
     failed = client.post("/v1/jobs", json={"type": "fail", "payload": {"times": 5}, "max_attempts": 1}).json["id"]
@@ -72,8 +78,12 @@ def make_tenant(app: APIFlask, make_key: KeyFactory, name: str) -> Tenant:
     assert uploaded.status_code == 202, uploaded.json
     run(app, uploaded.json["job"]["id"])
     key = client.post("/v1/keys", json={"scopes": ["jobs:read"], "name": "extra"}).json["id"]
+    ext = app.extensions["conveyor"]
+    with ext.sessions() as session, session.begin():
+        dispatch_events(session, registry=ext.registry, known_queues=ext.settings.queues)
+    [delivery] = client.get(f"/v1/webhooks/{webhook.json['id']}/deliveries").json["items"]
     return Tenant(name, client, job, failed, schedule, uploaded.json["dataset"]["id"],
-                  uploaded.json["job"]["payload"]["file_id"], key)  # fmt: skip
+                  uploaded.json["job"]["payload"]["file_id"], key, webhook.json["id"], delivery["id"])  # fmt: skip
 
 
 @pytest.fixture
@@ -107,6 +117,15 @@ def by_id(owner: Tenant) -> dict[tuple[str, str], tuple[str, dict[str, Any]]]:
         ("GET", "/v1/files/<file_id>"): (f"/v1/files/{owner.file}", {}),
         ("GET", "/v1/keys/<key_id>"): (f"/v1/keys/{owner.key}", {}),
         ("POST", "/v1/keys/<key_id>/revoke"): (f"/v1/keys/{owner.key}/revoke", {}),
+        ("GET", "/v1/webhooks/<webhook_id>"): (f"/v1/webhooks/{owner.webhook}", {}),
+        ("GET", "/v1/webhooks/<webhook_id>/secret"): (f"/v1/webhooks/{owner.webhook}/secret", {}),
+        ("DELETE", "/v1/webhooks/<webhook_id>"): (f"/v1/webhooks/{owner.webhook}", {}),
+        ("POST", "/v1/webhooks/<webhook_id>/rotate"): (f"/v1/webhooks/{owner.webhook}/rotate", {"json": {}}),
+        ("GET", "/v1/webhooks/<webhook_id>/deliveries"): (f"/v1/webhooks/{owner.webhook}/deliveries", {}),
+        ("POST", "/v1/webhooks/<webhook_id>/deliveries/<delivery_id>/redeliver"): (
+            f"/v1/webhooks/{owner.webhook}/deliveries/{owner.delivery}/redeliver",
+            {},
+        ),
     }
 
 
@@ -116,6 +135,7 @@ LISTS = {
     "/v1/datasets": lambda t: {t.dataset},
     "/v1/schedules": lambda t: {t.schedule},
     "/v1/keys": lambda t: {t.key},
+    "/v1/webhooks": lambda t: {t.webhook},
 }
 # Routes that take no id and list nothing of a tenant's own (or are covered by LISTS / the create tests below).
 NO_OBJECT = {
@@ -124,6 +144,7 @@ NO_OBJECT = {
     ("POST", "/v1/schedules"),
     ("POST", "/v1/datasets"),
     ("POST", "/v1/keys"),
+    ("POST", "/v1/webhooks"),
     ("GET", "/v1/job-types"),
     ("GET", "/v1/queues"),
     ("GET", "/v1/usage"),  # the caller's own counts: test_usage_counts_only_the_callers_objects
@@ -172,6 +193,11 @@ def test_another_tenants_objects_are_404_like_missing_ones(tenants: tuple[Tenant
         assert (dataset["status"], dataset["row_count"], dataset["version"]) == ("ready", 3, 1)
         assert client.get(f"/v1/files/{owner.file}").status_code == 200
         assert client.get(f"/v1/keys/{owner.key}").json["revoked_at"] is None
+        webhook = client.get(f"/v1/webhooks/{owner.webhook}").json
+        assert webhook["previous_secret_expires_at"] is None  # never rotated
+        [delivery] = client.get(f"/v1/webhooks/{owner.webhook}/deliveries").json["items"]
+        assert delivery["id"] == owner.delivery
+        assert len(client.get("/v1/jobs?type=webhook_delivery").json["items"]) == 1  # never redelivered
 
 
 def test_lists_show_only_the_callers_objects(tenants: tuple[Tenant, Tenant]) -> None:
@@ -195,7 +221,7 @@ def test_usage_counts_only_the_callers_objects(tenants: tuple[Tenant, Tenant]) -
     for caller, unfinished in ((acme, 1), (globex, 0)):
         usage = caller.client.get("/v1/usage").json
         assert usage["tenant_id"] == caller.name
-        assert usage["active_jobs"]["used"] == unfinished
+        assert usage["active_jobs"]["used"] == unfinished + 1  # and its failed job's webhook delivery, queued
         assert usage["schedules"]["used"] == 1
         assert usage["dataset_bytes"]["used"] == len(CSV)
 

@@ -32,9 +32,17 @@ def test_job_create_schema_comes_from_the_pydantic_model(client: FlaskClient) ->
     body = spec["paths"]["/v1/jobs"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     ref = body["$ref"].split("/")[-1]
     schema = spec["components"]["schemas"][ref]
-    assert {"type", "payload", "priority", "queue", "run_at", "delay_seconds", "max_attempts", "unique_key"} == set(
-        schema["properties"]
-    )
+    assert {
+        "type",
+        "payload",
+        "priority",
+        "queue",
+        "run_at",
+        "delay_seconds",
+        "max_attempts",
+        "unique_key",
+        "callback_url",
+    } == set(schema["properties"])
     assert schema["additionalProperties"] is False
 
 

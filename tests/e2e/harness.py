@@ -57,6 +57,7 @@ class Cluster:
             "CONVEYOR_REPUBLISH_AFTER": "10",
             "CONVEYOR_WORKER_CONCURRENCY": "2",
             "CONVEYOR_PUBLISH_TIMEOUT": "1",
+            "CONVEYOR_WEBHOOK_ALLOW": "127.0.0.1",  # the tests' webhook receivers listen on loopback
             **{f"CONVEYOR_{k.upper()}": v for k, v in settings.items()},
         }
         self.base = f"http://127.0.0.1:{self.port}"

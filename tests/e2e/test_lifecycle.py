@@ -17,12 +17,14 @@ import pytest
 import redis
 from celery import Celery
 from sqlalchemy import func, select
+from standardwebhooks import Webhook
 
 from core.models import Job, JobResult
 from core.queue import make_celery
 from core.registry import load_registry
 from core.submit import JobRequest, submit_jobs
 from tests.e2e.harness import Cluster
+from tests.support.receiver import receiver
 
 pytestmark = pytest.mark.e2e
 
@@ -258,3 +260,26 @@ def test_an_oversized_body_gets_its_413_over_a_real_socket(cluster: Cluster) -> 
         response = cluster.request("POST", "/v1/jobs", data=body, headers={"Content-Type": "application/json"})
         assert response.status_code == 413
         assert response.json()["type"] == "urn:conveyor:problem:request-too-large"
+
+
+def test_a_webhook_hears_of_a_finished_job_through_the_real_processes(cluster: Cluster) -> None:
+    """API → worker → the maintenance worker's dispatcher → a delivery job on the webhooks queue → a signed POST."""
+    with receiver() as hook:
+        made = cluster.request("POST", "/v1/webhooks", json={"url": hook.url, "event_types": ["job.succeeded"],
+                                                              "job_types": ["echo"]})  # fmt: skip
+        assert made.status_code == 201, made.text
+        webhook = made.json()
+        job = cluster.submit("echo", {"message": "hooked"})
+        assert cluster.wait_job(job["id"])["status"] == "succeeded"
+        hook.wait_for(1, timeout=60)
+        events = [Webhook(webhook["secret"]).verify(r.body, r.headers) for r in hook.received]
+        assert [e["data"]["job"]["id"] for e in events] == [job["id"]], cluster.logs("maintenance")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # the delivery job records its success just after the POST
+            [delivery] = cluster.request("GET", f"/v1/webhooks/{webhook['id']}/deliveries").json()["items"]
+            if delivery["status"] == "succeeded":
+                break
+            time.sleep(0.2)
+        assert delivery["status"] == "succeeded" and [a["status_code"] for a in delivery["attempts"]] == [200]
+        assert cluster.row(delivery["job_id"]).queue == "webhooks"
+    assert cluster.request("DELETE", f"/v1/webhooks/{webhook['id']}").status_code == 204
