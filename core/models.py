@@ -11,6 +11,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -383,7 +384,7 @@ class WebhookAttempt(Base):
     job_id: Mapped[uuid.UUID] = mapped_column(Uuid())
     attempt: Mapped[int] = mapped_column(Integer)
     status_code: Mapped[int | None] = mapped_column(Integer)
-    latency_ms: Mapped[float | None]
+    latency_ms: Mapped[float | None] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)
     response: Mapped[str | None] = mapped_column(Text)  # the start of the receiver's answer
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
