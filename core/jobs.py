@@ -1,7 +1,10 @@
 """The job state machine (one transition table) and the ledger operations that move a job through it.
 
 Every function takes the caller's session first and never commits: the caller owns the unit of work.
-Every transition is a conditional UPDATE (the row is the source of truth) plus one `job_events` row.
+Every transition is a conditional UPDATE (the row is the source of truth) plus one `job_events` row. A change made
+to a loaded row goes through `move`, which refuses a pair the table lacks; the set-based statements of the hot path
+(claim, complete, mark_cancelled) select their row by a source the table allows (`sources_of`, `_owned`).
+tests/core/test_state_machine.py tries every pair against these operations.
 """
 
 from __future__ import annotations
@@ -37,8 +40,17 @@ TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
 }
 
 
-def can_transition(source: JobStatus, target: JobStatus) -> bool:
-    return target in TRANSITIONS[source]
+class IllegalTransition(RuntimeError):
+    """A move the transition table lacks: a bug in Conveyor, not a client's request (that is InvalidTransition)."""
+
+
+def move(job: Job, target: JobStatus, now: datetime) -> JobStatus:
+    """Set a loaded (and locked) row's status, if the table allows it from the one it has; returns that one."""
+    source = JobStatus(job.status)
+    if target not in TRANSITIONS[source]:
+        raise IllegalTransition(f"job {job.id}: {source.value} → {target.value} is not in the transition table")
+    job.status, job.updated_at = target.value, now
+    return source
 
 
 def sources_of(target: JobStatus) -> list[str]:
@@ -342,10 +354,12 @@ def fail_attempt(
         return None
     if retryable and job.attempt < job.max_attempts:
         next_at = now + timedelta(seconds=backoff_delay(job.attempt, backoff, backoff_cap))
-        job.status, job.next_attempt_at, job.finished_at = S.RETRYING.value, next_at, None
+        move(job, S.RETRYING, now)
+        job.next_attempt_at, job.finished_at = next_at, None
     else:
-        job.status, job.finished_at, next_at = S.FAILED.value, now, None
-    job.error, job.lease_until, job.updated_at = error, None, now
+        move(job, S.FAILED, now)
+        job.finished_at, next_at = now, None
+    job.error, job.lease_until = error, None
     detail = {"error": error, "next_attempt_at": iso_or_none(next_at)}
     if event is not None:  # the cause, when it is not the handler's own exception (e.g. lease_expired)
         record_event(session, job_id, event, attempt=attempt, worker=worker, now=now)
@@ -395,7 +409,8 @@ def cancel_job(
         record_event(session, job_id, "cancel_requested", attempt=job.attempt, worker=job.worker,
                      detail={"actor": actor}, now=now)  # fmt: skip
     else:
-        job.status, job.finished_at = S.CANCELLED.value, now
+        move(job, S.CANCELLED, now)
+        job.finished_at = now
         record_event(session, job_id, S.CANCELLED.value, attempt=job.attempt,
                      detail={"from": status.value, "actor": actor}, now=now)  # fmt: skip
     return job
@@ -411,9 +426,9 @@ def retry_job(
     job = locked_job(session, job_id, tenant_id)
     if job.status != S.FAILED.value:
         raise InvalidTransition(f"Job {job_id} is {job.status}; only failed jobs can be retried.")
-    job.status, job.max_attempts = S.QUEUED.value, max(job.max_attempts, job.attempt + 1)
+    move(job, S.QUEUED, now)
+    job.max_attempts = max(job.max_attempts, job.attempt + 1)
     job.finished_at, job.next_attempt_at, job.error = None, None, None
-    job.updated_at = now
     published_alone(job, now)
     record_event(
         session, job_id, S.QUEUED.value, attempt=job.attempt,

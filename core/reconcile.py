@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Float, func, literal, or_, select
 from sqlalchemy.orm import Session
 
-from core.jobs import fail_attempt, published_alone, record_event
+from core.jobs import fail_attempt, move, published_alone, record_event
 from core.models import Job
 from core.publish import wakeup_of
 from core.queue import Wakeup
@@ -78,9 +78,9 @@ def reconcile(
     for job in _batch(session, Job.status.in_(waiting), Job.expires_at <= now, limit=batch):
         # Not started in time (e.g. a schedule's slot, hours late after an outage): a visible cancel, not a late run.
         error = {"type": "Expired", "message": f"not started before its expiry {iso_or_none(job.expires_at)}"}
-        detail = {"from": job.status, "reason": "expired"}
+        detail = {"from": move(job, S.CANCELLED, now).value, "reason": "expired"}
         record_event(session, job.id, S.CANCELLED.value, attempt=job.attempt, detail=detail, now=now)
-        job.status, job.error, job.finished_at, job.updated_at = S.CANCELLED.value, error, now, now
+        job.error, job.finished_at = error, now
         report.expired += 1
     session.flush()
 
@@ -100,8 +100,8 @@ def reconcile(
         (Job.status == S.RETRYING.value) & (Job.next_attempt_at <= now),
     )
     for job in _batch(session, due, limit=batch):
-        record_event(session, job.id, S.QUEUED.value, attempt=job.attempt, detail={"from": job.status}, now=now)
-        job.status, job.updated_at = S.QUEUED.value, now
+        source = move(job, S.QUEUED, now)
+        record_event(session, job.id, S.QUEUED.value, attempt=job.attempt, detail={"from": source.value}, now=now)
         published_alone(job, now)
         report.to_publish.append(wakeup_of(job))
         report.woken += 1

@@ -82,15 +82,6 @@ def execute_message(runtime: WorkerRuntime, spec: JobSpec, raw_job_ids: Sequence
     return ", ".join(f"{count} {outcome}" for outcome, count in outcomes.items())
 
 
-def execute_job(runtime: WorkerRuntime, spec: JobSpec, raw_job_id: str, hostname: str) -> str:
-    """Run one delivery of a job. Returns what happened (for logs); raises the handler's exception after
-    recording it, so Celery and Flower see the failure too."""
-    job_id = parse_job_id(spec, raw_job_id)
-    if job_id is None:
-        return "malformed"
-    return _deliver(runtime, spec, job_id, f"{hostname}:{os.getpid()}", ahead=None, next_job_id=None)[0]
-
-
 def parse_job_id(spec: JobSpec, raw_job_id: str) -> uuid.UUID | None:
     try:
         return uuid.UUID(str(raw_job_id))
@@ -184,13 +175,15 @@ def _complete(
     through ctx.session, its work, the result (and the claim) commit together (single_statement then leaves its
     transaction alone); else the completion is one statement. A rolled-back unit (the lease was lost) claimed
     nothing: the next job is then claimed on its own."""
-    done = {"job_id": claimed.id, "attempt": claimed.attempt, "worker": worker, "data": data}
+    job_id, attempt = claimed.id, claimed.attempt
     with single_statement(session) as autocommit:
         if next_job_id is None or next_job_id == claimed.id:
-            completed, ahead = complete_job(session, **done), None
+            completed, ahead = complete_job(session, job_id=job_id, attempt=attempt, worker=worker, data=data), None
         else:
             lease = runtime.settings.lease_seconds
-            completed, next_claimed = complete_and_claim(session, **done, next_job_id=next_job_id, lease_seconds=lease)
+            completed, next_claimed = complete_and_claim(session, job_id=job_id, attempt=attempt, worker=worker,
+                                                         data=data, next_job_id=next_job_id,
+                                                         lease_seconds=lease)  # fmt: skip
             ahead = ClaimAhead(next_job_id, next_claimed) if completed or autocommit else None
         (session.commit if completed else session.rollback)()
     return completed, ahead

@@ -5,14 +5,23 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from worker.context import WorkerJobContext
+from typing import Protocol
 
 log = logging.getLogger(__name__)
+
+
+class Leased(Protocol):
+    """What the keeper needs of a running job (worker.context.WorkerJobContext is one): a Protocol, so that this
+    module needs nothing of the context's, whose runtime holds the keeper."""
+
+    job_id: uuid.UUID
+
+    def renew(self) -> None: ...
+
+    def lease_lost(self) -> bool: ...
 
 
 class LeaseKeeper:
@@ -24,13 +33,13 @@ class LeaseKeeper:
     def __init__(self, interval: float) -> None:
         self.interval = interval
         self._condition = threading.Condition()
-        self._job: WorkerJobContext | None = None
+        self._job: Leased | None = None
         self._due = 0.0
         self._thread: threading.Thread | None = None
         self._idle = False  # the thread waits without a deadline: only then must a new job wake it
 
     @contextmanager
-    def keeping(self, ctx: WorkerJobContext) -> Iterator[None]:
+    def keeping(self, ctx: Leased) -> Iterator[None]:
         with self._condition:
             self._job, self._due = ctx, time.monotonic() + self.interval
             if self._thread is None or not self._thread.is_alive():
@@ -59,7 +68,7 @@ class LeaseKeeper:
                     if self._job is ctx:
                         self._job = None  # another attempt owns the job now: stop renewing for this one
 
-    def _next_due(self) -> WorkerJobContext:
+    def _next_due(self) -> Leased:
         with self._condition:
             while True:
                 ctx = self._job

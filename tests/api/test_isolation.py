@@ -26,7 +26,7 @@ from core.types import utcnow
 from core.webhook_dispatch import dispatch_events
 from tests.api.conftest import KeyFactory
 from tests.support.keys import client_with
-from worker.executor import execute_job
+from worker.executor import execute_message
 from worker.runtime import WorkerRuntime
 
 CSV = "carrier,delay\nAA,5\nUA,7\nAA,1\n"
@@ -56,7 +56,7 @@ def run(app: APIFlask, job_id: str) -> None:
         with runtime.sessions() as session:
             job_type = session.get_one(Job, uuid.UUID(job_id)).type
         try:
-            execute_job(runtime, registry.get(job_type), job_id, hostname="test")
+            execute_message(runtime, registry.get(job_type), [job_id], hostname="test")
         except Exception:  # noqa: S110 - a failure is recorded in the row, which the tests read
             pass
     finally:

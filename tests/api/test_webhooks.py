@@ -28,7 +28,7 @@ from core.types import utcnow
 from core.webhook_dispatch import dispatch_events
 from tests.support.keys import admin_client
 from tests.support.receiver import Receiver, receiver
-from worker.executor import execute_job
+from worker.executor import execute_message
 from worker.runtime import WorkerRuntime
 
 ECHO = {"type": "echo", "payload": {"message": "hi"}}
@@ -69,7 +69,7 @@ def worker(settings: Settings) -> Iterator[Callable[[str], Job]]:
         with runtime.sessions() as session:
             job_type = session.get_one(Job, uuid.UUID(job_id)).type
         try:
-            execute_job(runtime, registry.get(job_type), job_id, hostname="test")
+            execute_message(runtime, registry.get(job_type), [job_id], hostname="test")
         except Exception:  # noqa: S110 - a failure is recorded in the row, which the tests read
             pass
         with runtime.sessions() as session:

@@ -13,11 +13,13 @@ from sqlalchemy.orm import Session
 from core.errors import InvalidTransition
 from core.jobs import (
     TRANSITIONS,
+    IllegalTransition,
     cancel_job,
     claim_job,
     complete_job,
     fail_attempt,
     mark_cancelled,
+    move,
     retry_job,
 )
 from core.models import Job, JobEvent
@@ -74,3 +76,17 @@ def test_transition(session: Session, source: JobStatus, target: JobStatus) -> N
         assert target.value in kinds, "every transition writes a job_events row"
     else:
         assert status == source.value
+
+
+def test_move_refuses_every_pair_the_table_lacks() -> None:
+    """The loaded-row operations (fail_attempt, cancel_job, retry_job, the reconciler) change a status only through
+    `move`: a pair outside the table raises instead of being written."""
+    now = utcnow()
+    for source, target in itertools.product(JobStatus, JobStatus):
+        job = Job(status=source.value)
+        if target in TRANSITIONS[source]:
+            assert move(job, target, now) is source and job.status == target.value and job.updated_at == now
+        else:
+            with pytest.raises(IllegalTransition):
+                move(job, target, now)
+            assert job.status == source.value

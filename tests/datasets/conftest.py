@@ -21,7 +21,7 @@ from core.queue import RecordingPublisher, make_celery
 from core.registry import Registry
 from core.settings import Settings
 from tests.support.keys import admin_client
-from worker.executor import execute_job
+from worker.executor import execute_message
 from worker.runtime import WorkerRuntime
 
 
@@ -39,7 +39,7 @@ def run_job(settings: Settings, registry: Registry) -> Iterator[Callable[[uuid.U
         with runtime.sessions() as session:
             job = session.get_one(Job, uuid.UUID(str(job_id)))
         try:
-            execute_job(runtime, registry.get(job.type), str(job.id), hostname="test")
+            execute_message(runtime, registry.get(job.type), [str(job.id)], hostname="test")
         except Exception:  # noqa: S110 - the executor recorded the failure; the test reads the job row
             pass
         with runtime.sessions() as session:

@@ -162,7 +162,7 @@ def interrupted_ingest(
     ingest through the worker's executor, calling `interrupt(job_id)` when the reader reaches batch `at_batch`."""
     import core.datasets.formats as formats
     from core.queue import make_celery
-    from worker.executor import execute_job
+    from worker.executor import execute_message
     from worker.runtime import WorkerRuntime
 
     monkeypatch.setattr(formats, "BLOCK_BYTES", 1 << 10)  # many small batches
@@ -184,7 +184,7 @@ def interrupted_ingest(
     def run() -> str:
         runtime = WorkerRuntime(settings, registry, make_celery(settings, name="test"))
         try:
-            return execute_job(runtime, registry.get("dataset_ingest"), job_id, hostname="test")
+            return execute_message(runtime, registry.get("dataset_ingest"), [job_id], hostname="test")
         finally:
             runtime.close()
 
@@ -202,7 +202,7 @@ def test_cancelled_ingest_leaves_no_partial_dataset(
 
     accepted, run = interrupted_ingest(client, settings, registry, monkeypatch, at_batch=3, interrupt=cancel)
     monkeypatch.setattr("worker.context.PROGRESS_MIN_INTERVAL", 0.0)
-    assert run() == "cancelled"
+    assert run() == "1 cancelled"
     assert client.get(f"/v1/jobs/{accepted['job']['id']}").json["status"] == "cancelled"
     assert tables() == set()
     assert client.get(f"/v1/datasets/{accepted['dataset']['id']}").json["row_count"] == 0
