@@ -9,7 +9,7 @@ from typing import Any
 from apiflask import APIBlueprint
 from flask import request, url_for
 
-from api.auth import audit, requires, tenant
+from api.auth import audit, principal, requires, tenant
 from api.extension import conveyor, db, publish_job
 from api.schemas import (
     DatasetAccepted,
@@ -42,7 +42,7 @@ from core.datasets.store import (
 from core.keys import Scope
 from core.models import Dataset
 from core.quotas import check_dataset_bytes
-from core.submit import submit_job
+from core.submit import JobRequest, submit_job
 
 bp = APIBlueprint("datasets", __name__, url_prefix="/v1/datasets", tag="Datasets")
 
@@ -85,8 +85,8 @@ def _accept(upload: Upload, dataset: Dataset, mode: str) -> Any:
     session.flush()  # the ingest's check reads the file's row
     payload = {"dataset_id": str(dataset.id), "file_id": str(stored.id), "format": upload.format,
                "options": upload.options.model_dump(), "mode": mode}  # fmt: skip
-    job, _ = submit_job(session, registry=ext.registry, known_queues=ext.settings.queues, type="dataset_ingest",
-                        payload=payload, tenant_id=dataset.tenant_id,
+    request = JobRequest(type="dataset_ingest", payload=payload, tenant_id=dataset.tenant_id, actor=principal().key_id)
+    job, _ = submit_job(session, registry=ext.registry, known_queues=ext.settings.queues, request=request,
                         active_jobs_limit=ext.settings.quota_active_jobs)  # fmt: skip
     audit(f"dataset.{mode}", "dataset", dataset.id, {"job_id": str(job.id)})
     dataset.last_job_id = job.id

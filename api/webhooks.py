@@ -27,7 +27,7 @@ from core.errors import PayloadInvalid
 from core.keys import Scope
 from core.models import Webhook
 from core.outbound import Guard
-from core.submit import JobRequest, submit_job_request
+from core.submit import JobRequest, submit_job
 from core.webhooks import (
     DELIVERY_TYPE,
     WebhookNotFound,
@@ -159,7 +159,7 @@ def redeliver(webhook_id: str, delivery_id: str) -> Any:
     delivery = get_delivery(session, webhook, delivery_id)
     request = JobRequest(type=DELIVERY_TYPE, payload=delivery_payload(delivery), tenant_id=tenant(),
                          actor=principal().key_id)  # fmt: skip
-    job, _ = submit_job_request(session, registry=ext.registry, known_queues=ext.settings.queues, request=request)
+    job, _ = submit_job(session, registry=ext.registry, known_queues=ext.settings.queues, request=request)
     delivery.job_id = job.id
     audit("webhook.redelivered", "webhook", webhook.id, {"delivery_id": delivery.id, "job_id": str(job.id)})
     session.commit()

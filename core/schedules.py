@@ -21,7 +21,7 @@ from core.models import Job, Schedule
 from core.queries import page_of_jobs
 from core.registry import Registry
 from core.slot_template import render_payload
-from core.submit import JobRequest, build_job, submit_job_request
+from core.submit import JobRequest, build_job, submit_job
 from core.types import utcnow
 
 MAX_INTERVAL_SECONDS = 366 * 24 * 3600
@@ -306,7 +306,7 @@ def trigger_schedule(
     """Run the schedule's job now, outside its slots (its slot is the trigger time); the schedule is unchanged."""
     now = now or utcnow()
     schedule = get_schedule(session, schedule_id, tenant_id=tenant_id)
-    job, _ = submit_job_request(session, registry=registry, known_queues=known_queues,
+    job, _ = submit_job(session, registry=registry, known_queues=known_queues,
                                 request=job_request_for(schedule, now, now), now=now,
                                 active_jobs_limit=active_jobs_limit)  # fmt: skip
     record_event(session, job.id, "triggered", detail={"schedule_id": str(schedule.id), "by": "api"}, now=now)

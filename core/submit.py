@@ -89,39 +89,13 @@ def submit_job(
     *,
     registry: Registry,
     known_queues: list[str],
-    type: str,
-    payload: dict[str, Any],
-    priority: int | None = None,
-    queue: str | None = None,
-    run_at: datetime | None = None,
-    max_attempts: int | None = None,
-    tenant_id: str = "default",
-    idempotency_key: str | None = None,
-    request_hash: str | None = None,
-    unique_key: str | None = None,
-    now: datetime | None = None,
-    active_jobs_limit: int = 0,
-) -> tuple[Job, bool]:
-    """Validate and insert a job (flushed, not committed). Returns (job, created). created is False when the
-    Idempotency-Key names a job made from the same request, or when an unfinished job holds the unique_key
-    (the policy: the existing active job is returned, nothing new is made). Raises the ConveyorError otherwise."""
-    request = JobRequest(type=type, payload=payload, priority=priority, queue=queue, run_at=run_at,
-                         max_attempts=max_attempts, idempotency_key=idempotency_key, request_hash=request_hash,
-                         unique_key=unique_key, tenant_id=tenant_id)  # fmt: skip
-    return submit_job_request(session, registry=registry, known_queues=known_queues, request=request, now=now,
-                              active_jobs_limit=active_jobs_limit)  # fmt: skip
-
-
-def submit_job_request(
-    session: Session,
-    *,
-    registry: Registry,
-    known_queues: list[str],
     request: JobRequest,
     now: datetime | None = None,
     active_jobs_limit: int = 0,
 ) -> tuple[Job, bool]:
-    """`submit_job` for a prepared JobRequest."""
+    """Validate and insert one job (flushed, not committed). Returns (job, created). created is False when the
+    Idempotency-Key names a job made from the same request, or when an unfinished job holds the unique_key (the
+    policy: the existing active job is returned, nothing new is made). Raises the ConveyorError otherwise."""
     [outcome] = submit_jobs(session, registry=registry, known_queues=known_queues, requests=[request], now=now,
                             active_jobs_limit=active_jobs_limit)  # fmt: skip
     if outcome.error is not None:

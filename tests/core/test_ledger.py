@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select, update
@@ -32,9 +33,9 @@ from tests.core.factories import insert_job
 QUEUES = ["default"]
 
 
-def submit(session: Session, registry: Registry, **kwargs: object) -> Job:
-    args: dict[str, object] = {"type": "echo", "payload": {"message": "hi"}} | kwargs
-    job, _ = submit_job(session, registry=registry, known_queues=QUEUES, **args)  # type: ignore[arg-type]
+def submit(session: Session, registry: Registry, now: datetime | None = None, **kwargs: Any) -> Job:
+    request = JobRequest(**({"type": "echo", "payload": {"message": "hi"}} | kwargs))
+    job, _ = submit_job(session, registry=registry, known_queues=QUEUES, request=request, now=now)
     session.commit()
     return job
 
@@ -80,10 +81,8 @@ def test_payload_errors_name_the_field(session: Session, registry: Registry) -> 
 
 def test_idempotency_key_same_request_returns_same_job(session: Session, registry: Registry) -> None:
     first = submit(session, registry, idempotency_key="k1", request_hash="h")
-    again, created = submit_job(
-        session, registry=registry, known_queues=QUEUES, type="echo", payload={"message": "hi"},
-        idempotency_key="k1", request_hash="h",
-    )  # fmt: skip
+    again, created = submit_job(session, registry=registry, known_queues=QUEUES, request=JobRequest(
+        type="echo", payload={"message": "hi"}, idempotency_key="k1", request_hash="h"))  # fmt: skip
     assert not created and again.id == first.id
     with pytest.raises(IdempotencyMismatch):
         submit(session, registry, idempotency_key="k1", request_hash="other")
@@ -237,9 +236,10 @@ def race_submits(session: Session, registry: Registry, count: int, **keys: str) 
 
     def attempt(i: int) -> str:
         with sessions() as own:
-            job, _created = submit_job(own, registry=registry, known_queues=QUEUES, type="echo",
-                                       payload={"message": "same" if "idempotency_key" in keys else str(i)},
-                                       **keys)  # fmt: skip
+            request = JobRequest(
+                type="echo", payload={"message": "same" if "idempotency_key" in keys else str(i)}, **keys
+            )  # type: ignore[arg-type]
+            job, _created = submit_job(own, registry=registry, known_queues=QUEUES, request=request)
             own.commit()
             return str(job.id)
 
@@ -269,10 +269,8 @@ def test_lease_renewal_alone_keeps_updated_at(session: Session) -> None:
 
 def test_unique_key_returns_the_active_job_until_it_finishes(session: Session, registry: Registry) -> None:
     first = submit(session, registry, unique_key="report-2026-11-26")
-    again, created = submit_job(
-        session, registry=registry, known_queues=QUEUES, type="echo", payload={"message": "other"},
-        unique_key="report-2026-11-26",
-    )  # fmt: skip
+    again, created = submit_job(session, registry=registry, known_queues=QUEUES, request=JobRequest(
+        type="echo", payload={"message": "other"}, unique_key="report-2026-11-26"))  # fmt: skip
     assert not created and again.id == first.id
     claim_job(session, job_id=first.id, worker="w", lease_seconds=30)
     complete_job(session, job_id=first.id, attempt=1, worker="w", data={"message": "hi"})

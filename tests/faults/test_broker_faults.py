@@ -14,7 +14,7 @@ from core.db import make_sessionmaker
 from core.models import JobEvent
 from core.queue import make_celery
 from core.registry import load_registry
-from core.submit import submit_job
+from core.submit import JobRequest, submit_job
 from tests.faults.conftest import Scenario
 
 pytestmark = pytest.mark.e2e
@@ -25,7 +25,9 @@ def test_crash_between_commit_and_publish_is_completed_by_the_reconciler(scenari
     registry = load_registry()
     with make_sessionmaker(s.cluster.engine)() as session:  # what an API process does before it dies
         for _ in range(20):
-            job, _ = submit_job(session, registry=registry, known_queues=["default"], type="effect", payload={})
+            job, _ = submit_job(
+                session, registry=registry, known_queues=["default"], request=JobRequest(type="effect", payload={})
+            )
             s.client.accepted.append(str(job.id))
         session.commit()
     s.fault_over()
