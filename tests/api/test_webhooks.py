@@ -5,6 +5,7 @@ jobs, the dispatcher turns their events into deliveries, and the real executor P
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import uuid
 from collections.abc import Callable, Iterator
@@ -340,3 +341,19 @@ def test_a_delivery_of_a_deleted_webhook_sends_nothing(
     assert worker(str(delivery_job.id)).status == "succeeded" and hook.received == []
     with clean_db.connect() as conn:
         assert conn.execute(select(func.count()).select_from(WebhookAttempt)).scalar_one() == 0
+
+
+def test_webhook_secrets_never_reach_the_logs(
+    acme: FlaskClient, clean_db: Engine, worker: Callable[[str], Job], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with receiver(statuses=[500, 200]) as hook:
+        webhook = subscribe(acme, hook.url, ["job.succeeded"])
+        rotated = acme.post(f"/v1/webhooks/{webhook['id']}/rotate", json={}).json
+        worker(acme.post("/v1/jobs", json=ECHO).json["id"])
+        [delivery_job] = deliver(clean_db, worker)  # a failed attempt (500), logged by the executor
+        assert delivery_job.status == "retrying"
+    assert any("DeliveryFailed" in r.getMessage() or r.exc_info for r in caplog.records)  # the attempt was logged
+    logged = caplog.text + "".join(str(r.args) for r in caplog.records)
+    for secret in (webhook["secret"], rotated["secret"]):
+        assert secret not in logged and secret.removeprefix("whsec_") not in logged
