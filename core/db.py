@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -45,40 +45,20 @@ def reading(engine: Engine) -> Engine:
 
 @contextlib.contextmanager
 def single_statement(session: Session) -> Iterator[bool]:
-    """Around a unit of work that is one statement, atomic on its own (the worker's claim and completion, a group
-    of plain submits, each a single DML-in-CTE statement on PostgreSQL): a PostgreSQL session runs it in autocommit,
-    without the BEGIN and COMMIT round trips, which were two thirds of a delivery's waits for the database. The
-    caller still wraps it in `session.begin()`: elsewhere (SQLite runs that work as several statements), or when
-    the session already holds a transaction, nothing changes. Yields whether the statement runs in autocommit (a
-    rollback then undoes nothing)."""
+    """Around an API unit of work that is one statement, atomic on its own (a group of plain submits: one DML-in-CTE
+    statement on PostgreSQL): the session takes its connection in autocommit, without the BEGIN and COMMIT round
+    trips; the pool resets it as it is returned. The caller still commits: on SQLite (which runs that work as
+    several statements), or when the session already holds a transaction, nothing changes. Yields whether the
+    statement runs in autocommit. (A worker's job owns its connection: worker/unit_of_work.py.)"""
     bind = session.bind
-    if bind is None or bind.dialect.name != "postgresql" or session.in_transaction():
-        yield False
-        return
-    if isinstance(bind, Connection) and _autocommit(bind):  # a worker's job session (its engine's default)
-        yield True
-        return
-    if not isinstance(bind, Connection):  # the session takes a connection in autocommit, reset as it is returned
+    if isinstance(bind, Engine) and bind.dialect.name == "postgresql" and not session.in_transaction():
         session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
         yield True
         return
-    bind.execution_options(isolation_level="AUTOCOMMIT")
-    try:
-        yield True
-    finally:
-        with contextlib.suppress(SQLAlchemyError):  # a broken connection is discarded by the pool anyway
-            bind.execution_options(isolation_level=bind.default_isolation_level)
+    yield False
 
 
-def in_transactions(session: Session) -> None:
-    """A session on a connection in autocommit (a worker's job session on PostgreSQL) back to transactions, for a
-    unit of work of several statements (a handler's own writes through ctx.session)."""
-    bind = session.bind
-    if isinstance(bind, Connection) and _autocommit(bind) and not session.in_transaction():
-        bind.execution_options(isolation_level=bind.default_isolation_level)  # the pool resets it on return
-
-
-def _autocommit(connection: Connection) -> bool:
+def connection_autocommit(connection: Connection) -> bool:
     """Whether a PostgreSQL connection is in autocommit (psycopg's own flag: no round trip)."""
     dbapi_connection = connection.connection.dbapi_connection
     return connection.dialect.name == "postgresql" and getattr(dbapi_connection, "autocommit", False) is True

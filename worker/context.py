@@ -11,24 +11,23 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from core.context import JobCancelled, LeaseLost
-from core.db import in_transactions
 from core.jobs import ClaimedJob, renew_lease
 from core.settings import Settings
 from worker.runtime import WorkerRuntime
+from worker.unit_of_work import JobUnitOfWork
 
 PROGRESS_MIN_INTERVAL = 0.2  # seconds between progress writes; a final (done == total) write always goes through
 
 
 class WorkerJobContext:
-    def __init__(self, runtime: WorkerRuntime, claimed: ClaimedJob, session: Session, worker: str) -> None:
+    def __init__(self, runtime: WorkerRuntime, claimed: ClaimedJob, unit: JobUnitOfWork, worker: str) -> None:
         self.runtime = runtime
         self.job_id = claimed.id
         self.attempt = claimed.attempt
         self.tenant_id = claimed.tenant_id
         self.worker = worker
         self.logger = logging.getLogger(f"conveyor.job.{claimed.type}")
-        self._session = session
-        self._transactional = False
+        self._unit = unit
         self._cancel_requested = threading.Event()
         self._lease_lost = threading.Event()
         self._last_progress = 0.0
@@ -47,10 +46,7 @@ class WorkerJobContext:
 
     @property
     def session(self) -> Session:
-        if not self._transactional:  # the job's session may be in autocommit (WorkerRuntime.job_engine)
-            in_transactions(self._session)
-            self._transactional = True
-        return self._session
+        return self._unit.transaction()
 
     def progress(self, done: int, total: int | None = None, message: str | None = None) -> None:
         now = time.monotonic()

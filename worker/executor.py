@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import traceback
@@ -13,15 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 
 from core.context import JobCancelled, LeaseLost
-from core.db import single_statement
 from core.jobs import ClaimedJob, claim_job, complete_and_claim, complete_job, fail_attempt, mark_cancelled
 from core.registry import JobSpec
 from worker.context import WorkerJobContext
 from worker.runtime import WorkerRuntime
+from worker.unit_of_work import JobUnitOfWork
 
 log = logging.getLogger(__name__)
 TRACEBACK_LINES = 20
@@ -34,13 +31,6 @@ def error_info(exc: BaseException) -> dict[str, Any]:
         "message": str(exc)[:2000],
         "traceback": "".join(lines[-TRACEBACK_LINES:])[-8000:],
     }
-
-
-def discard(session: Session) -> None:
-    """Give up the handler's unit of work before recording the outcome in a fresh one (on SQLite this also
-    releases the write lock the fresh session needs). A broken connection must not mask the real error."""
-    with contextlib.suppress(SQLAlchemyError):
-        session.rollback()
 
 
 @dataclass(frozen=True)
@@ -101,44 +91,43 @@ def _deliver(
 ) -> tuple[str, ClaimAhead | None]:
     """One job: its claim (or the one made ahead), the handler, the outcome; with the next job's claim when the
     outcome is a success and there is a next job."""
-    # One session on one pooled connection for the claim and the handler's unit of work.
-    with runtime.job_session() as session:
+    with runtime.job_unit() as unit:  # the claim, the handler's work and the completion: worker/unit_of_work.py
         if ahead is not None and ahead.job_id == job_id:
             claimed = ahead.claimed
         else:  # 1. Claim: one conditional update. No row back means a duplicate or stale delivery.
-            with single_statement(session), session.begin():
+            with unit.step() as session:
                 claimed = claim_job(session, job_id=job_id, worker=worker, lease_seconds=runtime.settings.lease_seconds)
         if claimed is None:
             runtime.duplicate_deliveries += 1
             log.info("job %s not claimable (duplicate, stale or cancelled delivery); acked without running", job_id)
             return "skipped", None
-        return _run_claimed(runtime, spec, claimed, session, worker, next_job_id)
+        return _run_claimed(runtime, spec, claimed, unit, worker, next_job_id)
 
 
 def _run_claimed(
     runtime: WorkerRuntime,
     spec: JobSpec,
     claimed: ClaimedJob,
-    session: Session,
+    unit: JobUnitOfWork,
     worker: str,
     next_job_id: uuid.UUID | None,
 ) -> tuple[str, ClaimAhead | None]:
     job_id = claimed.id
     # 2. Run under a heartbeat; 3. result and success in one transaction.
     try:
-        ctx = WorkerJobContext(runtime, claimed, session, worker)
+        ctx = WorkerJobContext(runtime, claimed, unit, worker)
         with runtime.lease_keeper.keeping(ctx):
             payload = spec.payload.model_validate(claimed.payload)
             result = spec.handler(payload, ctx)
             ctx.check()
             data = spec.result.model_validate(result, from_attributes=True).model_dump(mode="json")
-        completed, ahead = _complete(runtime, session, claimed, worker, data, next_job_id)
+        completed, ahead = _complete(runtime, unit, claimed, worker, data, next_job_id)
         if completed:
             return "succeeded", ahead
         log.warning("job %s attempt %s finished after losing its lease; result discarded", job_id, claimed.attempt)
         return "lease_lost", ahead
     except JobCancelled:
-        discard(session)
+        unit.discard()
         with runtime.sessions() as fresh, fresh.begin():
             mark_cancelled(fresh, job_id=job_id, attempt=claimed.attempt, worker=worker)
         return "cancelled", None
@@ -147,7 +136,7 @@ def _run_claimed(
         return "lease_lost", None
     except Exception as exc:
         # 4. Failure: a fresh session (the handler's may be broken), retrying with backoff or failed.
-        discard(session)
+        unit.discard()
         retryable = isinstance(exc, spec.retry_on) and not isinstance(exc, ValidationError)
         with runtime.sessions() as fresh, fresh.begin():
             fail_attempt(
@@ -165,25 +154,24 @@ def _run_claimed(
 
 def _complete(
     runtime: WorkerRuntime,
-    session: Session,
+    unit: JobUnitOfWork,
     claimed: ClaimedJob,
     worker: str,
     data: dict[str, Any],
     next_job_id: uuid.UUID | None,
 ) -> tuple[bool, ClaimAhead | None]:
     """Record the success, claiming the next job in the same unit of work when there is one. If the handler wrote
-    through ctx.session, its work, the result (and the claim) commit together (single_statement then leaves its
-    transaction alone); else the completion is one statement. A rolled-back unit (the lease was lost) claimed
-    nothing: the next job is then claimed on its own."""
-    job_id, attempt = claimed.id, claimed.attempt
-    with single_statement(session) as autocommit:
-        if next_job_id is None or next_job_id == claimed.id:
-            completed, ahead = complete_job(session, job_id=job_id, attempt=attempt, worker=worker, data=data), None
-        else:
-            lease = runtime.settings.lease_seconds
-            completed, next_claimed = complete_and_claim(session, job_id=job_id, attempt=attempt, worker=worker,
-                                                         data=data, next_job_id=next_job_id,
-                                                         lease_seconds=lease)  # fmt: skip
-            ahead = ClaimAhead(next_job_id, next_claimed) if completed or autocommit else None
-        (session.commit if completed else session.rollback)()
+    through ctx.session, its work, the result (and the claim) commit together; else the completion is one
+    statement (in autocommit on PostgreSQL). A rolled-back unit (the lease was lost) claimed nothing: the next job
+    is then claimed on its own; in autocommit the statement's claim stands either way."""
+    job_id, attempt, session = claimed.id, claimed.attempt, unit.session
+    if next_job_id is None or next_job_id == claimed.id:
+        completed, ahead = complete_job(session, job_id=job_id, attempt=attempt, worker=worker, data=data), None
+    else:
+        lease = runtime.settings.lease_seconds
+        completed, next_claimed = complete_and_claim(session, job_id=job_id, attempt=attempt, worker=worker,
+                                                     data=data, next_job_id=next_job_id,
+                                                     lease_seconds=lease)  # fmt: skip
+        ahead = ClaimAhead(next_job_id, next_claimed) if completed or unit.autocommit else None
+    unit.finish(completed)
     return completed, ahead

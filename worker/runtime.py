@@ -15,6 +15,7 @@ from core.queue import CeleryPublisher
 from core.registry import Registry
 from core.settings import Settings
 from worker.lease import LeaseKeeper
+from worker.unit_of_work import JobUnitOfWork
 
 
 class WorkerRuntime:
@@ -38,20 +39,24 @@ class WorkerRuntime:
 
     @cached_property
     def job_engine(self) -> Engine:
-        """The engine of job sessions. On PostgreSQL its connections stay in autocommit, where a job's claim and
-        completion run as single statements (core.db.single_statement); a handler that uses ctx.session switches
-        its connection to transactions (WorkerJobContext.session). Switching for every job instead cost a tenth of
-        a short job's CPU."""
+        """The engine of job deliveries. On PostgreSQL its connections stay in autocommit, where a job's claim and
+        completion run as single statements; a handler that uses ctx.session switches its unit to a transaction
+        (worker/unit_of_work.py). Switching every connection for every job instead cost a tenth of a short job's
+        CPU."""
         if is_sqlite(self.engine):
             return self.engine
         return make_engine(self.settings.resolved_database_url, isolation_level="AUTOCOMMIT", pool_size=2)
 
     @contextmanager
-    def job_session(self) -> Iterator[Session]:
-        """A session pinned to one pooled connection for a whole delivery (claim, then the handler's unit of
-        work): one checkout, so one pre-ping round trip instead of one per transaction."""
-        with self.job_engine.connect() as connection, Session(bind=connection, expire_on_commit=False) as session:
-            yield session
+    def job_unit(self) -> Iterator[JobUnitOfWork]:
+        """A delivery's unit of work on one pooled connection (claim, handler, completion): one checkout, so one
+        pre-ping round trip instead of one per transaction."""
+        with self.job_engine.connect() as connection:
+            unit = JobUnitOfWork(connection)
+            try:
+                yield unit
+            finally:
+                unit.close()
 
     def after_fork(self) -> None:
         """In a prefork child: drop the parent's pooled connections without closing them under the parent."""

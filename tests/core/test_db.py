@@ -13,7 +13,6 @@ from sqlalchemy.orm import Session
 from core.db import (
     PING_AFTER_IDLE_SECONDS,
     SQLITE_BUSY_TIMEOUT_MS,
-    in_transactions,
     make_engine,
     make_sessionmaker,
     reading,
@@ -23,6 +22,7 @@ from core.models import Job
 from core.types import utcnow
 from tests.core.factories import queued_job_row
 from tests.support.backends import ADMIN_DATABASE_URL
+from worker.unit_of_work import JobUnitOfWork
 
 
 def test_an_idle_connection_whose_server_side_died_is_replaced(clean_db: Engine, database_url: str) -> None:
@@ -63,47 +63,65 @@ def transaction_ids(session: Session) -> set[int]:
 
 
 def test_a_single_statement_unit_runs_in_autocommit_on_postgresql_only(clean_db: Engine, database_url: str) -> None:
-    """The worker's claim and completion: no BEGIN/COMMIT round trips on PostgreSQL; the connection is back to
+    """The API's group of plain submits: no BEGIN/COMMIT round trips on PostgreSQL; the connection is back to
     transactions afterwards, and a session that already holds a transaction keeps it."""
     if not database_url.startswith("postgresql"):
         pytest.skip("SQLite has no txid; single_statement leaves its sessions alone")
-    with clean_db.connect() as connection, Session(bind=connection) as session:
-        with single_statement(session), session.begin():
-            assert len(transaction_ids(session)) == 2  # autocommit: each statement its own transaction
+    with Session(bind=clean_db) as session:
+        with single_statement(session) as autocommit:
+            assert autocommit and len(transaction_ids(session)) == 2  # each statement its own transaction
+            session.commit()
         with session.begin():
             assert len(transaction_ids(session)) == 1  # afterwards, an ordinary transaction again
         session.scalar(text("SELECT 1"))  # the session holds a transaction now (autobegin)
-        with single_statement(session):
-            assert len(transaction_ids(session)) == 1  # left as it was: the caller's transaction
+        with single_statement(session) as autocommit:
+            assert not autocommit and len(transaction_ids(session)) == 1  # left as it was: the caller's transaction
         session.rollback()
 
 
-def test_an_autocommit_session_goes_back_to_transactions_for_a_unit_of_several_statements(database_url: str) -> None:
-    """A worker's job session on PostgreSQL: its engine's connections stay in autocommit (single_statement has
-    nothing to switch); in_transactions gives a handler's writes one transaction, and the pool returns the
+def test_a_job_unit_stays_in_autocommit_until_the_handler_asks_for_a_transaction(database_url: str) -> None:
+    """A worker's delivery on PostgreSQL: the job engine's connections stay in autocommit (the claim and the
+    completion commit themselves); ctx.session turns the unit into one transaction, once, and the pool returns the
     connection in autocommit."""
     if not database_url.startswith("postgresql"):
-        pytest.skip("the job engine is the ordinary engine on SQLite")
+        pytest.skip("the job engine is the ordinary engine on SQLite: every step is a transaction")
     engine = make_engine(database_url, isolation_level="AUTOCOMMIT")
     try:
-        with engine.connect() as connection, Session(bind=connection) as session:
-            with single_statement(session) as autocommit, session.begin():
-                assert autocommit and len(transaction_ids(session)) == 2
-            in_transactions(session)
-            assert len(transaction_ids(session)) == 1
-            with single_statement(session) as autocommit:
-                assert not autocommit and len(transaction_ids(session)) == 1  # the handler's transaction
-            session.commit()
-        with engine.connect() as connection, Session(bind=connection) as session:
-            assert len(transaction_ids(session)) == 2
+        with engine.connect() as connection:
+            unit = JobUnitOfWork(connection)
+            assert unit.autocommit
+            with unit.step() as session:
+                assert len(transaction_ids(session)) == 2
+            session = unit.transaction()
+            assert not unit.autocommit and len(transaction_ids(session)) == 1  # the handler's transaction
+            assert unit.transaction() is session and len(transaction_ids(session)) == 1  # still the same one
+            unit.finish(True)
+            unit.close()
+        with engine.connect() as connection:
+            assert JobUnitOfWork(connection).autocommit
     finally:
         engine.dispose()
 
 
-def test_a_single_statement_unit_commits_its_work_on_both_backends(clean_db: Engine) -> None:
-    with clean_db.connect() as connection, Session(bind=connection) as session:
-        with single_statement(session), session.begin():
+def test_a_job_unit_on_sqlite_runs_every_step_as_a_transaction(clean_db: Engine, database_url: str) -> None:
+    if not database_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL: the test above")
+    with clean_db.connect() as connection:
+        unit = JobUnitOfWork(connection)
+        assert not unit.autocommit
+        with unit.step() as session:
             session.execute(insert(Job), [queued_job_row()])
+        unit.transaction().execute(insert(Job), [queued_job_row()])
+        unit.finish(False)  # rolled back: the second row only
+        assert unit.session.scalar(select(func.count()).select_from(Job)) == 1
+        unit.close()
+
+
+def test_a_single_statement_unit_commits_its_work_on_both_backends(clean_db: Engine) -> None:
+    with Session(bind=clean_db) as session:
+        with single_statement(session):
+            session.execute(insert(Job), [queued_job_row()])
+            session.commit()
         assert session.scalar(select(func.count()).select_from(Job)) == 1
 
 
