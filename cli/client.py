@@ -26,6 +26,16 @@ class ApiError(Exception):
         self.body = body
 
 
+class ApiUnreachable(ConnectionError):
+    """No answer from the API at all: says where the CLI looked and how to point it elsewhere."""
+
+    def __init__(self, base_url: str, reason: object) -> None:
+        super().__init__(
+            f"Cannot reach the Conveyor API at {base_url} ({reason}). Is it running (`make up`)? Point the CLI at "
+            f"another one with --api URL or CONVEYOR_API_URL."
+        )
+
+
 class ApiClient:
     def __init__(self, base_url: str, timeout: float = 30, key: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
@@ -51,13 +61,17 @@ class ApiClient:
             except ValueError:
                 parsed = raw.decode(errors="replace")
             raise ApiError(exc.code, parsed) from None
+        except urllib.error.URLError as exc:  # refused, unresolvable, timed out: no HTTP answer
+            raise ApiUnreachable(self.base_url, exc.reason) from None
+        except TimeoutError as exc:
+            raise ApiUnreachable(self.base_url, exc) from None
 
 
 def call_api(action: Callable[[], Any]) -> Any:
     """Run a CLI command's API call; an HTTP error or an unreachable API becomes the command's error message."""
     try:
         return action()
-    except (ApiError, OSError) as exc:
+    except (ApiError, OSError) as exc:  # OSError: ApiUnreachable too
         raise click.ClickException(str(exc)) from None
 
 

