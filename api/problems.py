@@ -173,7 +173,8 @@ def register_problem_handlers(app: APIFlask) -> None:
 
     @app.errorhandler(ConveyorError)
     def conveyor_error(error: ConveyorError) -> Response:
-        return Response(json.dumps(conveyor_problem_body(error)), status=error.status, mimetype=PROBLEM_MEDIA_TYPE)
+        return problem(error.status, slug=error.slug, title=error.title, detail=error.detail, errors=error.errors,
+                       extensions=error.extensions)  # fmt: skip
 
     @app.errorhandler(OperationalError)
     @app.errorhandler(PoolTimeout)

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from api.auth import requires, tenant
 from api.extension import conveyor, db
-from core.quotas import Quotas, active_jobs, dataset_bytes, schedules
+from core.quotas import active_jobs, dataset_bytes, schedules
 
 bp = APIBlueprint("usage", __name__, url_prefix="/v1", tag="Usage")
 
@@ -35,14 +35,14 @@ class UsageRead(BaseModel):
 @bp.doc(summary="The caller's tenant: its usage of each quota, and the limits (any key may read it)")
 def usage() -> Any:
     session, tenant_id = db(), tenant()
-    quotas = Quotas.of(conveyor().settings)
+    settings = conveyor().settings
 
     def of(used: int, limit: int) -> QuotaUsage:
         return QuotaUsage(used=used, limit=limit or None)
 
     return UsageRead(
         tenant_id=tenant_id,
-        active_jobs=of(active_jobs(session, tenant_id), quotas.active_jobs),
-        schedules=of(schedules(session, tenant_id), quotas.schedules),
-        dataset_bytes=of(dataset_bytes(session, tenant_id), quotas.dataset_bytes),
+        active_jobs=of(active_jobs(session, tenant_id), settings.quota_active_jobs),
+        schedules=of(schedules(session, tenant_id), settings.quota_schedules),
+        dataset_bytes=of(dataset_bytes(session, tenant_id), settings.quota_dataset_bytes),
     )

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.schemas import Strict
 from core.models import Job, WebhookAttempt, WebhookDelivery
 from core.status import JobStatus
+from core.webhooks import MAX_ROTATION_OVERLAP
 
 EventType = Literal["job.succeeded", "job.failed", "job.cancelled", "dataset.ready"]
 DeliveryStatus = Literal["pending", "succeeded", "failed"]
@@ -29,7 +30,10 @@ class WebhookCreate(Strict):
 
 class RotateBody(Strict):
     overlap_seconds: int = Field(
-        default=DAY, ge=0, le=7 * DAY, description="How long the old secret keeps signing beside the new one."
+        default=DAY,
+        ge=0,
+        le=int(MAX_ROTATION_OVERLAP.total_seconds()),
+        description="How long the old secret keeps signing beside the new one.",
     )
 
 

@@ -22,7 +22,6 @@ from sqlalchemy.sql.elements import ColumnClause
 
 from core.errors import ConveyorError
 from core.models import ACTIVE, Job, Schedule, StoredFile, TenantUsage
-from core.settings import Settings
 from core.types import UTCDateTime, utcnow
 
 # A submit's transaction whose jobs the tick could not yet see (still open when the count ran) is counted by the
@@ -45,19 +44,6 @@ class StorageQuotaExceeded(QuotaExceeded):
     """An upload that would take the tenant's stored bytes past its quota: 413, as for a body over a size limit."""
 
     status = 413
-
-
-@dataclass(frozen=True)
-class Quotas:
-    """The limits every tenant has; 0 means none."""
-
-    active_jobs: int = 0
-    schedules: int = 0
-    dataset_bytes: int = 0
-
-    @classmethod
-    def of(cls, settings: Settings) -> Quotas:
-        return cls(settings.quota_active_jobs, settings.quota_schedules, settings.quota_dataset_bytes)
 
 
 def active_jobs(session: Session, tenant_id: str) -> int:

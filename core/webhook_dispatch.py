@@ -28,14 +28,12 @@ from core.registry import Registry
 from core.status import JobStatus
 from core.submit import JobRequest, submit_jobs
 from core.types import utcnow
-from core.webhooks import DELIVERY_TYPE, NewDelivery, add_deliveries, delivery_payload, event_body, job_data
+from core.webhooks import DELIVERY_TYPE, JOB_EVENTS, NewDelivery, add_deliveries, delivery_payload, event_body, job_data
 
 BATCH = 2000  # events read per tick
 GAP_SECONDS = 60.0
 MAX_GAPS = 10_000
 CURSOR_ID = 1
-FINISHED = {JobStatus.SUCCEEDED.value: "job.succeeded", JobStatus.FAILED.value: "job.failed",
-            JobStatus.CANCELLED.value: "job.cancelled"}  # fmt: skip
 # The job types whose success makes a dataset ready, and the result field that names it.
 DATASET_MAKERS = ("dataset_ingest", "dataset_aggregate")
 
@@ -74,7 +72,7 @@ def dispatch_events(
         cursor.gaps = gaps
     if events:
         cursor.last_event_id = max(cursor.last_event_id, max(e.id for e in events))
-    finished = [e for e in events if e.kind in FINISHED]
+    finished = [e for e in events if e.kind in JOB_EVENTS]
     if finished:
         report.jobs = _deliver(session, finished, tenants, registry, known_queues, now)
     return report
@@ -135,13 +133,14 @@ def _deliver(
     if succeeded:
         found = select(JobResult.job_id, JobResult.data).where(JobResult.job_id.in_(succeeded))
         results = {job_id: data for job_id, data in session.execute(found)}
-    hooks: dict[str, list[Webhook]] = defaultdict(list)
+    hooks: dict[str, list[tuple[Webhook, str]]] = defaultdict(list)  # a tenant's endpoints, with their URLs
     callbacks: dict[str, Webhook] = {}
     for webhook in session.scalars(select(Webhook).where(Webhook.tenant_id.in_({j.tenant_id for j in jobs.values()}))):
         if webhook.kind == "callbacks":
             callbacks[webhook.tenant_id] = webhook
         else:
-            hooks[webhook.tenant_id].append(webhook)
+            assert webhook.url is not None  # noqa: S101 - endpoints have a URL
+            hooks[webhook.tenant_id].append((webhook, webhook.url))
     new: list[NewDelivery] = []
     for event in events:
         job = jobs.get(event.job_id)
@@ -149,15 +148,13 @@ def _deliver(
             continue
         result = results.get(job.id)
         for event_type, data in _events_of(event, job, result):
-            for webhook in hooks[job.tenant_id]:
-                if _subscribed(webhook, event_type, job, event):
-                    assert webhook.url is not None  # noqa: S101 - endpoints have a URL
-                    new.append(NewDelivery(webhook, webhook.url, event_type, event_body(event_type, data, now),
-                                           f"{webhook.id}:{event.id}:{event_type}"))  # fmt: skip
+            targets = [(w, url) for w, url in hooks[job.tenant_id] if _subscribed(w, event_type, job, event)]
             callback = callbacks.get(job.tenant_id)
             if job.callback_url and callback is not None and event_type.startswith("job."):
-                new.append(NewDelivery(callback, job.callback_url, event_type, event_body(event_type, data, now),
-                                       f"{callback.id}:{event.id}:{event_type}"))  # fmt: skip
+                targets.append((callback, job.callback_url))
+            body = event_body(event_type, data, now)
+            new.extend(NewDelivery(webhook, url, event_type, body, f"{webhook.id}:{event.id}:{event_type}")
+                       for webhook, url in targets)  # fmt: skip
     return _delivery_jobs(session, add_deliveries(session, new), registry, known_queues, now)
 
 
@@ -172,7 +169,7 @@ def _subscribed(webhook: Webhook, event_type: str, job: Job, event: _Event) -> b
 
 def _events_of(event: _Event, job: Job, result: dict[str, Any] | None) -> list[tuple[str, dict[str, Any]]]:
     """The webhook events one finish makes: the job's, and `dataset.ready` when it made a dataset."""
-    made = [(FINISHED[event.kind], job_data(job, result))]
+    made = [(JOB_EVENTS[event.kind], job_data(job, result))]
     if event.kind == JobStatus.SUCCEEDED.value and job.type in DATASET_MAKERS and result and result.get("dataset_id"):
         made.append(("dataset.ready", {"dataset_id": result["dataset_id"], "job_id": str(job.id), **result}))
     return made

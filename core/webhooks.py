@@ -25,12 +25,13 @@ from standardwebhooks import Webhook as Signer
 from core.errors import ConveyorError, PayloadInvalid
 from core.models import Job, Webhook, WebhookAttempt, WebhookDelivery
 from core.outbound import Guard
-from core.queue_names import QueueNames
+from core.status import JobStatus
 from core.types import utcnow
 
 DELIVERY_TYPE = "webhook_delivery"
-JOB_EVENTS = ("job.succeeded", "job.failed", "job.cancelled")
-EVENT_TYPES = (*JOB_EVENTS, "dataset.ready")
+# The event a job's finish makes, by the status it finished in (core/webhook_dispatch.py reads job_events by it).
+JOB_EVENTS = {status.value: f"job.{status.value}" for status in (JobStatus.SUCCEEDED, JobStatus.FAILED,
+                                                                   JobStatus.CANCELLED)}  # fmt: skip
 MAX_ROTATION_OVERLAP = timedelta(days=7)
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the format's prefix, not a secret
 
@@ -117,20 +118,21 @@ def signed_headers(secrets_: list[str], delivery_id: str, timestamp: datetime, b
 def callbacks_webhook(session: Session, tenant_id: str, *, now: datetime | None = None) -> Webhook:
     """The tenant's `callbacks` row, whose secret signs the POSTs to jobs' callback_url: made on first use (two
     submits at once make one, by its unique index)."""
-    found = session.scalars(select(Webhook).where(Webhook.tenant_id == tenant_id, Webhook.kind == "callbacks")).first()
+    of_tenant = select(Webhook).where(Webhook.tenant_id == tenant_id, Webhook.kind == "callbacks")
+    found = session.scalars(of_tenant).first()
     if found is not None:
         return found
     now = now or utcnow()
-    made = Webhook(id=uuid.uuid4(), tenant_id=tenant_id, kind="callbacks", url=None, event_types=list(JOB_EVENTS),
+    made = Webhook(id=uuid.uuid4(), tenant_id=tenant_id, kind="callbacks", url=None,
+                   event_types=list(JOB_EVENTS.values()),
                    job_types=None, description="Signs the deliveries to each job's callback_url.",
                    secret=new_secret(), created_by="conveyor", created_at=now, updated_at=now)  # fmt: skip
     try:
         with session.begin_nested():
             session.add(made)
             session.flush()
-    except IntegrityError:
-        return session.scalars(select(Webhook).where(Webhook.tenant_id == tenant_id,
-                                                     Webhook.kind == "callbacks")).one()  # fmt: skip
+    except IntegrityError:  # the other submit's row
+        return session.scalars(of_tenant).one()
     return made
 
 
@@ -224,6 +226,3 @@ def get_delivery(session: Session, webhook: Webhook, delivery_id: str) -> Webhoo
 def body_text(delivery: WebhookDelivery) -> str:
     """The exact bytes signed and sent: the same on every attempt."""
     return json.dumps(delivery.payload, separators=(",", ":"), sort_keys=True)
-
-
-QUEUE = QueueNames.WEBHOOKS
