@@ -107,9 +107,9 @@ class DeliveryRead(BaseModel):
 
 class DeliveryList(BaseModel):
     items: list[DeliveryRead]
-    next_before: datetime | None = Field(description="Pass as `before` for the next (older) page.")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page.")
 
 
 class DeliveryQuery(BaseModel):
     limit: int = Field(default=50, ge=1, le=200)
-    before: datetime | None = Field(default=None, description="Deliveries made before this time (paging).")
+    cursor: str | None = Field(default=None, max_length=500, description="`next_cursor` of the previous page.")

@@ -139,14 +139,14 @@ def rotate(webhook_id: str, body: RotateBody) -> Any:
 @requires(Scope.WEBHOOKS_WRITE)
 @bp.input(DeliveryQuery, location="query", arg_name="query")
 @bp.output(DeliveryList)
-@bp.doc(summary="The webhook's deliveries, newest first, each with every attempt", responses={404: "No such webhook"})
+@bp.doc(summary="The webhook's deliveries, newest first, each with every attempt",
+        responses={400: "Bad cursor", 404: "No such webhook"})  # fmt: skip
 def deliveries(webhook_id: str, query: DeliveryQuery) -> Any:
     session = db()
-    found = list_deliveries(session, the_webhook(webhook_id), limit=query.limit, before=query.before)
+    found, next_cursor = list_deliveries(session, the_webhook(webhook_id), limit=query.limit, cursor=query.cursor)
     attempts = attempts_of(session, [delivery.id for delivery, _ in found])
     items = [DeliveryRead.of(delivery, job, attempts[delivery.id]) for delivery, job in found]
-    next_before = found[-1][0].created_at if len(found) == query.limit else None
-    return DeliveryList(items=items, next_before=next_before)
+    return DeliveryList(items=items, next_cursor=next_cursor)
 
 
 @bp.post("/<webhook_id>/deliveries/<delivery_id>/redeliver")

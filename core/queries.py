@@ -6,9 +6,10 @@ import base64
 import binascii
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Select, func, select, tuple_
 from sqlalchemy.orm import InstrumentedAttribute, Session
@@ -17,6 +18,8 @@ from core.errors import ConveyorError, JobNotFound, ResultNotReady
 from core.models import Job, JobEvent, JobResult
 from core.status import JobStatus
 from core.types import utcnow
+
+RowId = TypeVar("RowId")
 
 
 class BadCursor(ConveyorError):
@@ -39,16 +42,18 @@ class JobFilter:
     created_before: datetime | None = None
 
 
-def encode_cursor(at: datetime, row_id: uuid.UUID) -> str:
+def encode_cursor(at: datetime, row_id: object) -> str:
+    """A keyset cursor over (time, id), newest first: opaque to clients (GET /v1/jobs, a webhook's deliveries)."""
     raw = json.dumps([at.isoformat(), str(row_id)]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+def decode_cursor(cursor: str, id_of: Callable[[str], RowId]) -> tuple[datetime, RowId]:
+    """The cursor's time and row id (`id_of` parses the id: uuid.UUID for jobs), or BadCursor."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         at, row_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        return datetime.fromisoformat(at), uuid.UUID(row_id)
+        return datetime.fromisoformat(at), id_of(row_id)
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
         raise BadCursor("The cursor is not one this API returned; start again without it.") from None
 
@@ -58,7 +63,7 @@ def page_of_jobs(
 ) -> tuple[list[Job], str | None]:
     """Newest first, keyset-paginated on (key, id). Returns the page and the next cursor (or None)."""
     if cursor:
-        at, job_id = decode_cursor(cursor)
+        at, job_id = decode_cursor(cursor, uuid.UUID)
         query = query.where(tuple_(key, Job.id) < tuple_(at, job_id))
     rows: list[Job] = list(session.scalars(query.order_by(key.desc(), Job.id.desc()).limit(limit + 1)))
     next_cursor = encode_cursor(getattr(rows[limit - 1], key.key), rows[limit - 1].id) if len(rows) > limit else None

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from standardwebhooks import Webhook as Signer
@@ -25,6 +25,7 @@ from standardwebhooks import Webhook as Signer
 from core.errors import ConveyorError, PayloadInvalid
 from core.models import Job, Webhook, WebhookAttempt, WebhookDelivery
 from core.outbound import Guard
+from core.queries import decode_cursor, encode_cursor
 from core.status import JobStatus
 from core.types import utcnow
 
@@ -197,15 +198,19 @@ def delivery_payload(delivery: WebhookDelivery) -> dict[str, Any]:
 
 
 def list_deliveries(
-    session: Session, webhook: Webhook, *, limit: int, before: datetime | None = None
-) -> list[tuple[WebhookDelivery, Job | None]]:
-    """A webhook's deliveries, newest first, each with its current job (whose status is the delivery's)."""
+    session: Session, webhook: Webhook, *, limit: int, cursor: str | None = None
+) -> tuple[list[tuple[WebhookDelivery, Job | None]], str | None]:
+    """A webhook's deliveries, newest first, each with its current job (whose status is the delivery's),
+    keyset-paginated on (created_at, id) as GET /v1/jobs is. Returns the page and the next cursor (or None)."""
     query = select(WebhookDelivery, Job).outerjoin(Job, Job.id == WebhookDelivery.job_id)
     query = query.where(WebhookDelivery.webhook_id == webhook.id, WebhookDelivery.tenant_id == webhook.tenant_id)
-    if before is not None:
-        query = query.where(WebhookDelivery.created_at < before)
-    query = query.order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc()).limit(limit)
-    return [(delivery, job) for delivery, job in session.execute(query)]
+    if cursor:
+        at, delivery_id = decode_cursor(cursor, str)
+        query = query.where(tuple_(WebhookDelivery.created_at, WebhookDelivery.id) < tuple_(at, delivery_id))
+    query = query.order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc()).limit(limit + 1)
+    rows: list[tuple[WebhookDelivery, Job | None]] = [(delivery, job) for delivery, job in session.execute(query)]
+    last = rows[limit - 1][0] if len(rows) > limit else None
+    return rows[:limit], (encode_cursor(last.created_at, last.id) if last is not None else None)
 
 
 def attempts_of(session: Session, delivery_ids: list[str]) -> dict[str, list[WebhookAttempt]]:

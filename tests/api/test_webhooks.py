@@ -357,3 +357,23 @@ def test_webhook_secrets_never_reach_the_logs(
     logged = caplog.text + "".join(str(r.args) for r in caplog.records)
     for secret in (webhook["secret"], rotated["secret"]):
         assert secret not in logged and secret.removeprefix("whsec_") not in logged
+
+
+def test_deliveries_page_by_cursor_even_when_their_times_tie(
+    acme: FlaskClient, clean_db: Engine, hook: Receiver, worker: Callable[[str], Job]
+) -> None:
+    webhook = subscribe(acme, hook.url, ["job.succeeded"])
+    for _ in range(3):
+        worker(acme.post("/v1/jobs", json=ECHO).json["id"])
+    assert len(dispatch(clean_db)) == 3
+    with clean_db.begin() as conn:  # made in the same instant: a time alone cannot tell the pages apart
+        conn.execute(update(WebhookDelivery).values(created_at=utcnow()))
+    path = f"/v1/webhooks/{webhook['id']}/deliveries"
+    first = acme.get(f"{path}?limit=2").json
+    assert len(first["items"]) == 2 and first["next_cursor"]
+    second = acme.get(f"{path}?limit=2&cursor={first['next_cursor']}").json
+    assert len(second["items"]) == 1 and second["next_cursor"] is None
+    seen = [d["id"] for d in first["items"] + second["items"]]
+    assert len(set(seen)) == 3
+    bad = acme.get(f"{path}?cursor=not-a-cursor")
+    assert bad.status_code == 400 and bad.json["type"] == "urn:conveyor:problem:bad-cursor"
