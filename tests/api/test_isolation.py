@@ -19,15 +19,13 @@ from sqlalchemy import func, select
 
 from core.db import make_sessionmaker
 from core.models import ApiKey, Dataset, Job, Schedule
-from core.queue import make_celery
 from core.registry import load_registry
 from core.submit import JobRequest, build_job
 from core.types import utcnow
 from core.webhook_dispatch import dispatch_events
 from tests.api.conftest import KeyFactory
 from tests.support.keys import client_with
-from worker.executor import execute_message
-from worker.runtime import WorkerRuntime
+from tests.support.worker import job_runner
 
 CSV = "carrier,delay\nAA,5\nUA,7\nAA,1\n"
 MISSING = "00000000-0000-4000-8000-000000000000"
@@ -49,18 +47,8 @@ class Tenant:
 
 def run(app: APIFlask, job_id: str) -> None:
     """The worker's part, through the real executor (the broker is the only thing skipped)."""
-    ext = app.extensions["conveyor"]
-    registry = load_registry()
-    runtime = WorkerRuntime(ext.settings, registry, make_celery(ext.settings, name="test"))
-    try:
-        with runtime.sessions() as session:
-            job_type = session.get_one(Job, uuid.UUID(job_id)).type
-        try:
-            execute_message(runtime, registry.get(job_type), [job_id], hostname="test")
-        except Exception:  # noqa: S110 - a failure is recorded in the row, which the tests read
-            pass
-    finally:
-        runtime.close()
+    with job_runner(app.extensions["conveyor"].settings, load_registry()) as run_job:
+        run_job(job_id)
 
 
 def make_tenant(app: APIFlask, make_key: KeyFactory, name: str) -> Tenant:

@@ -22,15 +22,14 @@ from standardwebhooks import WebhookVerificationError
 from api import create_app
 from core.db import make_sessionmaker
 from core.models import Job, JobEvent, WebhookAttempt, WebhookCursor, WebhookDelivery
-from core.queue import RecordingPublisher, make_celery
+from core.queue import RecordingPublisher
 from core.registry import load_registry
 from core.settings import Settings
 from core.types import utcnow
 from core.webhook_dispatch import dispatch_events
 from tests.support.keys import admin_client
 from tests.support.receiver import Receiver, receiver
-from worker.executor import execute_message
-from worker.runtime import WorkerRuntime
+from tests.support.worker import RunJob, job_runner
 
 ECHO = {"type": "echo", "payload": {"message": "hi"}}
 CSV = "carrier,delay\nAA,5\nUA,7\n"
@@ -61,23 +60,10 @@ def acme(app: APIFlask) -> FlaskClient:
 
 
 @pytest.fixture
-def worker(settings: Settings) -> Iterator[Callable[[str], Job]]:
+def worker(settings: Settings) -> Iterator[RunJob]:
     """Runs one job through the real executor (the broker is the only thing skipped) and returns its row."""
-    registry = load_registry()
-    runtime = WorkerRuntime(settings, registry, make_celery(settings, name="test"))
-
-    def run(job_id: str) -> Job:
-        with runtime.sessions() as session:
-            job_type = session.get_one(Job, uuid.UUID(job_id)).type
-        try:
-            execute_message(runtime, registry.get(job_type), [job_id], hostname="test")
-        except Exception:  # noqa: S110 - a failure is recorded in the row, which the tests read
-            pass
-        with runtime.sessions() as session:
-            return session.get_one(Job, uuid.UUID(job_id))
-
-    yield run
-    runtime.close()
+    with job_runner(settings, load_registry()) as run:
+        yield run
 
 
 def dispatch(engine: Engine) -> list[Job]:

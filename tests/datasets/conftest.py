@@ -17,12 +17,11 @@ from sqlalchemy.orm import Session
 from api import create_app
 from core.db import make_sessionmaker
 from core.models import Dataset, Job
-from core.queue import RecordingPublisher, make_celery
+from core.queue import RecordingPublisher
 from core.registry import Registry
 from core.settings import Settings
 from tests.support.keys import admin_client
-from worker.executor import execute_message
-from worker.runtime import WorkerRuntime
+from tests.support.worker import RunJob, job_runner
 
 
 @pytest.fixture
@@ -31,22 +30,10 @@ def settings(clean_db: Engine, database_url: str, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def run_job(settings: Settings, registry: Registry) -> Iterator[Callable[[uuid.UUID | str], Job]]:
+def run_job(settings: Settings, registry: Registry) -> Iterator[RunJob]:
     """Run a submitted job to its end through the worker's executor (no broker: the test delivers it)."""
-    runtime = WorkerRuntime(settings, registry, make_celery(settings, name="test"))
-
-    def run(job_id: uuid.UUID | str) -> Job:
-        with runtime.sessions() as session:
-            job = session.get_one(Job, uuid.UUID(str(job_id)))
-        try:
-            execute_message(runtime, registry.get(job.type), [str(job.id)], hostname="test")
-        except Exception:  # noqa: S110 - the executor recorded the failure; the test reads the job row
-            pass
-        with runtime.sessions() as session:
-            return session.get_one(Job, job.id)
-
-    yield run
-    runtime.close()
+    with job_runner(settings, registry) as run:
+        yield run
 
 
 @pytest.fixture
