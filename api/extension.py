@@ -12,12 +12,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.group_commit import GroupCommit
 from core.models import Job
-from core.publish import publish_committed
-from core.queue import Publisher, Wakeup
+from core.publish import messages_of, publish_committed
+from core.queue import Message, Publisher
 from core.quotas import UsageCache
 from core.registry import Registry
 from core.settings import Settings
-from core.submit import JobRequest, Submitted, wakeups
+from core.submit import JobRequest, Submitted
 
 if TYPE_CHECKING:
     from api.auth import Authenticator
@@ -61,12 +61,12 @@ def close_db(_exc: BaseException | None = None) -> None:
         session.close()
 
 
-def publish(wakeups: list[Wakeup]) -> None:
+def publish(batch: list[Message]) -> None:
     """After the request's commit: publish, leaving what fails to the reconciler (core.publish)."""
     ext = conveyor()
-    publish_committed(ext.publisher, ext.sessions, wakeups)
+    publish_committed(ext.publisher, ext.sessions, batch)
 
 
 def publish_job(job: Job) -> None:
     """A job published alone, after its commit (a retry, a dataset's ingest, a schedule's trigger), if it is due."""
-    publish(wakeups(conveyor().registry, [job]))
+    publish(messages_of([job]))

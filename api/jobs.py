@@ -37,7 +37,7 @@ from core.models import Job
 from core.outbound import Guard
 from core.queries import JobFilter, get_job, get_result, list_events, list_jobs
 from core.read_tokens import ReadGrant, issue_read_token
-from core.submit import JobRequest, Submitted, one_statement, request_fingerprint, submit_jobs, wakeups
+from core.submit import JobRequest, Submitted, one_statement, request_fingerprint, submit_jobs
 from core.types import utcnow
 from core.webhooks import callbacks_webhook, check_callback_url
 
@@ -121,6 +121,7 @@ def job_request(body: JobCreate, *, now: datetime, idempotency_key: str | None) 
 )
 def create(body: JobCreate, query: SubmitQuery) -> Any:
     request_ = job_request(body, now=utcnow(), idempotency_key=idempotency_key())
+    # Concurrent POSTs share a transaction: the app's GroupCommit runs `submit_group` below for them (api/app.py).
     submitted = conveyor().submit_groups.submit(request_)
     if submitted.error is not None:
         raise submitted.error
@@ -147,14 +148,13 @@ def submit_and_publish(session: Session, requests: list[JobRequest], *, now: dat
     shared = ext.settings.jobs_per_message
     alone = one_statement(session, ext.registry, requests)
     with single_statement(session) if alone else contextlib.nullcontext():
-        outcomes = submit_jobs(session, registry=ext.registry, known_queues=ext.settings.queues, requests=requests,
-                               now=now, jobs_per_message=shared,
-                               active_jobs_limit=ext.settings.quota_active_jobs,
-                               usage_cache=ext.usage_cache)  # fmt: skip
+        submission = submit_jobs(session, registry=ext.registry, known_queues=ext.settings.queues, requests=requests,
+                                 now=now, jobs_per_message=shared,
+                                 active_jobs_limit=ext.settings.quota_active_jobs,
+                                 usage_cache=ext.usage_cache)  # fmt: skip
         session.commit()
-    created = [o.job for o in outcomes if o.created and o.job is not None]
-    publish(wakeups(ext.registry, created, jobs_per_message=shared))
-    return outcomes
+    publish(submission.messages)
+    return submission.outcomes
 
 
 @bp.get("")

@@ -111,7 +111,7 @@ def _fire(
     try:
         requests = [job_request_for(schedule, slot, now) for slot in fire]
         outcomes = submit_jobs(session, registry=registry, known_queues=known_queues, requests=requests, now=now,
-                               active_jobs_limit=active_jobs_limit)  # fmt: skip
+                               active_jobs_limit=active_jobs_limit).outcomes  # fmt: skip
     except ConveyorError as exc:  # e.g. the job type was uninstalled after the schedule was made
         outcomes, error = [], exc.detail
     refused = 0  # slots whose job was refused (e.g. over the tenant's quota): missed, as the misfire policy's are

@@ -1,43 +1,32 @@
-"""The job state machine (one transition table) and the ledger operations that move a job through it.
+"""The ledger operations that move a job through the transition table (core.status.TRANSITIONS).
 
 Every function takes the caller's session first and never commits: the caller owns the unit of work.
 Every transition is a conditional UPDATE (the row is the source of truth) plus one `job_events` row. A change made
-to a loaded row goes through `move`, which refuses a pair the table lacks; the set-based statements of the hot path
-(claim, complete, mark_cancelled) select their row by a source the table allows (`sources_of`, `_owned`).
-tests/core/test_state_machine.py tries every pair against these operations.
+to a loaded row goes through `move`, which refuses a pair the table lacks; the set-based statements (the claim and
+completion of the hot path, in core/statements, and mark_cancelled) select their row by a source the table allows
+(`sources_of`, `owned`). tests/core/test_state_machine.py tries every pair against these operations.
 """
 
 from __future__ import annotations
 
-import functools
 import random
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, literal, or_, select, true, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
+from core import statements
 from core.errors import InvalidTransition, JobNotFound
-from core.models import Job, JobEvent, JobResult
-from core.status import JobStatus
+from core.models import Job, JobEvent
+from core.statements import Claim, Completion
+from core.statements.shared import event_row, owned
+from core.status import TRANSITIONS, JobStatus
 from core.types import iso_or_none, utcnow
 
 S = JobStatus
-# Core tables for the hot path: plain DML without the ORM's bulk-update bookkeeping.
-JOBS = cast(Table, Job.__table__)
-EVENTS = cast(Table, JobEvent.__table__)
-RESULTS = cast(Table, JobResult.__table__)
-TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
-    S.SCHEDULED: frozenset({S.QUEUED, S.CANCELLED}),
-    S.QUEUED: frozenset({S.RUNNING, S.CANCELLED}),
-    S.RUNNING: frozenset({S.SUCCEEDED, S.RETRYING, S.FAILED, S.CANCELLED}),
-    S.RETRYING: frozenset({S.QUEUED, S.CANCELLED}),
-    S.FAILED: frozenset({S.QUEUED}),  # manual retry
-    S.SUCCEEDED: frozenset(),
-    S.CANCELLED: frozenset(),
-}
 
 
 class IllegalTransition(RuntimeError):
@@ -53,11 +42,6 @@ def move(job: Job, target: JobStatus, now: datetime) -> JobStatus:
     return source
 
 
-def sources_of(target: JobStatus) -> list[str]:
-    """Statuses allowed to move to `target`: the WHERE clause of every conditional update."""
-    return [s.value for s, targets in TRANSITIONS.items() if target in targets]
-
-
 @dataclass(frozen=True)
 class ClaimedJob:
     id: uuid.UUID
@@ -66,20 +50,6 @@ class ClaimedJob:
     attempt: int
     max_attempts: int
     tenant_id: str
-
-
-def event_row(
-    job_id: uuid.UUID,
-    kind: str,
-    *,
-    attempt: int = 0,
-    worker: str | None = None,
-    detail: dict[str, Any] | None = None,
-    now: datetime | None = None,
-) -> dict[str, Any]:
-    """One `job_events` row as insert parameters."""
-    return {"job_id": job_id, "kind": kind, "attempt": attempt, "worker": worker, "detail": detail,
-            "created_at": now or utcnow()}  # fmt: skip
 
 
 def record_event(
@@ -101,99 +71,17 @@ def claim_job(
 ) -> ClaimedJob | None:
     """Take a queued job for one attempt. None means a duplicate or stale delivery: the caller does nothing."""
     now = now or utcnow()
-    params = _claim_params(job_id, worker, lease_seconds, now)
-    connection = session.connection()
-    if dml_in_cte(session):
-        row = connection.execute(_claim_with_event(), params).one_or_none()
-    else:
-        row = connection.execute(_claim(), params).one_or_none()
-        if row is not None:
-            event = event_row(job_id, S.RUNNING.value, attempt=row.attempt, worker=worker, now=now)
-            connection.execute(_insert_event(), event)
+    row = statements.of(session).claim(session.connection(), _claim(job_id, worker, lease_seconds, now))
     return None if row is None else _claimed(job_id, row)
 
 
-def _claim_params(job_id: uuid.UUID, worker: str, lease_seconds: float, now: datetime) -> dict[str, Any]:
-    lease_until = now + timedelta(seconds=lease_seconds)
-    return {"b_claim_id": job_id, "b_now": now, "b_lease_until": lease_until, "b_worker": worker}
+def _claim(job_id: uuid.UUID, worker: str, lease_seconds: float, now: datetime) -> Claim:
+    return Claim(job_id, worker, now + timedelta(seconds=lease_seconds), now)
 
 
 def _claimed(job_id: uuid.UUID, row: Any) -> ClaimedJob:
     return ClaimedJob(id=job_id, type=row.type, payload=row.payload, attempt=row.attempt, max_attempts=row.max_attempts,
                       tenant_id=row.tenant_id)  # fmt: skip
-
-
-# The hot path's statements are built once, with bind parameters, and run on the session's Core connection: a
-# profile of a worker delivery spent a third of its time building, hashing and ORM-wrapping them on every call.
-def _param(name: str, column: str) -> Any:
-    """A bind named b_<name>: a parameter named like a column would also be SET by an UPDATE it is passed to."""
-    return bindparam(f"b_{name}", type_=JOBS.c[column].type)
-
-
-def _claimable() -> list[Any]:
-    """The statuses a claim takes, as plain binds: a list of values is an expanding IN, re-rendered into the SQL on
-    every execution (7% of a worker process's CPU in a profile)."""
-    return [literal(status, JOBS.c.status.type) for status in sources_of(S.RUNNING)]
-
-
-@functools.cache
-def _claim() -> Any:
-    now = _param("now", "updated_at")
-    return (
-        update(JOBS)
-        .where(
-            JOBS.c.id == _param("claim_id", "id"),
-            JOBS.c.status.in_(_claimable()),
-            JOBS.c.cancel_requested.is_(False),
-            or_(JOBS.c.expires_at.is_(None), JOBS.c.expires_at > now),  # an expired job is the reconciler's
-        )
-        .values(
-            status=S.RUNNING.value,
-            attempt=JOBS.c.attempt + 1,
-            lease_until=_param("lease_until", "lease_until"),
-            worker=_param("worker", "worker"),
-            started_at=now,
-            updated_at=now,
-            progress_done=None,
-            progress_total=None,
-            progress_message=None,
-        )
-        .returning(JOBS.c.id, JOBS.c.type, JOBS.c.payload, JOBS.c.attempt, JOBS.c.max_attempts, JOBS.c.tenant_id)
-    )
-
-
-@functools.cache
-def _claim_with_event() -> Any:
-    """One round trip on PostgreSQL: the claim and its event in a single statement."""
-    claimed = _claim().cte("claimed")
-    event = _event_from(claimed, S.RUNNING.value, claimed.c.attempt).cte("claim_event")
-    columns = (claimed.c.type, claimed.c.payload, claimed.c.attempt, claimed.c.max_attempts, claimed.c.tenant_id)
-    return select(*columns).add_cte(event)
-
-
-def dml_in_cte(session: Session) -> bool:
-    """PostgreSQL runs INSERT/UPDATE … RETURNING inside WITH; SQLite does not."""
-    return session.get_bind().dialect.name == "postgresql"
-
-
-def _event_from(source: Any, kind: str, attempt: Any) -> Any:
-    """INSERT INTO job_events SELECT … FROM a DML CTE: one event per row the CTE touched (binds: b_worker, b_now)."""
-    columns = EVENTS.c
-    return insert(EVENTS).from_select(
-        ["job_id", "kind", "attempt", "worker", "created_at"],
-        select(
-            source.c.id,
-            literal(kind, columns.kind.type),
-            attempt,
-            _param("worker", "worker"),
-            _param("now", "updated_at"),
-        ),
-    )
-
-
-def _owned(job_id: uuid.UUID | Any, attempt: int | Any) -> Any:
-    """The condition that this attempt still owns the running job (its lease was not taken over)."""
-    return (Job.id == job_id) & (Job.status == S.RUNNING.value) & (Job.attempt == attempt)
 
 
 def renew_lease(
@@ -214,7 +102,7 @@ def renew_lease(
         values["updated_at"] = now
     cancel = session.execute(
         update(Job)
-        .where(_owned(job_id, attempt))
+        .where(owned(job_id, attempt))
         .values(**values)
         .returning(Job.cancel_requested)
         .execution_options(synchronize_session=False)
@@ -226,16 +114,8 @@ def complete_job(
     session: Session, *, job_id: uuid.UUID, attempt: int, worker: str, data: dict[str, Any], now: datetime | None = None
 ) -> bool:
     """Result and success together. False if this attempt no longer owns the job (nothing is written)."""
-    now = now or utcnow()
-    params = _complete_params(job_id, attempt, worker, data, now)
-    connection = session.connection()
-    if dml_in_cte(session):
-        return connection.execute(_complete_with_result(), params).scalar_one_or_none() is not None
-    if connection.execute(_complete(), params).scalar_one_or_none() is None:
-        return False
-    connection.execute(_insert_result(), {"job_id": job_id, "data": data, "created_at": now})
-    connection.execute(_insert_event(), event_row(job_id, S.SUCCEEDED.value, attempt=attempt, worker=worker, now=now))
-    return True
+    done = Completion(job_id, attempt, worker, data, now or utcnow())
+    return statements.of(session).complete(session.connection(), done)
 
 
 def complete_and_claim(
@@ -252,78 +132,11 @@ def complete_and_claim(
     """`complete_job`, then `claim_job` of the next job of the same message, in one unit of work: on PostgreSQL one
     statement, on SQLite one transaction, where they were two of each per job. Returns (completed, claimed)."""
     now = now or utcnow()
-    if not dml_in_cte(session):
-        completed = complete_job(session, job_id=job_id, attempt=attempt, worker=worker, data=data, now=now)
-        return completed, claim_job(session, job_id=next_job_id, worker=worker, lease_seconds=lease_seconds, now=now)
-    params = _complete_params(job_id, attempt, worker, data, now) | _claim_params(
-        next_job_id, worker, lease_seconds, now
+    done = Completion(job_id, attempt, worker, data, now)
+    completed, row = statements.of(session).complete_and_claim(
+        session.connection(), done, _claim(next_job_id, worker, lease_seconds, now)
     )
-    row = session.connection().execute(_complete_and_claim(), params).one_or_none()
-    if row is None:  # neither: this attempt lost its job, and the next one is not claimable
-        return False, None
-    return row.done_id is not None, None if row.attempt is None else _claimed(next_job_id, row)
-
-
-def _complete_params(
-    job_id: uuid.UUID, attempt: int, worker: str, data: dict[str, Any], now: datetime
-) -> dict[str, Any]:
-    return {"b_job_id": job_id, "b_attempt": attempt, "b_now": now, "b_worker": worker, "b_data": data}
-
-
-# SQLite's claim and completion (no DML in CTEs): Core inserts on the session's connection. Through the ORM entity,
-# the same INSERT took a quarter of a delivery in its bulk-insert bookkeeping.
-@functools.cache
-def _insert_event() -> Any:
-    return insert(EVENTS)
-
-
-@functools.cache
-def _insert_result() -> Any:
-    return insert(RESULTS)
-
-
-@functools.cache
-def _complete() -> Any:
-    """Success, if this attempt still owns the running job (binds: b_job_id, b_attempt, b_now)."""
-    now = _param("now", "updated_at")
-    return (
-        update(JOBS)
-        .where(_owned(_param("job_id", "id"), _param("attempt", "attempt")))
-        .values(status=S.SUCCEEDED.value, finished_at=now, updated_at=now, lease_until=None, error=None)
-        .returning(JOBS.c.id)
-    )
-
-
-@functools.cache
-def _complete_with_result() -> Any:
-    """One round trip on PostgreSQL: success, result and event in a single statement (binds: + b_worker, b_data)."""
-    done, result, event = _completion_ctes()
-    return select(done.c.id).add_cte(result).add_cte(event)
-
-
-def _completion_ctes() -> tuple[Any, Any, Any]:
-    """Success, its result and its event as CTEs (binds: b_job_id, b_attempt, b_now, b_worker, b_data)."""
-    done = _complete().cte("done")
-    result = insert(RESULTS).from_select(
-        ["job_id", "data", "created_at"],
-        select(done.c.id, bindparam("b_data", type_=RESULTS.c.data.type), _param("now", "updated_at")),
-    )
-    event = _event_from(done, S.SUCCEEDED.value, _param("attempt", "attempt"))
-    return done, result.cte("result"), event.cte("done_event")
-
-
-@functools.cache
-def _complete_and_claim() -> Any:
-    """The completion and the next claim in one statement. The two touch different rows; PostgreSQL runs every
-    data-modifying CTE to completion whether or not the SELECT reads it. The FULL JOIN of the two one-row CTEs
-    answers one row when either happened."""
-    done, result, done_event = _completion_ctes()
-    claimed = _claim().cte("claimed")
-    claim_event = _event_from(claimed, S.RUNNING.value, claimed.c.attempt).cte("claim_event")
-    columns = (claimed.c.type, claimed.c.payload, claimed.c.attempt, claimed.c.max_attempts, claimed.c.tenant_id)
-    both = done.join(claimed, true(), full=True)
-    query = select(done.c.id.label("done_id"), *columns).select_from(both)
-    return query.add_cte(result).add_cte(done_event).add_cte(claim_event)
+    return completed, None if row is None else _claimed(next_job_id, row)
 
 
 def backoff_delay(attempt: int, base: float, cap: float) -> float:
@@ -348,7 +161,7 @@ def fail_attempt(
     """Record a failed attempt: `retrying` with next_attempt_at, or `failed` when attempts are exhausted or the
     error is not retryable. None if this attempt no longer owns the job."""
     now = now or utcnow()
-    query = select(Job).where(_owned(job_id, attempt)).with_for_update().execution_options(populate_existing=True)
+    query = select(Job).where(owned(job_id, attempt)).with_for_update().execution_options(populate_existing=True)
     job = session.scalars(query).one_or_none()
     if job is None:
         return None
@@ -374,7 +187,7 @@ def mark_cancelled(
     now = now or utcnow()
     moved = session.execute(
         update(Job)
-        .where(_owned(job_id, attempt))
+        .where(owned(job_id, attempt))
         .values(status=S.CANCELLED.value, finished_at=now, updated_at=now, lease_until=None)
         .returning(Job.id)
     ).scalar_one_or_none()

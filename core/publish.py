@@ -1,7 +1,8 @@
-"""After the commit that made jobs durable: their wake-ups, published; what fails waits for the reconciler.
+"""After the commit that made jobs durable: the messages that wake them, published; what fails waits for the
+reconciler.
 
 The one place commit-then-publish happens, for the API (submits, retries, triggers, uploads) and the maintenance
-worker (schedules, the reconciler) alike.
+worker (schedules, webhooks, the reconciler) alike, and the one place a job's wake-up is made.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from sqlalchemy.orm import Session
 
 from core.jobs import mark_unpublished
 from core.models import Job
-from core.queue import Publisher, Wakeup
-from core.registry import JobSpec
+from core.queue import Message, Publisher, Wakeup, messages
+from core.registry import JobSpec, Registry
+from core.status import JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -30,14 +32,25 @@ def wakeup_of(job: Job, spec: JobSpec | None = None, *, jobs_per_message: int = 
     return Wakeup(job.id, job.type, job.queue, job.priority, per_message, spec.time_limit)
 
 
+def messages_of(jobs: Sequence[Job], registry: Registry | None = None, *, jobs_per_message: int = 1) -> list[Message]:
+    """The messages that wake the jobs due now (queued), in order. With the registry and `jobs_per_message` > 1,
+    jobs of a type, queue and priority share messages of up to that many (`wakeup_of`); without, each has its own.
+    Deterministic: a submit records each row's message size from them before the insert, then publishes them."""
+    due = [job for job in jobs if job.status == JobStatus.QUEUED]
+    if registry is None:
+        return [Message((wakeup_of(job),)) for job in due]
+    return messages([wakeup_of(job, registry.get(job.type), jobs_per_message=jobs_per_message) for job in due])
+
+
 def publish_committed(
-    publisher: Publisher, sessions: Callable[[], Session], wakeups: Sequence[Wakeup]
+    publisher: Publisher, sessions: Callable[[], Session], batch: Sequence[Message]
 ) -> list[uuid.UUID]:
-    """Publish jobs whose rows are committed. A failed publish only delays them: their rows are marked unpublished
-    (in a transaction of their own) so the reconciler's next tick publishes them. Returns the failed job ids."""
-    if not wakeups:
+    """Publish messages of jobs whose rows are committed. A failed publish only delays them: their rows are marked
+    unpublished (in a transaction of their own) so the reconciler's next tick publishes them. Returns the failed
+    job ids."""
+    if not batch:
         return []
-    failed = publisher.publish(list(wakeups))
+    failed = publisher.publish(batch)
     if failed:
         try:
             with sessions() as session, session.begin():

@@ -80,14 +80,18 @@ def messages(wakeups: Sequence[Wakeup]) -> list[Message]:
     return [Message(tuple(group)) for group in grouped]
 
 
+def job_ids_of(batch: Sequence[Message]) -> list[uuid.UUID]:
+    return [job_id for message in batch for job_id in message.job_ids]
+
+
 def task_name(job_type: str) -> str:
     return f"jobs.{job_type}"
 
 
 class Publisher(Protocol):
-    def publish(self, wakeups: Sequence[Wakeup]) -> list[uuid.UUID]:
-        """Publish the wake-ups (as `messages(wakeups)`); return the ids whose publish failed (their rows stay for
-        the reconciler)."""
+    def publish(self, batch: Sequence[Message]) -> list[uuid.UUID]:
+        """Publish the messages; return the ids of the jobs whose message failed (their rows stay for the
+        reconciler)."""
         ...
 
 
@@ -99,11 +103,11 @@ class RecordingPublisher:
         self.messages: list[Message] = []
         self.fail = False
 
-    def publish(self, wakeups: Sequence[Wakeup]) -> list[uuid.UUID]:
+    def publish(self, batch: Sequence[Message]) -> list[uuid.UUID]:
         if self.fail:
-            return [w.job_id for w in wakeups]
-        self.sent.extend(wakeups)
-        self.messages.extend(messages(wakeups))
+            return job_ids_of(batch)
+        self.sent.extend(wakeup for message in batch for wakeup in message.wakeups)
+        self.messages.extend(batch)
         return []
 
 
@@ -114,10 +118,9 @@ class CeleryPublisher:
         self.app = app
         self.redis = app.conf.broker_url.split(":", 1)[0].startswith("redis")
 
-    def publish(self, wakeups: Sequence[Wakeup]) -> list[uuid.UUID]:
-        if not wakeups:
+    def publish(self, batch: Sequence[Message]) -> list[uuid.UUID]:
+        if not batch:
             return []
-        batch = messages(wakeups)
         try:
             # One pooled producer (one connection) for the whole list, instead of one acquire per message.
             with self.app.producer_or_acquire() as producer:
@@ -131,8 +134,9 @@ class CeleryPublisher:
                     for message in batch:
                         self.send(message, producer)
         except Exception:
-            log.warning("publish of %d jobs failed; the reconciler will publish them", len(wakeups), exc_info=True)
-            return [w.job_id for w in wakeups]
+            failed = job_ids_of(batch)
+            log.warning("publish of %d jobs failed; the reconciler will publish them", len(failed), exc_info=True)
+            return failed
         return []
 
     def send(self, message: Message, producer: Any) -> None:

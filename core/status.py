@@ -1,4 +1,8 @@
-"""Job statuses, stored by value; the transitions between them live in `core.jobs.TRANSITIONS`."""
+"""Job statuses, stored by value, and the one table of the transitions between them.
+
+`core.jobs.move` refuses a change of a loaded row the table lacks; the set-based statements of the hot path
+(core/statements) select their row by a source the table allows (`sources_of`).
+"""
 
 from __future__ import annotations
 
@@ -20,3 +24,20 @@ class JobStatus(StrEnum):
 
 
 TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+S = JobStatus
+TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
+    S.SCHEDULED: frozenset({S.QUEUED, S.CANCELLED}),
+    S.QUEUED: frozenset({S.RUNNING, S.CANCELLED}),
+    S.RUNNING: frozenset({S.SUCCEEDED, S.RETRYING, S.FAILED, S.CANCELLED}),
+    S.RETRYING: frozenset({S.QUEUED, S.CANCELLED}),
+    S.FAILED: frozenset({S.QUEUED}),  # manual retry
+    S.SUCCEEDED: frozenset(),
+    S.CANCELLED: frozenset(),
+}
+
+
+def sources_of(target: JobStatus) -> list[str]:
+    """Statuses allowed to move to `target`: the WHERE clause of every conditional update."""
+    return [s.value for s, targets in TRANSITIONS.items() if target in targets]

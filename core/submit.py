@@ -5,36 +5,31 @@ Functions take the caller's session first and never commit: the caller commits, 
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import Dialect, Select, select, text
-from sqlalchemy import inspect as sa_inspect
+from sqlalchemy import Select, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, make_transient_to_detached
 
-from core.bulk_insert import column_arrays, plain_insert, row_insert, row_params, row_tuples, unnest_insert
+from core import statements
 from core.errors import ConveyorError, IdempotencyMismatch, PayloadInvalid, UnknownQueue, UnknownType
-from core.jobs import EVENTS, JOBS, dml_in_cte, event_row
 from core.models import UNFINISHED, Job
-from core.publish import wakeup_of
-from core.queue import Wakeup, messages
+from core.publish import messages_of
+from core.queue import Message
 from core.quotas import JobRoom, UsageCache
 from core.registry import Registry, UnknownJobType
+from core.statements.shared import JOB_COLUMNS, event_row
 from core.status import JobStatus
 from core.types import iso_or_none, utcnow
 
 S = JobStatus
-JOB_COLUMNS = [(attribute.key, attribute.columns[0].key) for attribute in sa_inspect(Job).column_attrs]
-JOB_COLUMN_KEYS = tuple(column for _, column in JOB_COLUMNS)
-EVENT_COLUMNS = tuple(event_row(uuid.UUID(int=0), "queued"))
+UNSET = {attribute: None for attribute, _ in JOB_COLUMNS}  # a new job's columns a request does not set
 
 
 def request_fingerprint(body: dict[str, Any]) -> str:
@@ -76,10 +71,19 @@ class Submitted:
     error: ConveyorError | None = None
 
 
+@dataclass(frozen=True)
+class Submission:
+    """What `submit_jobs` did: one outcome per request, in order, and the messages that wake the jobs it made that
+    are due, for the caller to publish once it has committed (core.publish.publish_committed)."""
+
+    outcomes: list[Submitted]
+    messages: list[Message]
+
+
 def one_statement(session: Session, registry: Registry, requests: list[JobRequest]) -> bool:
     """Whether `submit_jobs` writes these requests in a single statement, which may then run in autocommit
     (core.db.single_statement): on PostgreSQL, with no key to look up and no type's `check` hook to run."""
-    return dml_in_cte(session) and not any(
+    return statements.of(session).ONE_STATEMENT_SUBMIT and not any(
         r.keyed or (r.type in registry and registry.get(r.type).check is not None) for r in requests
     )
 
@@ -97,7 +101,7 @@ def submit_job(
     Idempotency-Key names a job made from the same request, or when an unfinished job holds the unique_key (the
     policy: the existing active job is returned, nothing new is made). Raises the ConveyorError otherwise."""
     [outcome] = submit_jobs(session, registry=registry, known_queues=known_queues, requests=[request], now=now,
-                            active_jobs_limit=active_jobs_limit)  # fmt: skip
+                            active_jobs_limit=active_jobs_limit).outcomes  # fmt: skip
     if outcome.error is not None:
         raise outcome.error
     assert outcome.job is not None  # noqa: S101 - an outcome has a job or an error
@@ -114,11 +118,11 @@ def submit_jobs(
     jobs_per_message: int = 1,
     active_jobs_limit: int = 0,
     usage_cache: UsageCache | None = None,
-) -> list[Submitted]:
+) -> Submission:
     """Validate and insert many jobs in the caller's transaction (flushed, not committed): one outcome per request,
     in order, each in its request's tenant. Jobs without keys go in as one bulk insert; keyed ones each in a
     savepoint, so a lost race on a key answers with the winner's job instead of failing the batch. With
-    `jobs_per_message` > 1 the rows record the size of the message `wakeups` will give them (ADR 0005). A job past
+    `jobs_per_message` > 1 the rows record the size of the message that wakes them (ADR 0005). A job past
     its tenant's `active_jobs_limit` of unfinished jobs (0: none) is refused with QuotaExceeded; `usage_cache` lets
     a submit far from it skip the count (core/quotas.py)."""
     now = now or utcnow()
@@ -149,7 +153,8 @@ def submit_jobs(
     made = [(o.job, r.actor) for o, r in zip(outcomes, requests, strict=True) if o.created and o.job is not None]
     created, actors = [job for job, _ in made], [actor for _, actor in made]
     by_id = {job.id: job for job in created}
-    for message in messages(wakeups(registry, created, jobs_per_message=jobs_per_message)):
+    batch = messages_of(created, registry, jobs_per_message=jobs_per_message)
+    for message in batch:
         if len(message.wakeups) > 1:  # before the insert: the plain jobs need no UPDATE
             for job_id in message.job_ids:
                 by_id[job_id].message_jobs = len(message.wakeups)
@@ -159,57 +164,16 @@ def submit_jobs(
     for job in plain:
         make_transient_to_detached(job)
         session.add(job)
-    return outcomes
+    return Submission(outcomes, batch)
 
 
 def _insert(session: Session, plain: list[Job], created: list[Job], actors: list[str | None], now: datetime) -> None:
-    """The plain jobs' rows and every created job's `queued`/`scheduled` event. Core inserts, not the unit of
-    work (core/bulk_insert.py). On PostgreSQL they are one statement of column arrays (the jobs in a CTE; the events'
-    foreign keys are checked at its end): one round trip where executemany made two."""
-    rows = [_column_values(job) for job in plain]
+    """The plain jobs' rows and every created job's `queued`/`scheduled` event, through the database's statements
+    (core/statements): Core inserts, not the ORM's unit of work, which took a third of a POST (ADR 0012)."""
+    rows = [{column: getattr(job, attribute) for attribute, column in JOB_COLUMNS} for job in plain]
     events = [event_row(j.id, j.status, detail={"queue": j.queue, "run_at": iso_or_none(j.run_at), "actor": actor},
                         now=now) for j, actor in zip(created, actors, strict=True)]  # fmt: skip
-    dialect = session.get_bind().dialect
-    connection = session.connection()
-    if dml_in_cte(session):
-        one = len(events) == 1  # a lone POST's: a VALUES row, not arrays of one (then rows holds at most that job)
-        shape, params_of = (row_insert, row_params) if one else (unnest_insert, column_arrays)
-        params = params_of(dialect, EVENTS, EVENT_COLUMNS, events, "e_")
-        if rows:  # the plain jobs go in the events' statement (keyed ones were flushed, each in its savepoint)
-            params |= params_of(dialect, JOBS, JOB_COLUMN_KEYS, rows, "j_")
-        sql = _jobs_with_events(dialect, shape) if rows else shape(dialect, EVENTS, EVENT_COLUMNS, "e_")
-        connection.exec_driver_sql(sql, params)
-        return
-    for table, columns, values in ((JOBS, JOB_COLUMN_KEYS, rows), (EVENTS, EVENT_COLUMNS, events)):
-        if values:  # SQLite: the DB-API's executemany, without Core's per-row parameter work
-            connection.exec_driver_sql(
-                plain_insert(dialect, table, columns), row_tuples(dialect, table, columns, values)
-            )
-
-
-@functools.cache
-def _jobs_with_events(dialect: Dialect, shape: Callable[..., str]) -> str:
-    jobs, events = shape(dialect, JOBS, JOB_COLUMN_KEYS, "j_"), shape(dialect, EVENTS, EVENT_COLUMNS, "e_")
-    return f"WITH new_jobs AS ({jobs} RETURNING id) {events}"
-
-
-def wakeups(registry: Registry, jobs: list[Job], *, jobs_per_message: int = 1) -> list[Wakeup]:
-    """The wake-ups of the jobs due now (queued), in order. With `jobs_per_message` > 1, jobs of a type, queue and
-    priority share messages of up to that many, except types with a soft time limit, which Celery applies to a
-    whole message."""
-    return [wakeup_of(job, registry.get(job.type), jobs_per_message=jobs_per_message)
-            for job in jobs if job.status == S.QUEUED]  # fmt: skip
-
-
-def _column_values(job: Job) -> dict[str, Any]:
-    """Every column's value (None where build_job set none, as the model's defaults say), set on the job too, so
-    that it has no attribute left to load."""
-    values = {}
-    for attribute, column in JOB_COLUMNS:
-        if attribute not in job.__dict__:
-            setattr(job, attribute, None)
-        values[column] = job.__dict__[attribute]
-    return values
+    statements.of(session).insert_jobs(session.connection(), rows, events)
 
 
 def build_job(registry: Registry, known_queues: list[str], request: JobRequest, now: datetime) -> Job:
@@ -230,7 +194,7 @@ def build_job(registry: Registry, known_queues: list[str], request: JobRequest, 
     if queue not in known_queues:
         raise UnknownQueue(f"No worker consumes queue {queue!r}. Known queues: {', '.join(known_queues)}.")
     due = request.run_at is None or request.run_at <= now
-    return Job(
+    given = dict(
         id=uuid.uuid4(),
         tenant_id=request.tenant_id,
         type=request.type,
@@ -254,6 +218,8 @@ def build_job(registry: Registry, known_queues: list[str], request: JobRequest, 
         created_at=now,
         updated_at=now,
     )
+    # Every column is given (UNSET: None), so the row is whole without a load or a default: `_insert` reads them all.
+    return Job(**(UNSET | given))
 
 
 def _insert_keyed(session: Session, job: Job, request: JobRequest) -> Submitted:

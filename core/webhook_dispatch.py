@@ -180,7 +180,7 @@ def _delivery_jobs(session: Session, deliveries: list[Any], registry: Registry, 
     """A job per delivery, outside any quota (a tenant at its limit still hears of its jobs)."""
     requests = [JobRequest(type=DELIVERY_TYPE, payload=delivery_payload(d), tenant_id=d.tenant_id, actor="conveyor")
                 for d in deliveries]  # fmt: skip
-    outcomes = submit_jobs(session, registry=registry, known_queues=known_queues, requests=requests, now=now)
+    outcomes = submit_jobs(session, registry=registry, known_queues=known_queues, requests=requests, now=now).outcomes
     jobs = []
     for delivery, outcome in zip(deliveries, outcomes, strict=True):
         if outcome.error is not None:

@@ -10,8 +10,8 @@ from typing import Any
 
 from core.firing import fire_due_schedules
 from core.planner_stats import refresh_planner_statistics
-from core.publish import publish_committed, wakeup_of
-from core.queue import Wakeup
+from core.publish import messages_of, publish_committed
+from core.queue import Message, messages
 from core.quotas import refresh_usage
 from core.reconcile import reconcile
 from core.webhook_dispatch import dispatch_events
@@ -29,7 +29,7 @@ def run_reconcile(runtime: WorkerRuntime) -> dict[str, Any]:
             backoff_cap=settings.retry_backoff_max,
             broker_depth=functools.partial(_broker_depth, runtime),
         )
-    failed = _publish(runtime, report.to_publish)
+    failed = _publish(runtime, messages(report.to_publish))
     with runtime.sessions() as session, session.begin():
         tenants = refresh_usage(session)
     with runtime.sessions() as session, session.begin():
@@ -45,9 +45,9 @@ def run_schedules(runtime: WorkerRuntime) -> dict[str, Any]:
     with runtime.sessions() as session, session.begin():
         report = fire_due_schedules(session, registry=runtime.registry, known_queues=runtime.settings.queues,
                                     active_jobs_limit=runtime.settings.quota_active_jobs)  # fmt: skip
-        wakeups = [wakeup_of(job) for job in report.jobs]
-    failed = _publish(runtime, wakeups)
-    summary = {"schedules": report.schedules, "jobs": len(wakeups), "missed": report.missed, "errors": report.errors,
+        batch = messages_of(report.jobs)
+    failed = _publish(runtime, batch)
+    summary = {"schedules": report.schedules, "jobs": len(batch), "missed": report.missed, "errors": report.errors,
                "publish_failed": failed}  # fmt: skip
     if report.schedules:
         log.info("schedules: %s", summary)
@@ -58,10 +58,10 @@ def run_webhooks(runtime: WorkerRuntime) -> dict[str, Any]:
     """Turn the job events since the last tick into webhook deliveries (core/webhook_dispatch.py), then publish."""
     with runtime.sessions() as session, session.begin():
         report = dispatch_events(session, registry=runtime.registry, known_queues=runtime.settings.queues)
-        wakeups = [wakeup_of(job) for job in report.jobs]
-    failed = _publish(runtime, wakeups)
-    summary = {"events": report.events, "deliveries": len(wakeups), "gaps": report.gaps, "publish_failed": failed}
-    if wakeups:
+        batch = messages_of(report.jobs)
+    failed = _publish(runtime, batch)
+    summary = {"events": report.events, "deliveries": len(batch), "gaps": report.gaps, "publish_failed": failed}
+    if batch:
         log.info("webhooks: %s", summary)
     return summary
 
@@ -75,6 +75,6 @@ def _broker_depth(runtime: WorkerRuntime, queue: str) -> int:
         return sys.maxsize
 
 
-def _publish(runtime: WorkerRuntime, wakeups: list[Wakeup]) -> int:
+def _publish(runtime: WorkerRuntime, batch: list[Message]) -> int:
     """Publish after commit (core.publish); returns how many failed."""
-    return len(publish_committed(runtime.publisher, runtime.sessions, wakeups))
+    return len(publish_committed(runtime.publisher, runtime.sessions, batch))

@@ -15,7 +15,7 @@ from sqlalchemy import event, select
 from werkzeug.test import TestResponse
 
 from core.models import Job, JobEvent
-from core.queue import RecordingPublisher, Wakeup
+from core.queue import Message, RecordingPublisher
 from tests.core.test_group_commit import wait_until
 from tests.support.keys import app_key, client_with
 
@@ -28,11 +28,11 @@ class HeldFirstPublish(RecordingPublisher):
         self.calls = 0
         self.release = threading.Event()
 
-    def publish(self, wakeups: Sequence[Wakeup]) -> list[Any]:
+    def publish(self, batch: Sequence[Message]) -> list[Any]:
         self.calls += 1
         if self.calls == 1:
             assert self.release.wait(10)
-        return super().publish(wakeups)
+        return super().publish(batch)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import redis
 from kombu.transport import pyamqp as kombu_pyamqp
 
 from core.broker_connection import RedisChannel, RedisTransport
-from core.queue import CeleryPublisher, Wakeup, broker_reachable, make_celery
+from core.queue import CeleryPublisher, Wakeup, broker_reachable, make_celery, messages
 from core.settings import Settings
 from tests.support.backends import broker_redis, services_or_skip
 
@@ -40,7 +40,7 @@ def test_queue_depth_counts_waiting_messages_of_every_priority(publisher: Celery
     wakeups = [Wakeup(uuid.uuid4(), "echo", queue, priority) for priority in (0, 5, 9, 9)]
     with publisher.app.connection_for_write() as connection:
         try:
-            assert publisher.publish(wakeups) == []
+            assert publisher.publish(messages(wakeups)) == []
             assert depth_settles(publisher, queue, 4)
             connection.default_channel.queue_purge(queue)  # what a broker restart without persistence leaves
             assert depth_settles(publisher, queue, 0)
@@ -63,7 +63,7 @@ def test_a_publish_of_many_messages_delivers_each_one_to_its_queue(publisher: Ce
     queues = [f"many-{uuid.uuid4().hex[:8]}" for _ in range(3)]
     wakeups = [Wakeup(uuid.uuid4(), "echo", queue, i % 10) for queue in queues for i in range(40)]
     try:
-        assert publisher.publish(wakeups) == []
+        assert publisher.publish(messages(wakeups)) == []
         for queue in queues:
             assert depth_settles(publisher, queue, 40)
     finally:
@@ -79,9 +79,9 @@ def test_a_wakeup_is_the_message_celerys_send_task_would_send(publisher: CeleryP
     job_ids = [uuid.uuid4(), uuid.uuid4()]
     args = [str(job_id) for job_id in job_ids]
     try:
-        assert publisher.publish([Wakeup(job_ids[0], "echo", ours, 7)]) == []
+        assert publisher.publish(messages([Wakeup(job_ids[0], "echo", ours, 7)])) == []
         shared = [Wakeup(job_id, "echo", ours, 7, jobs_per_message=2, time_limit=30.0) for job_id in job_ids]
-        assert publisher.publish(shared) == []
+        assert publisher.publish(messages(shared)) == []
         priority = publisher.broker_priority(7)
         publisher.app.send_task("jobs.echo", args=args[:1], queue=theirs, priority=priority)
         publisher.app.send_task("jobs.echo", args=args, queue=theirs, priority=priority, time_limit=60.0)
@@ -120,12 +120,16 @@ def test_redis_commands_reuse_one_client_per_connection_pool(
     if not publisher.redis:
         pytest.skip("AMQP has no redis-py clients")
     queue = f"reuse-{uuid.uuid4().hex[:8]}"
-    assert publisher.publish([Wakeup(uuid.uuid4(), "echo", queue, 5)]) == []  # the pool's producer and its client
+    assert (
+        publisher.publish(messages([Wakeup(uuid.uuid4(), "echo", queue, 5)])) == []
+    )  # the pool's producer and its client
     made = count_redis_clients(monkeypatch)
     try:
         for _ in range(30):  # lone publishes, each through the pool's producer
-            assert publisher.publish([Wakeup(uuid.uuid4(), "echo", queue, 5)]) == []
-        assert publisher.publish([Wakeup(uuid.uuid4(), "echo", queue, p) for p in range(10)]) == []  # pipelined
+            assert publisher.publish(messages([Wakeup(uuid.uuid4(), "echo", queue, 5)])) == []
+        assert (
+            publisher.publish(messages([Wakeup(uuid.uuid4(), "echo", queue, p) for p in range(10)])) == []
+        )  # pipelined
         assert made == [0]  # the first publish's client serves the next 31
         assert depth_settles(publisher, queue, 41)  # (each query on a connection and client of its own)
         with publisher.app.producer_or_acquire() as producer:

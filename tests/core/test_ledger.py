@@ -342,7 +342,7 @@ def test_plain_submits_keep_every_value(session: Session, registry: Registry, co
                     for i in range(count)]  # fmt: skip
     if count == 1:
         requests[0] = dataclasses.replace(requests[0], run_at=later)  # a lone job that is scheduled, too
-    outcomes = submit_jobs(session, registry=registry, known_queues=QUEUES, requests=requests)
+    outcomes = submit_jobs(session, registry=registry, known_queues=QUEUES, requests=requests).outcomes
     session.commit()
     rows = {job.id: job for job in session.scalars(select(Job).execution_options(populate_existing=True))}
     assert len(rows) == count

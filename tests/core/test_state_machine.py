@@ -12,7 +12,6 @@ from sqlalchemy.orm import Session
 
 from core.errors import InvalidTransition
 from core.jobs import (
-    TRANSITIONS,
     IllegalTransition,
     cancel_job,
     claim_job,
@@ -24,7 +23,7 @@ from core.jobs import (
 )
 from core.models import Job, JobEvent
 from core.reconcile import reconcile
-from core.status import TERMINAL, JobStatus
+from core.status import TERMINAL, TRANSITIONS, JobStatus
 from core.types import utcnow
 from tests.core.factories import insert_job
 

@@ -159,8 +159,10 @@ def test_a_pickled_message_is_never_executed(cluster: Cluster) -> None:
     send to run code on a worker) is dropped undecoded. The job it names stays queued until the reconciler's own
     JSON message runs it, once."""
     with cluster.session() as session:
-        [outcome] = submit_jobs(session, registry=load_registry(), known_queues=["default"],
-                                requests=[JobRequest(type="echo", payload={"message": "pickled"})])  # fmt: skip
+        request = JobRequest(type="echo", payload={"message": "pickled"})
+        [outcome] = submit_jobs(
+            session, registry=load_registry(), known_queues=["default"], requests=[request]
+        ).outcomes
         session.commit()
         assert outcome.job is not None
         job_id = str(outcome.job.id)  # committed and not published: only the pickled message names it

@@ -42,7 +42,7 @@ def run_message(
         spec = JobSpec(name="step", payload=Step, result=Step, handler=handler, max_attempts=1)
         registry = Registry([spec])
         requests = [JobRequest(type="step", payload={"name": name}) for name in names]
-        outcomes = submit_jobs(session, registry=registry, known_queues=["default"], requests=requests)
+        outcomes = submit_jobs(session, registry=registry, known_queues=["default"], requests=requests).outcomes
         session.commit()
         settings = Settings(data_dir=tmp_path, database_url=database_url)
         runtime = WorkerRuntime(settings, registry, make_celery(settings, name="test"))

@@ -45,7 +45,7 @@ def test_a_job_without_progress_keeps_its_lease_past_its_length(
     spec = JobSpec(name="nap", payload=Nothing, result=Nothing, handler=nap)
     registry = Registry([spec])
     outcomes = submit_jobs(session, registry=registry, known_queues=["default"],
-                           requests=[JobRequest(type="nap", payload={}) for _ in range(2)])  # fmt: skip
+                           requests=[JobRequest(type="nap", payload={}) for _ in range(2)]).outcomes  # fmt: skip
     session.commit()
     settings = Settings(data_dir=tmp_path, database_url=database_url, lease_seconds=LEASE_SECONDS)
     runtime = WorkerRuntime(settings, registry, make_celery(settings, name="test"))

@@ -1,0 +1,139 @@
+"""PostgreSQL's hot-path statements: each write and its events in one statement, one round trip.
+
+PostgreSQL runs INSERT/UPDATE … RETURNING inside WITH, and every data-modifying CTE to completion whether or not the
+outer SELECT reads it; the events' foreign keys are checked at the statement's end.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from sqlalchemy import Connection, Dialect, Table, bindparam, insert, literal, select, true
+
+from core.statements.shared import (
+    CLAIMED,
+    EVENT_COLUMNS,
+    EVENTS,
+    JOB_COLUMNS,
+    JOBS,
+    RESULTS,
+    Claim,
+    Completion,
+    claim_update,
+    complete_update,
+    driver_values,
+    insert_into,
+    param,
+    sql_type,
+)
+from core.status import JobStatus
+
+S = JobStatus
+ONE_STATEMENT_SUBMIT = True
+JOB_COLUMN_KEYS = tuple(column for _, column in JOB_COLUMNS)
+
+
+def claim(connection: Connection, to_claim: Claim) -> Any | None:
+    """The claim and its `running` event; the claimed row (CLAIMED), or None if the job was not claimable."""
+    return connection.execute(_claim(), to_claim.params()).one_or_none()
+
+
+def complete(connection: Connection, done: Completion) -> bool:
+    """Success, result and `succeeded` event; False (nothing written) if the attempt no longer owns the job."""
+    return connection.execute(_complete(), done.params()).scalar_one_or_none() is not None
+
+
+def complete_and_claim(connection: Connection, done: Completion, to_claim: Claim) -> tuple[bool, Any | None]:
+    """`complete`, then `claim` of another job, in one statement: (completed, the claimed row or None)."""
+    row = connection.execute(_complete_and_claim(), done.params() | to_claim.params()).one_or_none()
+    if row is None:  # neither: the attempt lost its job, and the next one is not claimable
+        return False, None
+    return row.done_id is not None, None if row.attempt is None else row
+
+
+def insert_jobs(connection: Connection, jobs: list[dict[str, Any]], events: list[dict[str, Any]]) -> None:
+    """The plain jobs' rows (column → value) and the created jobs' events, as one statement: the jobs in a CTE,
+    the events in its INSERT. Many rows go in as one array per column (INSERT … SELECT * FROM unnest(…)): the same
+    short statement for two rows or a thousand, which psycopg parses once and PostgreSQL can prepare. A lone POST's
+    row is a VALUES row of the same parameters: psycopg walks every list for its element type (ADR 0012)."""
+    dialect = connection.dialect
+    alone = len(events) == 1  # then `jobs` holds at most that one job
+    params = _params(dialect, EVENTS, EVENT_COLUMNS, events, "e_", alone=alone)
+    if jobs:
+        params |= _params(dialect, JOBS, JOB_COLUMN_KEYS, jobs, "j_", alone=alone)
+    connection.exec_driver_sql(_insert_sql(dialect, alone=alone, with_jobs=bool(jobs)), params)
+
+
+@functools.cache
+def _claim() -> Any:
+    claimed = claim_update().cte("claimed")
+    event = _event_of(claimed, S.RUNNING.value, claimed.c.attempt).cte("claim_event")
+    return select(*_claimed_columns(claimed)).add_cte(event)
+
+
+@functools.cache
+def _complete() -> Any:
+    done, result, event = _completion()
+    return select(done.c.id).add_cte(result).add_cte(event)
+
+
+@functools.cache
+def _complete_and_claim() -> Any:
+    """The two touch different rows; the FULL JOIN of the two one-row CTEs answers one row when either happened."""
+    done, result, done_event = _completion()
+    claimed = claim_update().cte("claimed")
+    claim_event = _event_of(claimed, S.RUNNING.value, claimed.c.attempt).cte("claim_event")
+    both = done.join(claimed, true(), full=True)
+    query = select(done.c.id.label("done_id"), *_claimed_columns(claimed)).select_from(both)
+    return query.add_cte(result).add_cte(done_event).add_cte(claim_event)
+
+
+def _completion() -> tuple[Any, Any, Any]:
+    """Success, its result and its event as CTEs."""
+    done = complete_update().cte("done")
+    result = insert(RESULTS).from_select(
+        ["job_id", "data", "created_at"],
+        select(done.c.id, bindparam("b_data", type_=RESULTS.c.data.type), param("now", "updated_at")),
+    )
+    event = _event_of(done, S.SUCCEEDED.value, param("attempt", "attempt"))
+    return done, result.cte("result"), event.cte("done_event")
+
+
+def _event_of(source: Any, kind: str, attempt: Any) -> Any:
+    """INSERT INTO job_events SELECT … FROM a DML CTE: one event per row the CTE touched (binds: b_worker, b_now)."""
+    return insert(EVENTS).from_select(
+        ["job_id", "kind", "attempt", "worker", "created_at"],
+        select(source.c.id, literal(kind, EVENTS.c.kind.type), attempt, param("worker", "worker"),
+               param("now", "updated_at")),
+    )  # fmt: skip
+
+
+def _claimed_columns(claimed: Any) -> list[Any]:
+    return [claimed.c[column.key] for column in CLAIMED]
+
+
+def _params(
+    dialect: Dialect, table: Table, columns: tuple[str, ...], rows: list[dict[str, Any]], prefix: str, *, alone: bool
+) -> dict[str, Any]:
+    values = driver_values(dialect, table, columns, rows)
+    return {f"{prefix}{name}": column[0] if alone else column for name, column in zip(columns, values, strict=True)}
+
+
+@functools.cache
+def _insert_sql(dialect: Dialect, *, alone: bool, with_jobs: bool) -> str:
+    events = _rows_insert(dialect, EVENTS, EVENT_COLUMNS, "e_", alone=alone)
+    if not with_jobs:
+        return events
+    jobs = _rows_insert(dialect, JOBS, JOB_COLUMN_KEYS, "j_", alone=alone)
+    return f"WITH new_jobs AS ({jobs} RETURNING id) {events}"
+
+
+def _rows_insert(dialect: Dialect, table: Table, columns: tuple[str, ...], prefix: str, *, alone: bool) -> str:
+    """`INSERT INTO table (columns) VALUES (%(<prefix><column>)s::<type>, …)` for one row, or `… SELECT * FROM
+    unnest(%(<prefix><column>)s::<type>[], …)` for arrays of them."""
+    binds = [f"%({prefix}{name})s::{sql_type(dialect, table, name)}" for name in columns]
+    if alone:
+        return f"{insert_into(dialect, table, columns)} VALUES ({', '.join(binds)})"
+    arrays = ", ".join(f"{bind}[]" for bind in binds)
+    return f"{insert_into(dialect, table, columns)} SELECT * FROM unnest({arrays})"  # noqa: S608 - metadata names

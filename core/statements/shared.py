@@ -1,0 +1,155 @@
+"""What both databases' statements share: the tables, the bind parameters of a claim and a completion, the
+conditional UPDATEs themselves, and the values of a row as the driver takes them."""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Dialect, Table, bindparam, literal, or_, update
+from sqlalchemy import inspect as sa_inspect
+
+from core.models import Job, JobEvent, JobResult
+from core.status import JobStatus, sources_of
+from core.types import utcnow
+
+S = JobStatus
+# Core tables: plain DML without the ORM's bulk-update bookkeeping.
+JOBS = cast(Table, Job.__table__)
+EVENTS = cast(Table, JobEvent.__table__)
+RESULTS = cast(Table, JobResult.__table__)
+JOB_COLUMNS = tuple((attribute.key, attribute.columns[0].key) for attribute in sa_inspect(Job).column_attrs)
+EVENT_COLUMNS = ("job_id", "kind", "attempt", "worker", "detail", "created_at")
+
+
+def event_row(
+    job_id: uuid.UUID,
+    kind: str,
+    *,
+    attempt: int = 0,
+    worker: str | None = None,
+    detail: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """One `job_events` row as insert parameters (EVENT_COLUMNS)."""
+    return {"job_id": job_id, "kind": kind, "attempt": attempt, "worker": worker, "detail": detail,
+            "created_at": now or utcnow()}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """One attempt's claim of a queued job, until `lease_until`."""
+
+    job_id: uuid.UUID
+    worker: str
+    lease_until: datetime
+    now: datetime
+
+    def params(self) -> dict[str, Any]:
+        return {"b_claim_id": self.job_id, "b_now": self.now, "b_lease_until": self.lease_until,
+                "b_worker": self.worker}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """An attempt's success with its result `data`, if the attempt still owns the job."""
+
+    job_id: uuid.UUID
+    attempt: int
+    worker: str
+    data: dict[str, Any]
+    now: datetime
+
+    def params(self) -> dict[str, Any]:
+        return {"b_job_id": self.job_id, "b_attempt": self.attempt, "b_now": self.now, "b_worker": self.worker,
+                "b_data": self.data}  # fmt: skip
+
+
+def param(name: str, column: str) -> Any:
+    """A bind named b_<name>: a parameter named like a column would also be SET by an UPDATE it is passed to."""
+    return bindparam(f"b_{name}", type_=JOBS.c[column].type)
+
+
+CLAIMED = (JOBS.c.type, JOBS.c.payload, JOBS.c.attempt, JOBS.c.max_attempts, JOBS.c.tenant_id)
+
+
+@functools.cache
+def claim_update() -> Any:
+    """Claim a queued job for one attempt (binds: Claim.params), returning its id and CLAIMED."""
+    now = param("now", "updated_at")
+    # The claimable statuses as literals: a list of values is an expanding IN, rendered again on every execution.
+    claimable = [literal(status, JOBS.c.status.type) for status in sources_of(S.RUNNING)]
+    return (
+        update(JOBS)
+        .where(
+            JOBS.c.id == param("claim_id", "id"),
+            JOBS.c.status.in_(claimable),
+            JOBS.c.cancel_requested.is_(False),
+            or_(JOBS.c.expires_at.is_(None), JOBS.c.expires_at > now),  # an expired job is the reconciler's
+        )
+        .values(
+            status=S.RUNNING.value,
+            attempt=JOBS.c.attempt + 1,
+            lease_until=param("lease_until", "lease_until"),
+            worker=param("worker", "worker"),
+            started_at=now,
+            updated_at=now,
+            progress_done=None,
+            progress_total=None,
+            progress_message=None,
+        )
+        .returning(JOBS.c.id, *CLAIMED)
+    )
+
+
+def owned(job_id: Any, attempt: Any) -> Any:
+    """The condition that this attempt still owns the running job (its lease was not taken over). On the ORM's
+    attributes, so that an ORM UPDATE can also apply it to the session's loaded rows."""
+    return (Job.id == job_id) & (Job.status == S.RUNNING.value) & (Job.attempt == attempt)
+
+
+@functools.cache
+def complete_update() -> Any:
+    """Success, if this attempt still owns the running job (binds: Completion.params), returning its id."""
+    now = param("now", "updated_at")
+    return (
+        update(JOBS)
+        .where(owned(param("job_id", "id"), param("attempt", "attempt")))
+        .values(status=S.SUCCEEDED.value, finished_at=now, updated_at=now, lease_until=None, error=None)
+        .returning(JOBS.c.id)
+    )
+
+
+@functools.cache
+def insert_into(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> str:
+    """`INSERT INTO table (columns)`, quoted for the dialect."""
+    quote = dialect.identifier_preparer.quote
+    return f"INSERT INTO {quote(table.name)} ({', '.join(map(quote, columns))})"
+
+
+def driver_values(
+    dialect: Dialect, table: Table, columns: Sequence[str], rows: Sequence[dict[str, Any]]
+) -> list[list[Any]]:
+    """Each column's values, as the driver takes them. Statements run as driver SQL skip SQLAlchemy's parameter
+    handling (a sixth of a POST's CPU, ADR 0012), so each value goes through its column type's bind processor here,
+    as SQLAlchemy's own inserts do (UTC checks, JSON adaptation)."""
+    values = []
+    for name in columns:
+        process = _bind_processor(dialect, table, name)
+        column = [row[name] for row in rows]
+        values.append(column if process is None else [process(v) for v in column])
+    return values
+
+
+@functools.cache
+def _bind_processor(dialect: Dialect, table: Table, name: str) -> Any:
+    return table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+
+
+@functools.cache
+def sql_type(dialect: Dialect, table: Table, name: str) -> str:
+    return str(table.c[name].type.dialect_impl(dialect).compile(dialect=dialect))
