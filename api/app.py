@@ -74,7 +74,7 @@ def create_app(
         sessions=sessions,
         read_sessions=read_sessions,
         registry=registry or load_registry(),
-        publisher=publisher or CeleryPublisher(celery),
+        publisher=publisher or CeleryPublisher(celery, lean=settings.celery_lean),
         broker_check=(lambda: broker_reachable(celery, settings.publish_timeout)) if celery else (lambda: True),
         submit_groups=GroupCommit(jobs.submit_group),
         authenticator=Authenticator(server_secret(settings), read_sessions, sessions, settings.auth_cache_seconds),

@@ -112,11 +112,13 @@ class RecordingPublisher:
 
 
 class CeleryPublisher:
-    """Publishes through a Celery app's pooled producer; never raises (a failed publish is the reconciler's)."""
+    """Publishes through a Celery app's pooled producer; never raises (a failed publish is the reconciler's).
+    `lean` (CONVEYOR_CELERY_LEAN) builds Celery's message itself; otherwise each goes through `send_task`."""
 
-    def __init__(self, app: Celery) -> None:
+    def __init__(self, app: Celery, *, lean: bool = True) -> None:
         self.app = app
         self.redis = app.conf.broker_url.split(":", 1)[0].startswith("redis")
+        self.send = self.send_lean if lean else self.send_task
 
     def publish(self, batch: Sequence[Message]) -> list[uuid.UUID]:
         if not batch:
@@ -139,13 +141,21 @@ class CeleryPublisher:
             return failed
         return []
 
-    def send(self, message: Message, producer: Any) -> None:
+    def send_task(self, message: Message, producer: Any) -> None:
+        """The message through Celery's public `send_task`, on the same producer."""
+        first = message.first
+        self.app.send_task(
+            first.task_name, args=[str(job_id) for job_id in message.job_ids], queue=first.queue,
+            priority=self.broker_priority(first.priority), time_limit=self.shared_limit(message), producer=producer,
+        )  # fmt: skip
+
+    def send_lean(self, message: Message, producer: Any) -> None:
         """Celery's own protocol-2 message (`app.amqp.as_task_v2`, what `send_task` builds), published on the pooled
-        producer directly. `send_task`'s routing, signals, repr of the arguments and binding of the queue to the channel
-        on every call took a third of a lone publish's CPU (225 → 145 µs, same process, alternating)."""
+        producer directly. `send_task`'s routing, signals, repr of the arguments and binding of the queue to the
+        channel on every call took a third of a lone publish's CPU (ADR 0008)."""
         first = message.first
         args = [str(job_id) for job_id in message.job_ids]
-        shared_limit = message.time_limit if len(message.wakeups) > 1 else None
+        shared_limit = self.shared_limit(message)
         # ignore_result None, as send_task sends it: the worker's task decides (it ignores results)
         headers, properties, body, _ = self.app.amqp.as_task_v2(
             task_id(), first.task_name, args, time_limit=shared_limit, argsrepr=repr(args), kwargsrepr="{}",
@@ -167,6 +177,11 @@ class CeleryPublisher:
             declare=[] if hash(queue) in producer.connection.declared_entities else [queue],
             **properties,
         )
+
+    @staticmethod
+    def shared_limit(message: Message) -> float | None:
+        """A shared message's hard limit (the sum of its jobs'); a lone job's is its task's own."""
+        return message.time_limit if len(message.wakeups) > 1 else None
 
     def queue_depth(self, queue: str) -> int:
         """Messages waiting in a queue, all priority levels (not those a worker holds unacknowledged). Raises when
@@ -234,7 +249,7 @@ def celery_config(settings: Settings, *, producer: bool = False) -> dict[str, An
 
 def make_celery(settings: Settings, name: str = "conveyor", *, producer: bool = False) -> Celery:
     """A Celery app configured with the baseline; the worker adds its tasks, the API (producer=True) only publishes."""
-    app = Celery(name, set_as_current=False, amqp=ConveyorAMQP)
+    app = Celery(name, set_as_current=False, amqp=ConveyorAMQP if settings.celery_lean else None)
     app.config_from_object(celery_config(settings, producer=producer))
     return app
 

@@ -55,6 +55,12 @@ class Settings(BaseSettings):
         "commit) of the same type, queue and priority woken by one broker message and run one after another by one "
         "worker process; 1 sends a message per job.",
     )
+    celery_lean: bool = Field(
+        default=True,
+        description="Publish Celery's own message on the pooled producer and keep one Redis client per broker "
+        "channel (ADR 0008), which reach into Celery's and kombu's internals; false uses Celery's `send_task` and "
+        "kombu's own transports, for a Celery or kombu outside the versions pyproject.toml pins.",
+    )
     lease_seconds: float = Field(default=30.0, gt=0, description="A running job's lease; renewed by a heartbeat.")
     reconcile_interval: float = Field(default=2.0, gt=0, description="Seconds between reconciler ticks (beat).")
     schedule_tick: float = Field(

@@ -22,7 +22,7 @@ class WorkerRuntime:
     def __init__(self, settings: Settings, registry: Registry, app: Celery) -> None:
         self.settings = settings
         self.registry = registry
-        self.publisher = CeleryPublisher(app)
+        self.publisher = CeleryPublisher(app, lean=settings.celery_lean)
         self.duplicate_deliveries = 0
 
     @cached_property

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import redis
 from kombu.transport import pyamqp as kombu_pyamqp
+from kombu.transport import redis as kombu_redis
 
 from core.broker_connection import RedisChannel, RedisTransport
 from core.queue import CeleryPublisher, Wakeup, broker_reachable, make_celery, messages
@@ -22,16 +23,27 @@ from tests.support.backends import broker_redis, services_or_skip
 RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672//"
 
 
-@pytest.fixture(params=["embedded-redis", "redis", "rabbitmq"])
+PUBLISHERS = [
+    pytest.param((broker, lean), id=f"{broker}-{'lean' if lean else 'plain'}")
+    for lean in (True, False)
+    for broker in ("embedded-redis", "redis", "rabbitmq")
+]
+
+
+@pytest.fixture(params=PUBLISHERS)
 def publisher(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CeleryPublisher]:
+    """A publisher on each broker, lean (CONVEYOR_CELERY_LEAN, the default) and plain (Celery's send_task and
+    kombu's own transports)."""
+    broker, lean = request.param
     with ExitStack() as stack:
-        if request.param in ("embedded-redis", "redis"):
-            url = broker_redis("embedded" if request.param == "embedded-redis" else "services", tmp_path, stack)
+        if broker in ("embedded-redis", "redis"):
+            url = broker_redis("embedded" if broker == "embedded-redis" else "services", tmp_path, stack)
         else:
             app = make_celery(Settings(broker_url=RABBITMQ_URL), producer=True)
             services_or_skip("RabbitMQ", broker_reachable(app, timeout=2))
             url = RABBITMQ_URL
-        yield CeleryPublisher(make_celery(Settings(broker_url=url), producer=True))
+        settings = Settings(broker_url=url, celery_lean=lean)
+        yield CeleryPublisher(make_celery(settings, producer=True), lean=lean)
 
 
 def test_queue_depth_counts_waiting_messages_of_every_priority(publisher: CeleryPublisher) -> None:
@@ -117,19 +129,17 @@ def test_redis_commands_reuse_one_client_per_connection_pool(
     publisher: CeleryPublisher, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """kombu built a redis-py client per publish, ack and event (a third of a lone publish's CPU)."""
-    if not publisher.redis:
-        pytest.skip("AMQP has no redis-py clients")
+    if not publisher.redis or publisher.send != publisher.send_lean:
+        pytest.skip("AMQP has no redis-py clients; kombu's own transport builds one per command")
     queue = f"reuse-{uuid.uuid4().hex[:8]}"
-    assert (
-        publisher.publish(messages([Wakeup(uuid.uuid4(), "echo", queue, 5)])) == []
-    )  # the pool's producer and its client
+    # the pool's producer and its client:
+    assert publisher.publish(messages([Wakeup(uuid.uuid4(), "echo", queue, 5)])) == []
     made = count_redis_clients(monkeypatch)
     try:
         for _ in range(30):  # lone publishes, each through the pool's producer
             assert publisher.publish(messages([Wakeup(uuid.uuid4(), "echo", queue, 5)])) == []
-        assert (
-            publisher.publish(messages([Wakeup(uuid.uuid4(), "echo", queue, p) for p in range(10)])) == []
-        )  # pipelined
+        pipelined = messages([Wakeup(uuid.uuid4(), "echo", queue, p) for p in range(10)])
+        assert publisher.publish(pipelined) == []
         assert made == [0]  # the first publish's client serves the next 31
         assert depth_settles(publisher, queue, 41)  # (each query on a connection and client of its own)
         with publisher.app.producer_or_acquire() as producer:
@@ -147,8 +157,11 @@ def test_redis_commands_reuse_one_client_per_connection_pool(
 
 
 def test_only_kombus_plain_redis_transport_is_replaced(publisher: CeleryPublisher) -> None:
+    """Lean, kombu's plain Redis transport is replaced; plain (CONVEYOR_CELERY_LEAN=false), none is."""
+    lean = publisher.send == publisher.send_lean
     with publisher.app.connection_for_write() as connection, publisher.app.pool.acquire() as pooled:
-        expected = RedisTransport if publisher.redis else kombu_pyamqp.Transport
+        redis_transport = RedisTransport if lean else kombu_redis.Transport
+        expected = redis_transport if publisher.redis else kombu_pyamqp.Transport
         assert connection.get_transport_cls() is expected
         assert pooled.get_transport_cls() is expected  # kombu's pools copy the connection
 
