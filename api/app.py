@@ -16,6 +16,7 @@ from api import (
     job_types,
     jobs,
     keys,
+    metrics,
     queues,
     schedules,
     usage,
@@ -25,6 +26,7 @@ from api.auth import SECURITY_SCHEMES, Authenticator, authenticate
 from api.extension import Conveyor, close_db
 from api.headers import install_headers
 from api.jsonio import JSONRequest, StrictJSONProvider
+from api.metrics import install_request_metrics
 from api.problems import PROBLEM_SCHEMA, problem, register_problem_handlers
 from api.rate_limits import install_rate_limits
 from core.db import make_engine, make_sessionmaker, reading
@@ -83,6 +85,7 @@ def create_app(
     app.teardown_appcontext(close_db)
     register_problem_handlers(app)
     install_headers(app, settings)
+    install_request_metrics(app)  # first: every answer is counted, a 401 too
     app.before_request(authenticate)  # first: a caller without a key learns nothing else about the request
     install_rate_limits(app, settings)
 
@@ -110,6 +113,7 @@ def create_app(
         usage.bp,
         webhooks.bp,
         health.bp,
+        metrics.bp,
     )
     for blueprint in blueprints:
         app.register_blueprint(blueprint)

@@ -148,7 +148,8 @@ def _read_token_caller() -> Principal | None:
 
 def authenticate() -> Response | None:
     """before_request: every /v1 operation needs a key with its scope; the answer otherwise is 401 or 403."""
-    if not request.path.startswith("/v1/") or request.endpoint is None or request.method == "OPTIONS":
+    guarded = request.path.startswith("/v1/") or request.path == "/metrics"
+    if not guarded or request.endpoint is None or request.method == "OPTIONS":
         return None  # open routes; 404/405, which say nothing about any object; CORS preflights (no data)
     view = current_app.view_functions[request.endpoint]
     scope: Scope | None = getattr(view, "required_scope", Scope.ADMIN)

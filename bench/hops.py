@@ -18,6 +18,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from core.db import make_engine
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 LAYERS = tuple(str(ROOT / layer) + "/" for layer in ("api", "core", "worker", "tasks"))
@@ -51,7 +53,7 @@ class Hops:
 
 def fresh_database(admin_url: str) -> str:
     name = f"conveyor_hops_{uuid.uuid4().hex[:8]}"
-    engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    engine = make_engine(admin_url, isolation_level="AUTOCOMMIT")
     with engine.connect() as connection:
         connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
     engine.dispose()
@@ -59,7 +61,7 @@ def fresh_database(admin_url: str) -> str:
 
 
 def drop_database(admin_url: str, url: str) -> None:
-    engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    engine = make_engine(admin_url, isolation_level="AUTOCOMMIT")
     with engine.connect() as connection:
         connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)'))
     engine.dispose()
@@ -78,8 +80,8 @@ def main() -> None:
     from core.queue import make_celery
     from core.registry import Registry
     from core.settings import Settings
-    from worker.executor import execute_message
     from tasks.echo import spec as echo
+    from worker.executor import execute_message
     from worker.runtime import WorkerRuntime
 
     registry = Registry([echo])  # the one type traced (the same code path as an installed one)

@@ -13,7 +13,7 @@ import click
 from cli.client import ApiClient, ApiError, api_option, client_for
 from cli.datasets import dataset
 from cli.keys import ensure_admin_key, ensure_flower_auth, keys
-from cli.processes import NoRedisServer, process_commands, process_env
+from cli.processes import NoRedisServer, fresh_metrics_dir, process_commands, process_env
 from cli.schedules import schedule, sync_file
 from core.migrate import upgrade_database
 from core.settings import Settings, redacted
@@ -68,9 +68,12 @@ def up() -> None:
         click.echo(f"  Flower  {flower}   (user {flower_auth.split(':', 1)[0]}, password in {data / 'flower.auth'})")
         flower_env = {"FLOWER_BASIC_AUTH": flower_auth}
     click.echo("Press Ctrl-C to stop everything.")
+    # Conveyor's processes count into one metrics directory, which the API's GET /metrics reads whole; Flower keeps
+    # its own metrics out of it.
+    metrics_env = {"PROMETHEUS_MULTIPROC_DIR": str(fresh_metrics_dir(settings))}
     manager = Manager()
     for name, command in commands.items():
-        manager.add_process(name, command, env=env | flower_env if name == "flower" else env)
+        manager.add_process(name, command, env=env | (flower_env if name == "flower" else metrics_env))
     manager.loop()
     sys.exit(manager.returncode)
 

@@ -44,6 +44,15 @@ def process_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+def fresh_metrics_dir(settings: Settings) -> Path:
+    """The metrics directory the processes of one `conveyor up` share (PROMETHEUS_MULTIPROC_DIR), emptied: the files
+    of an earlier run would add its counts to this one's."""
+    directory = settings.data_dir.resolve() / "metrics"
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    return directory
+
+
 def _celery(*args: str) -> str:
     return shlex.join([sys.executable, "-m", "celery", "-A", "worker.app", *args])
 

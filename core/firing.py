@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core import metrics
 from core.cadence import Cadence, Interval
 from core.errors import ConveyorError
 from core.models import Job, Schedule
@@ -130,6 +131,8 @@ def _fire(
         schedule.last_slot_at = fire[-1]
     schedule.missed_slots += count - len(fire) + refused
     report.missed += count - len(fire) + refused
+    if count - len(fire) + refused:
+        metrics.count(session, metrics.SCHEDULE_MISSED, amount=count - len(fire) + refused)
     report.schedules += 1
     schedule.next_fire_at = next_slot(schedule, now)
     schedule.updated_at = now

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
-from core import statements
+from core import metrics, statements
 from core.errors import InvalidTransition, JobNotFound
 from core.models import Job, JobEvent
 from core.statements import Claim, Completion
@@ -46,6 +46,7 @@ def move(job: Job, target: JobStatus, now: datetime) -> JobStatus:
 class ClaimedJob:
     id: uuid.UUID
     type: str
+    queue: str
     payload: dict[str, Any]
     attempt: int
     max_attempts: int
@@ -72,16 +73,25 @@ def claim_job(
     """Take a queued job for one attempt. None means a duplicate or stale delivery: the caller does nothing."""
     now = now or utcnow()
     row = statements.of(session).claim(session.connection(), _claim(job_id, worker, lease_seconds, now))
-    return None if row is None else _claimed(job_id, row)
+    return None if row is None else _claimed(session, job_id, row, now)
 
 
 def _claim(job_id: uuid.UUID, worker: str, lease_seconds: float, now: datetime) -> Claim:
     return Claim(job_id, worker, now + timedelta(seconds=lease_seconds), now)
 
 
-def _claimed(job_id: uuid.UUID, row: Any) -> ClaimedJob:
-    return ClaimedJob(id=job_id, type=row.type, payload=row.payload, attempt=row.attempt, max_attempts=row.max_attempts,
-                      tenant_id=row.tenant_id)  # fmt: skip
+def _claimed(session: Session, job_id: uuid.UUID, row: Any, now: datetime) -> ClaimedJob:
+    """The claimed row as the handler gets it, counted (started, and how long it waited) once it commits."""
+    metrics.count(session, metrics.STARTED, row.type, row.queue)
+    metrics.observe(session, metrics.QUEUE_WAIT, row.type, value=max((now - row.due_at).total_seconds(), 0.0))
+    return ClaimedJob(id=job_id, type=row.type, queue=row.queue, payload=row.payload, attempt=row.attempt,
+                      max_attempts=row.max_attempts, tenant_id=row.tenant_id)  # fmt: skip
+
+
+def _completed(session: Session, completed: statements.Completed | None) -> bool:
+    if completed is not None:
+        metrics.count(session, metrics.SUCCEEDED, completed.type, completed.queue)
+    return completed is not None
 
 
 def renew_lease(
@@ -115,7 +125,7 @@ def complete_job(
 ) -> bool:
     """Result and success together. False if this attempt no longer owns the job (nothing is written)."""
     done = Completion(job_id, attempt, worker, data, now or utcnow())
-    return statements.of(session).complete(session.connection(), done)
+    return _completed(session, statements.of(session).complete(session.connection(), done))
 
 
 def complete_and_claim(
@@ -136,7 +146,7 @@ def complete_and_claim(
     completed, row = statements.of(session).complete_and_claim(
         session.connection(), done, _claim(next_job_id, worker, lease_seconds, now)
     )
-    return completed, None if row is None else _claimed(next_job_id, row)
+    return _completed(session, completed), None if row is None else _claimed(session, next_job_id, row, now)
 
 
 def backoff_delay(attempt: int, base: float, cap: float) -> float:
@@ -174,8 +184,11 @@ def fail_attempt(
         job.finished_at, next_at = now, None
     job.error, job.lease_until = error, None
     detail = {"error": error, "next_attempt_at": iso_or_none(next_at)}
+    metrics.count(session, metrics.RETRIED if job.status == S.RETRYING else metrics.FAILED, job.type, job.queue)
     if event is not None:  # the cause, when it is not the handler's own exception (e.g. lease_expired)
         record_event(session, job_id, event, attempt=attempt, worker=worker, now=now)
+        if event == "lease_expired":
+            metrics.count(session, metrics.LEASE_EXPIRED, job.type, job.queue)
     record_event(session, job_id, job.status, attempt=attempt, worker=worker, detail=detail, now=now)
     return JobStatus(job.status)
 
@@ -189,10 +202,11 @@ def mark_cancelled(
         update(Job)
         .where(owned(job_id, attempt))
         .values(status=S.CANCELLED.value, finished_at=now, updated_at=now, lease_until=None)
-        .returning(Job.id)
-    ).scalar_one_or_none()
+        .returning(Job.type, Job.queue)
+    ).one_or_none()
     if moved is not None:
         record_event(session, job_id, S.CANCELLED.value, attempt=attempt, worker=worker, now=now)
+        metrics.count(session, metrics.CANCELLED, moved.type, moved.queue)
     return moved is not None
 
 
@@ -224,6 +238,7 @@ def cancel_job(
     else:
         move(job, S.CANCELLED, now)
         job.finished_at = now
+        metrics.count(session, metrics.CANCELLED, job.type, job.queue)
         record_event(session, job_id, S.CANCELLED.value, attempt=job.attempt,
                      detail={"from": status.value, "actor": actor}, now=now)  # fmt: skip
     return job
@@ -241,7 +256,8 @@ def retry_job(
         raise InvalidTransition(f"Job {job_id} is {job.status}; only failed jobs can be retried.")
     move(job, S.QUEUED, now)
     job.max_attempts = max(job.max_attempts, job.attempt + 1)
-    job.finished_at, job.next_attempt_at, job.error = None, None, None
+    # next_attempt_at: when it became due again (the claim measures its queue wait from it)
+    job.finished_at, job.next_attempt_at, job.error = None, now, None
     published_alone(job, now)
     record_event(
         session, job_id, S.QUEUED.value, attempt=job.attempt,

@@ -39,7 +39,8 @@ class Scope(StrEnum):
     SCHEDULES_READ = "schedules:read"
     SCHEDULES_WRITE = "schedules:write"
     WEBHOOKS_WRITE = "webhooks:write"
-    ADMIN = "admin"  # every other scope, plus keys and queue operations
+    ADMIN = "admin"  # every other scope of its tenant, plus keys and queue operations
+    METRICS = "metrics"  # GET /metrics: every tenant's numbers, so an admin key does not have it unless given
 
 
 class KeyNotFound(ConveyorError):
@@ -65,7 +66,7 @@ class Principal:
     scopes: frozenset[str]
 
     def allows(self, scope: Scope) -> bool:
-        return Scope.ADMIN in self.scopes or scope in self.scopes
+        return scope in self.scopes or (Scope.ADMIN in self.scopes and scope is not Scope.METRICS)
 
 
 @dataclass(frozen=True)

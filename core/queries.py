@@ -8,14 +8,14 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, func, select, tuple_
+from sqlalchemy import Select, func, select, text, tuple_
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from core.errors import ConveyorError, JobNotFound, ResultNotReady
-from core.models import Job, JobEvent, JobResult
+from core.models import ACTIVE, Job, JobEvent, JobResult
 from core.status import JobStatus
 from core.types import utcnow
 
@@ -125,11 +125,36 @@ def queue_stats(session: Session, queues: list[str], *, tenant_id: str = "defaul
     now = utcnow()
     stats = []
     for name, by_status in counts.items():
-        since = oldest.get(name)
-        if isinstance(since, str):  # SQLite's MIN() bypasses the column type
-            since = datetime.fromisoformat(since)
-        if since is not None and since.tzinfo is None:
-            since = since.replace(tzinfo=utcnow().tzinfo)
+        since = _aware(oldest.get(name))
         age = (now - since).total_seconds() if since else None
         stats.append(QueueStats(name=name, counts=by_status, oldest_queued_age_seconds=age))
     return stats
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """Unfinished jobs of one queue and status, across tenants, and when the longest-waiting of them became due."""
+
+    queue: str
+    status: str
+    jobs: int
+    oldest_due: datetime | None
+
+
+def backlog(session: Session) -> list[Backlog]:
+    """Every queue's unfinished jobs by status, for the metrics the maintenance tick sets. Its predicate is the
+    partial index's (ix_jobs_tenant_active), so it reads the backlog, never the finished history."""
+    due = func.min(func.coalesce(Job.next_attempt_at, Job.run_at, Job.created_at))
+    rows = session.execute(
+        select(Job.queue, Job.status, func.count(), due).where(text(ACTIVE)).group_by(Job.queue, Job.status)
+    )
+    return [Backlog(queue, status, jobs, _aware(oldest)) for queue, status, jobs, oldest in rows]
+
+
+def _aware(value: datetime | str | None) -> datetime | None:
+    """SQLite's MIN() bypasses the column type: an ISO string, naive."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value is not None and value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value

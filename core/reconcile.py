@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Float, func, literal, or_, select
 from sqlalchemy.orm import Session
 
+from core import metrics
 from core.jobs import fail_attempt, move, published_alone, record_event
 from core.models import Job
 from core.publish import wakeup_of
@@ -80,6 +81,7 @@ def reconcile(
         error = {"type": "Expired", "message": f"not started before its expiry {iso_or_none(job.expires_at)}"}
         detail = {"from": move(job, S.CANCELLED, now).value, "reason": "expired"}
         record_event(session, job.id, S.CANCELLED.value, attempt=job.attempt, detail=detail, now=now)
+        metrics.count(session, metrics.CANCELLED, job.type, job.queue)
         job.error, job.finished_at = error, now
         report.expired += 1
     session.flush()

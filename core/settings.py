@@ -78,6 +78,14 @@ class Settings(BaseSettings):
         default=7200, gt=0, description="Redis visibility timeout; keep it above the longest job's time limit."
     )
     log_level: str = Field(default="INFO", description="Log level of every process.")
+    metrics_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="A Celery worker serves Prometheus metrics on this port (its pool children's too, through "
+        "PROMETHEUS_MULTIPROC_DIR); 0: off. The API serves GET /metrics itself (`metrics` scope).",
+    )
+    metrics_host: str = Field(default="127.0.0.1", description="Address a worker's metrics port binds to.")
     auth: Literal["on", "off"] = Field(
         default="on",
         description="`off` lets every request act as an admin of tenant `default` without a key: only with the API "

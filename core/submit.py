@@ -5,6 +5,7 @@ Functions take the caller's session first and never commit: the caller commits, 
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import uuid
@@ -17,7 +18,7 @@ from sqlalchemy import Select, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, make_transient_to_detached
 
-from core import statements
+from core import metrics, statements
 from core.errors import ConveyorError, IdempotencyMismatch, PayloadInvalid, UnknownQueue, UnknownType
 from core.models import UNFINISHED, Job
 from core.publish import messages_of
@@ -160,6 +161,8 @@ def submit_jobs(
                 by_id[job_id].message_jobs = len(message.wakeups)
     if created:
         _insert(session, plain, created, actors, now)
+        for (job_type, queue), made_here in collections.Counter((j.type, j.queue) for j in created).items():
+            metrics.count(session, metrics.SUBMITTED, job_type, queue, amount=made_here)
     # The jobs join the session as if loaded (refresh, identity map).
     for job in plain:
         make_transient_to_detached(job)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import traceback
 import uuid
 from collections import Counter
@@ -13,6 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from core import metrics
 from core.context import JobCancelled, LeaseLost
 from core.jobs import ClaimedJob, claim_job, complete_and_claim, complete_job, fail_attempt, mark_cancelled
 from core.registry import JobSpec
@@ -116,11 +118,15 @@ def _run_claimed(
     # 2. Run under a heartbeat; 3. result and success in one transaction.
     try:
         ctx = WorkerJobContext(runtime, claimed, unit, worker)
-        with runtime.lease_keeper.keeping(ctx):
-            payload = spec.payload.model_validate(claimed.payload)
-            result = spec.handler(payload, ctx)
-            ctx.check()
-            data = spec.result.model_validate(result, from_attributes=True).model_dump(mode="json")
+        started = time.monotonic()
+        try:
+            with runtime.lease_keeper.keeping(ctx):
+                payload = spec.payload.model_validate(claimed.payload)
+                result = spec.handler(payload, ctx)
+                ctx.check()
+                data = spec.result.model_validate(result, from_attributes=True).model_dump(mode="json")
+        finally:
+            metrics.RUN_SECONDS.labels(claimed.type).observe(time.monotonic() - started)
         completed, ahead = _complete(runtime, unit, claimed, worker, data, next_job_id)
         if completed:
             return "succeeded", ahead

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from celery import Celery, Task
-from celery.signals import worker_process_init
+from celery.signals import heartbeat_sent, worker_init, worker_process_init
+from prometheus_client import start_http_server
 
+from core import metrics
 from core.queue import make_celery, task_name
 from core.queue_names import QueueNames
 from core.registry import JobSpec, Registry, load_registry
@@ -58,6 +61,17 @@ def create_worker_app(settings: Settings | None = None, registry: Registry | Non
         runtime.after_fork()
 
     worker_process_init.connect(_reset_after_fork, weak=False)
+
+    def _serve_metrics(**_: Any) -> None:  # the main process, before it forks its pool
+        if settings.metrics_port:
+            start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=metrics.registry())
+
+    def _heartbeat(sender: Any = None, **_: Any) -> None:  # the main process, every few seconds (Celery's -E)
+        hostname = getattr(getattr(sender, "eventer", None), "hostname", None) or "worker"
+        metrics.HEARTBEAT.labels(hostname).set(time.time())
+
+    worker_init.connect(_serve_metrics, weak=False)
+    heartbeat_sent.connect(_heartbeat, weak=False)
     return app
 
 

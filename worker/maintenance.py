@@ -5,15 +5,20 @@ from __future__ import annotations
 import functools
 import logging
 import sys
+import time
 from dataclasses import asdict
 from typing import Any
 
+from core import metrics
 from core.firing import fire_due_schedules
 from core.planner_stats import refresh_planner_statistics
 from core.publish import messages_of, publish_committed
+from core.queries import backlog
 from core.queue import Message, messages
 from core.quotas import refresh_usage
 from core.reconcile import reconcile
+from core.status import TERMINAL, JobStatus
+from core.types import utcnow
 from core.webhook_dispatch import dispatch_events
 from worker.runtime import WorkerRuntime
 
@@ -34,6 +39,8 @@ def run_reconcile(runtime: WorkerRuntime) -> dict[str, Any]:
         tenants = refresh_usage(session)
     with runtime.sessions() as session, session.begin():
         analyzed = refresh_planner_statistics(session)
+    set_backlog_gauges(runtime)
+    metrics.TICK.labels("reconcile").set(time.time())
     summary = asdict(report) | {"to_publish": len(report.to_publish), "publish_failed": failed, "analyzed": analyzed,
                                 "tenants_counted": tenants}  # fmt: skip
     if report.to_publish or report.leases_expired or report.expired or analyzed:
@@ -47,6 +54,7 @@ def run_schedules(runtime: WorkerRuntime) -> dict[str, Any]:
                                     active_jobs_limit=runtime.settings.quota_active_jobs)  # fmt: skip
         batch = messages_of(report.jobs)
     failed = _publish(runtime, batch)
+    metrics.TICK.labels("schedules").set(time.time())
     summary = {"schedules": report.schedules, "jobs": len(batch), "missed": report.missed, "errors": report.errors,
                "publish_failed": failed}  # fmt: skip
     if report.schedules:
@@ -64,6 +72,27 @@ def run_webhooks(runtime: WorkerRuntime) -> dict[str, Any]:
     if batch:
         log.info("webhooks: %s", summary)
     return summary
+
+
+ACTIVE_STATUSES = [s.value for s in JobStatus if s not in TERMINAL]
+
+
+def set_backlog_gauges(runtime: WorkerRuntime) -> None:
+    """Each queue's unfinished jobs by status and its oldest queued job's age, from the database. Every queue the
+    workers consume or a job names gets every status, so a backlog that drained reads 0, not its last value."""
+    with runtime.sessions() as session:
+        rows = backlog(session)
+    now = utcnow()
+    queues = set(runtime.settings.queues) | {row.queue for row in rows} | runtime.gauged_queues
+    found = {(row.queue, row.status): row for row in rows}
+    for queue in queues:
+        for status in ACTIVE_STATUSES:
+            row = found.get((queue, status))
+            metrics.QUEUE_JOBS.labels(queue, status).set(row.jobs if row else 0)
+        queued = found.get((queue, JobStatus.QUEUED.value))
+        oldest = queued.oldest_due if queued else None
+        metrics.QUEUE_OLDEST.labels(queue).set(max((now - oldest).total_seconds(), 0.0) if oldest else 0.0)
+    runtime.gauged_queues = queues
 
 
 def _broker_depth(runtime: WorkerRuntime, queue: str) -> int:

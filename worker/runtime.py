@@ -24,6 +24,7 @@ class WorkerRuntime:
         self.registry = registry
         self.publisher = CeleryPublisher(app, lean=settings.celery_lean)
         self.duplicate_deliveries = 0
+        self.gauged_queues: set[str] = set()  # queues the backlog gauges have named (worker/maintenance.py)
 
     @cached_property
     def engine(self) -> Engine:

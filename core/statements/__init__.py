@@ -21,7 +21,7 @@ from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from core.statements import postgresql, sqlite
-from core.statements.shared import Claim, Completion
+from core.statements.shared import Claim, Completed, Completion
 
 
 class Statements(Protocol):
@@ -29,11 +29,11 @@ class Statements(Protocol):
 
     def claim(self, connection: Connection, to_claim: Claim) -> Any | None: ...
 
-    def complete(self, connection: Connection, done: Completion) -> bool: ...
+    def complete(self, connection: Connection, done: Completion) -> Completed | None: ...
 
     def complete_and_claim(
         self, connection: Connection, done: Completion, to_claim: Claim
-    ) -> tuple[bool, Any | None]: ...
+    ) -> tuple[Completed | None, Any | None]: ...
 
     def insert_jobs(self, connection: Connection, jobs: list[dict[str, Any]], events: list[dict[str, Any]]) -> None: ...
 
@@ -43,4 +43,4 @@ def of(session: Session) -> Statements:
     return postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
 
 
-__all__ = ["Claim", "Completion", "Statements", "of"]
+__all__ = ["Claim", "Completed", "Completion", "Statements", "of"]

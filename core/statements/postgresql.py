@@ -19,6 +19,7 @@ from core.statements.shared import (
     JOBS,
     RESULTS,
     Claim,
+    Completed,
     Completion,
     claim_update,
     complete_update,
@@ -39,17 +40,21 @@ def claim(connection: Connection, to_claim: Claim) -> Any | None:
     return connection.execute(_claim(), to_claim.params()).one_or_none()
 
 
-def complete(connection: Connection, done: Completion) -> bool:
-    """Success, result and `succeeded` event; False (nothing written) if the attempt no longer owns the job."""
-    return connection.execute(_complete(), done.params()).scalar_one_or_none() is not None
+def complete(connection: Connection, done: Completion) -> Completed | None:
+    """Success, result and `succeeded` event; None (nothing written) if the attempt no longer owns the job."""
+    row = connection.execute(_complete(), done.params()).one_or_none()
+    return None if row is None else Completed(row.type, row.queue)
 
 
-def complete_and_claim(connection: Connection, done: Completion, to_claim: Claim) -> tuple[bool, Any | None]:
-    """`complete`, then `claim` of another job, in one statement: (completed, the claimed row or None)."""
+def complete_and_claim(
+    connection: Connection, done: Completion, to_claim: Claim
+) -> tuple[Completed | None, Any | None]:
+    """`complete`, then `claim` of another job, in one statement: (what was completed, the claimed row)."""
     row = connection.execute(_complete_and_claim(), done.params() | to_claim.params()).one_or_none()
     if row is None:  # neither: the attempt lost its job, and the next one is not claimable
-        return False, None
-    return row.done_id is not None, None if row.attempt is None else row
+        return None, None
+    completed = None if row.done_id is None else Completed(row.done_type, row.done_queue)
+    return completed, None if row.attempt is None else row
 
 
 def insert_jobs(connection: Connection, jobs: list[dict[str, Any]], events: list[dict[str, Any]]) -> None:
@@ -75,7 +80,7 @@ def _claim() -> Any:
 @functools.cache
 def _complete() -> Any:
     done, result, event = _completion()
-    return select(done.c.id).add_cte(result).add_cte(event)
+    return select(done.c.type, done.c.queue).add_cte(result).add_cte(event)
 
 
 @functools.cache
@@ -85,7 +90,8 @@ def _complete_and_claim() -> Any:
     claimed = claim_update().cte("claimed")
     claim_event = _event_of(claimed, S.RUNNING.value, claimed.c.attempt).cte("claim_event")
     both = done.join(claimed, true(), full=True)
-    query = select(done.c.id.label("done_id"), *_claimed_columns(claimed)).select_from(both)
+    done_columns = (done.c.id.label("done_id"), done.c.type.label("done_type"), done.c.queue.label("done_queue"))
+    query = select(*done_columns, *_claimed_columns(claimed)).select_from(both)
     return query.add_cte(result).add_cte(done_event).add_cte(claim_event)
 
 
@@ -110,7 +116,7 @@ def _event_of(source: Any, kind: str, attempt: Any) -> Any:
 
 
 def _claimed_columns(claimed: Any) -> list[Any]:
-    return [claimed.c[column.key] for column in CLAIMED]
+    return [claimed.c[name] for name in CLAIMED]
 
 
 def _params(

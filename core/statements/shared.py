@@ -8,9 +8,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Dialect, Table, bindparam, literal, or_, update
+from sqlalchemy import Dialect, Table, bindparam, func, literal, or_, update
 from sqlalchemy import inspect as sa_inspect
 
 from core.models import Job, JobEvent, JobResult
@@ -74,7 +74,15 @@ def param(name: str, column: str) -> Any:
     return bindparam(f"b_{name}", type_=JOBS.c[column].type)
 
 
-CLAIMED = (JOBS.c.type, JOBS.c.payload, JOBS.c.attempt, JOBS.c.max_attempts, JOBS.c.tenant_id)
+# What a claim returns: the job as its handler needs it, and when it became due (for the queue-wait metric).
+CLAIMED = ("type", "queue", "payload", "attempt", "max_attempts", "tenant_id", "due_at")
+
+
+class Completed(NamedTuple):
+    """What a completion returns: the job's type and queue (for the job counters)."""
+
+    type: str
+    queue: str
 
 
 @functools.cache
@@ -102,8 +110,14 @@ def claim_update() -> Any:
             progress_total=None,
             progress_message=None,
         )
-        .returning(JOBS.c.id, *CLAIMED)
+        .returning(JOBS.c.id, *(JOBS.c[name] for name in CLAIMED[:-1]), _due_at().label("due_at"))
     )
+
+
+def _due_at() -> Any:
+    """When a job became due: a retry at its backoff's end (a manual retry sets next_attempt_at to its time too), a
+    delayed job at run_at, any other at its creation."""
+    return func.coalesce(JOBS.c.next_attempt_at, JOBS.c.run_at, JOBS.c.created_at)
 
 
 def owned(job_id: Any, attempt: Any) -> Any:
@@ -114,13 +128,14 @@ def owned(job_id: Any, attempt: Any) -> Any:
 
 @functools.cache
 def complete_update() -> Any:
-    """Success, if this attempt still owns the running job (binds: Completion.params), returning its id."""
+    """Success, if this attempt still owns the running job (binds: Completion.params), returning its id and
+    its Completed columns."""
     now = param("now", "updated_at")
     return (
         update(JOBS)
         .where(owned(param("job_id", "id"), param("attempt", "attempt")))
         .values(status=S.SUCCEEDED.value, finished_at=now, updated_at=now, lease_until=None, error=None)
-        .returning(JOBS.c.id)
+        .returning(JOBS.c.id, JOBS.c.type, JOBS.c.queue)
     )
 
 

@@ -15,6 +15,7 @@ from core.statements.shared import (
     JOBS,
     RESULTS,
     Claim,
+    Completed,
     Completion,
     claim_update,
     complete_update,
@@ -39,19 +40,22 @@ def claim(connection: Connection, to_claim: Claim) -> Any | None:
     return row
 
 
-def complete(connection: Connection, done: Completion) -> bool:
-    """Success, then its result and `succeeded` event; False (nothing written) if the attempt no longer owns the
+def complete(connection: Connection, done: Completion) -> Completed | None:
+    """Success, then its result and `succeeded` event; None (nothing written) if the attempt no longer owns the
     job."""
-    if connection.execute(complete_update(), done.params()).scalar_one_or_none() is None:
-        return False
+    row = connection.execute(complete_update(), done.params()).one_or_none()
+    if row is None:
+        return None
     connection.execute(_insert(RESULTS), {"job_id": done.job_id, "data": done.data, "created_at": done.now})
     event = event_row(done.job_id, S.SUCCEEDED.value, attempt=done.attempt, worker=done.worker, now=done.now)
     connection.execute(_insert(EVENTS), event)
-    return True
+    return Completed(row.type, row.queue)
 
 
-def complete_and_claim(connection: Connection, done: Completion, to_claim: Claim) -> tuple[bool, Any | None]:
-    """`complete`, then `claim` of another job: (completed, the claimed row or None)."""
+def complete_and_claim(
+    connection: Connection, done: Completion, to_claim: Claim
+) -> tuple[Completed | None, Any | None]:
+    """`complete`, then `claim` of another job: (what was completed, the claimed row)."""
     return complete(connection, done), claim(connection, to_claim)
 
 

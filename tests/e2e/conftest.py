@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
@@ -21,15 +21,21 @@ def backend_urls(kind: str, directory: Path, stack: ExitStack) -> tuple[str, str
     return stack.enter_context(postgres_database()), broker_redis(kind, directory, stack)
 
 
-@pytest.fixture(scope="module", params=["embedded", "services"])
-def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """One running deployment per backend, shared by a module's scenarios."""
-    directory = tmp_path_factory.mktemp(f"e2e-{request.param}")
+@contextmanager
+def running_cluster(kind: str, directory: Path, **settings: str) -> Iterator[Cluster]:
+    """A deployment on backend `kind` (embedded or services) with CONVEYOR_* `settings`, up and consuming."""
     with ExitStack() as stack:
-        database_url, broker_url = backend_urls(request.param, directory, stack)
-        cluster = Cluster(directory, database_url, broker_url)
+        database_url, broker_url = backend_urls(kind, directory, stack)
+        cluster = Cluster(directory, database_url, broker_url, **settings)
         stack.callback(cluster.close)
         cluster.start()
         cluster.wait_ready()
         cluster.wait_workers()
+        yield cluster
+
+
+@pytest.fixture(scope="module", params=["embedded", "services"])
+def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """One running deployment per backend, shared by a module's scenarios."""
+    with running_cluster(request.param, tmp_path_factory.mktemp(f"e2e-{request.param}")) as cluster:
         yield cluster

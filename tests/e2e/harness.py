@@ -58,8 +58,10 @@ class Cluster:
             "CONVEYOR_WORKER_CONCURRENCY": "2",
             "CONVEYOR_PUBLISH_TIMEOUT": "1",
             "CONVEYOR_WEBHOOK_ALLOW": "127.0.0.1",  # the tests' webhook receivers listen on loopback
+            "PROMETHEUS_MULTIPROC_DIR": str(directory / "metrics"),  # shared by the processes, as `conveyor up` does
             **{f"CONVEYOR_{k.upper()}": v for k, v in settings.items()},
         }
+        (directory / "metrics").mkdir(exist_ok=True)
         self.base = f"http://127.0.0.1:{self.port}"
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.engine: Engine = make_engine(database_url)

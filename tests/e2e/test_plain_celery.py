@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack
 
 import pytest
 from sqlalchemy import func, select
 
 from core.models import Job, JobResult
-from tests.e2e.conftest import backend_urls
+from tests.e2e.conftest import running_cluster
 from tests.e2e.harness import Cluster
 
 pytestmark = pytest.mark.e2e
@@ -19,14 +18,9 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module", params=["embedded", "services"])
 def plain(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    directory = tmp_path_factory.mktemp(f"plain-{request.param}")
-    with ExitStack() as stack:
-        database_url, broker_url = backend_urls(request.param, directory, stack)
-        cluster = Cluster(directory, database_url, broker_url, celery_lean="false")
-        stack.callback(cluster.close)
-        cluster.start()
-        cluster.wait_ready()
-        cluster.wait_workers()
+    with running_cluster(
+        request.param, tmp_path_factory.mktemp(f"plain-{request.param}"), celery_lean="false"
+    ) as cluster:
         yield cluster
 
 
