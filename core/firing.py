@@ -129,10 +129,11 @@ def _fire(
     schedule.last_error = error
     if fire:
         schedule.last_slot_at = fire[-1]
-    schedule.missed_slots += count - len(fire) + refused
-    report.missed += count - len(fire) + refused
-    if count - len(fire) + refused:
-        metrics.count(session, metrics.SCHEDULE_MISSED, amount=count - len(fire) + refused)
+    missed = count - len(fire) + refused
+    schedule.missed_slots += missed
+    report.missed += missed
+    if missed:
+        metrics.count(session, metrics.SCHEDULE_MISSED, amount=missed)
     report.schedules += 1
     schedule.next_fire_at = next_slot(schedule, now)
     schedule.updated_at = now

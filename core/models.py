@@ -24,7 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from core.status import TERMINAL, JobStatus
+from core.status import TERMINAL, UNFINISHED_STATUSES, JobStatus
 from core.types import UTCDateTime, utcnow
 
 NAMING_CONVENTION = {
@@ -43,7 +43,7 @@ TERMINAL_VALUES = ", ".join(f"'{s.value}'" for s in sorted(TERMINAL))
 UNFINISHED = f"status NOT IN ({TERMINAL_VALUES})"
 # The same rows named by the statuses they may have: the quota's index uses this form so that PostgreSQL cannot
 # prove a unique-key lookup (which says UNFINISHED) fits it, and never plans that lookup on it instead of its key's.
-ACTIVE = f"status IN ({', '.join(repr(s.value) for s in JobStatus if s not in TERMINAL)})"
+ACTIVE = f"status IN ({', '.join(map(repr, UNFINISHED_STATUSES))})"
 
 
 def _key_index(name: str, scope: str, key: str, *, also: str | None = None) -> Index:

@@ -16,6 +16,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from core.errors import ConveyorError, JobNotFound, ResultNotReady
 from core.models import ACTIVE, Job, JobEvent, JobResult
+from core.statements.shared import due_at
 from core.status import JobStatus
 from core.types import utcnow
 
@@ -144,7 +145,7 @@ class Backlog:
 def backlog(session: Session) -> list[Backlog]:
     """Every queue's unfinished jobs by status, for the metrics the maintenance tick sets. Its predicate is the
     partial index's (ix_jobs_tenant_active), so it reads the backlog, never the finished history."""
-    due = func.min(func.coalesce(Job.next_attempt_at, Job.run_at, Job.created_at))
+    due = func.min(due_at())
     rows = session.execute(
         select(Job.queue, Job.status, func.count(), due).where(text(ACTIVE)).group_by(Job.queue, Job.status)
     )

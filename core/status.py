@@ -24,6 +24,7 @@ class JobStatus(StrEnum):
 
 
 TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+UNFINISHED_STATUSES = [s.value for s in JobStatus if s not in TERMINAL]  # in declaration order
 
 
 S = JobStatus

@@ -17,7 +17,7 @@ from core.queries import backlog
 from core.queue import Message, messages
 from core.quotas import refresh_usage
 from core.reconcile import reconcile
-from core.status import TERMINAL, JobStatus
+from core.status import UNFINISHED_STATUSES, JobStatus
 from core.types import utcnow
 from core.webhook_dispatch import dispatch_events
 from worker.runtime import WorkerRuntime
@@ -74,9 +74,6 @@ def run_webhooks(runtime: WorkerRuntime) -> dict[str, Any]:
     return summary
 
 
-ACTIVE_STATUSES = [s.value for s in JobStatus if s not in TERMINAL]
-
-
 def set_backlog_gauges(runtime: WorkerRuntime) -> None:
     """Each queue's unfinished jobs by status and its oldest queued job's age, from the database. Every queue the
     workers consume or a job names gets every status, so a backlog that drained reads 0, not its last value."""
@@ -86,7 +83,7 @@ def set_backlog_gauges(runtime: WorkerRuntime) -> None:
     queues = set(runtime.settings.queues) | {row.queue for row in rows} | runtime.gauged_queues
     found = {(row.queue, row.status): row for row in rows}
     for queue in queues:
-        for status in ACTIVE_STATUSES:
+        for status in UNFINISHED_STATUSES:
             row = found.get((queue, status))
             metrics.QUEUE_JOBS.labels(queue, status).set(row.jobs if row else 0)
         queued = found.get((queue, JobStatus.QUEUED.value))

@@ -15,7 +15,7 @@ from core.statements.shared import (
     CLAIMED,
     EVENT_COLUMNS,
     EVENTS,
-    JOB_COLUMNS,
+    JOB_COLUMN_KEYS,
     JOBS,
     RESULTS,
     Claim,
@@ -32,7 +32,6 @@ from core.status import JobStatus
 
 S = JobStatus
 ONE_STATEMENT_SUBMIT = True
-JOB_COLUMN_KEYS = tuple(column for _, column in JOB_COLUMNS)
 
 
 def claim(connection: Connection, to_claim: Claim) -> Any | None:

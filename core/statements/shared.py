@@ -23,6 +23,7 @@ JOBS = cast(Table, Job.__table__)
 EVENTS = cast(Table, JobEvent.__table__)
 RESULTS = cast(Table, JobResult.__table__)
 JOB_COLUMNS = tuple((attribute.key, attribute.columns[0].key) for attribute in sa_inspect(Job).column_attrs)
+JOB_COLUMN_KEYS = tuple(column for _, column in JOB_COLUMNS)  # the jobs table's columns, in insert order
 EVENT_COLUMNS = ("job_id", "kind", "attempt", "worker", "detail", "created_at")
 
 
@@ -110,11 +111,11 @@ def claim_update() -> Any:
             progress_total=None,
             progress_message=None,
         )
-        .returning(JOBS.c.id, *(JOBS.c[name] for name in CLAIMED[:-1]), _due_at().label("due_at"))
+        .returning(JOBS.c.id, *(JOBS.c[name] for name in CLAIMED[:-1]), due_at().label("due_at"))
     )
 
 
-def _due_at() -> Any:
+def due_at() -> Any:
     """When a job became due: a retry at its backoff's end (a manual retry sets next_attempt_at to its time too), a
     delayed job at run_at, any other at its creation."""
     return func.coalesce(JOBS.c.next_attempt_at, JOBS.c.run_at, JOBS.c.created_at)

@@ -11,7 +11,7 @@ from sqlalchemy import Connection, Dialect, Table, insert
 from core.statements.shared import (
     EVENT_COLUMNS,
     EVENTS,
-    JOB_COLUMNS,
+    JOB_COLUMN_KEYS,
     JOBS,
     RESULTS,
     Claim,
@@ -27,7 +27,6 @@ from core.status import JobStatus
 
 S = JobStatus
 ONE_STATEMENT_SUBMIT = False
-JOB_COLUMN_KEYS = tuple(column for _, column in JOB_COLUMNS)
 
 
 def claim(connection: Connection, to_claim: Claim) -> Any | None:
