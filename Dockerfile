@@ -9,9 +9,10 @@ COPY api api
 COPY worker worker
 COPY tasks tasks
 COPY cli cli
-RUN pip install -c constraints.txt . \
+RUN pip install -c constraints.txt '.[tracing]' \
     && useradd --create-home --uid 10001 conveyor \
     && mkdir -p /data && chown conveyor /data
 USER conveyor
 EXPOSE 8000 5555
-CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--workers", "4", "--worker-class", "gthread", "--threads", "8", "api:create_app()"]
+CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--workers", "4", "--worker-class", "gthread", "--threads", "8", \
+     "--logger-class", "api.gunicorn_logging.Logger", "api:create_app()"]

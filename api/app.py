@@ -29,6 +29,8 @@ from api.jsonio import JSONRequest, StrictJSONProvider
 from api.metrics import install_request_metrics
 from api.problems import PROBLEM_SCHEMA, problem, register_problem_handlers
 from api.rate_limits import install_rate_limits
+from api.request_log import install_request_log
+from core import tracing
 from core.db import make_engine, make_sessionmaker, reading
 from core.group_commit import GroupCommit
 from core.queue import CeleryPublisher, Publisher, broker_reachable, make_celery
@@ -85,7 +87,8 @@ def create_app(
     app.teardown_appcontext(close_db)
     register_problem_handlers(app)
     install_headers(app, settings)
-    install_request_metrics(app)  # first: every answer is counted, a 401 too
+    install_request_log(app)  # first of all: every line logged while answering carries the request id
+    install_request_metrics(app)  # before auth: every answer is counted, a 401 too
     app.before_request(authenticate)  # first: a caller without a key learns nothing else about the request
     install_rate_limits(app, settings)
 
@@ -117,4 +120,14 @@ def create_app(
     )
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
+    if settings.tracing:
+        instrument(app)
     return app
+
+
+def instrument(app: APIFlask) -> None:
+    """A span per request (continuing a caller's `traceparent`), whose context the jobs' messages carry on."""
+    from opentelemetry.instrumentation.flask import FlaskInstrumentor
+
+    tracing.configure("conveyor-api")
+    FlaskInstrumentor().instrument_app(app, excluded_urls="healthz,readyz,metrics")

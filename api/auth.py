@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.extension import conveyor, db
 from api.problems import problem
+from core import logs
 from core.audit import record_audit
 from core.keys import KeyInvalid, KeyRecord, Principal, Scope, key_id_of, load_key, touch_key, verify
 from core.read_tokens import verify_read_token
@@ -173,4 +174,5 @@ def authenticate() -> Response | None:
             f"{scope.value}`).",
         )
     g.principal = caller
+    logs.bind(tenant=caller.tenant_id, key_id=caller.key_id)  # on every later line of this request
     return None

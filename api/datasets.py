@@ -11,6 +11,7 @@ from flask import request, url_for
 
 from api.auth import audit, principal, requires, tenant
 from api.extension import conveyor, db, publish_job
+from api.request_log import request_id
 from api.schemas import (
     DatasetAccepted,
     DatasetList,
@@ -85,7 +86,8 @@ def _accept(upload: Upload, dataset: Dataset, mode: str) -> Any:
     session.flush()  # the ingest's check reads the file's row
     payload = {"dataset_id": str(dataset.id), "file_id": str(stored.id), "format": upload.format,
                "options": upload.options.model_dump(), "mode": mode}  # fmt: skip
-    request = JobRequest(type="dataset_ingest", payload=payload, tenant_id=dataset.tenant_id, actor=principal().key_id)
+    request = JobRequest(type="dataset_ingest", payload=payload, tenant_id=dataset.tenant_id, actor=principal().key_id,
+                         request_id=request_id())  # fmt: skip
     job, _ = submit_job(session, registry=ext.registry, known_queues=ext.settings.queues, request=request,
                         active_jobs_limit=ext.settings.quota_active_jobs)  # fmt: skip
     audit(f"dataset.{mode}", "dataset", dataset.id, {"job_id": str(job.id)})

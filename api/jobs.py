@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from api.auth import principal, requires, tenant
 from api.extension import conveyor, db, publish, publish_job
+from api.request_log import request_id
 from api.schemas import (
     EventList,
     EventRead,
@@ -102,6 +103,7 @@ def job_request(body: JobCreate, *, now: datetime, idempotency_key: str | None) 
         unique_key=body.unique_key,
         tenant_id=tenant(),
         actor=principal().key_id,
+        request_id=request_id(),
         callback_url=body.callback_url,
     )
 

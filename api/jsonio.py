@@ -58,5 +58,7 @@ class JSONRequest(Request):
         return super()._get_file_stream(total_content_length, content_type, filename, content_length)
 
     def on_json_loading_failed(self, e: ValueError | None) -> Any:
+        if not self.get_data(cache=True):
+            return None  # no body at all: the model's own fields say what is missing (422), or it needs none
         reason = f": {e}" if e else ""
         raise BadRequest(f"The body is not valid JSON{reason}. Send a JSON object with Content-Type: application/json.")

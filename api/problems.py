@@ -13,6 +13,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import BadRequest
 
+from core import logs
 from core.errors import ConveyorError
 
 log = logging.getLogger(__name__)
@@ -192,4 +193,6 @@ def register_problem_handlers(app: APIFlask) -> None:
         if isinstance(error, DBAPIError) and error.connection_invalidated:
             return database_unavailable(error)
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return problem(500, detail="An unexpected error occurred; it has been logged.")
+        request_id = logs.context().get("request_id")
+        return problem(500, detail=f"An unexpected error occurred; it has been logged with request id {request_id}: "
+                       "quote it when you report this.")  # fmt: skip

@@ -106,6 +106,10 @@ class JobRead(BaseModel):
     schedule_id: uuid.UUID | None = Field(description="The schedule that made this job, if one did.")
     schedule_slot: datetime | None = Field(description="The schedule's slot this job runs for.")
     callback_url: str | None
+    request_id: str | None = Field(
+        description="The X-Request-ID of the request that submitted it (or the id the API made): every log line of "
+        "the request and of the job's attempts carries it."
+    )
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -135,6 +139,7 @@ class JobRead(BaseModel):
             schedule_id=job.schedule_id,
             schedule_slot=job.schedule_slot,
             callback_url=job.callback_url,
+            request_id=job.request_id,
             created_at=job.created_at,
             started_at=job.started_at,
             finished_at=job.finished_at,
@@ -241,10 +246,53 @@ class JobTypeList(BaseModel):
     items: list[JobTypeRead]
 
 
+class QueuePauseRead(BaseModel):
+    scope: str = Field(
+        description="`tenant`: paused by one of this tenant's admin keys; `all`: by an operator for "
+        "every tenant (`conveyor queues pause`), which only the operator can lift."
+    )
+    reason: str | None
+    paused_by: str | None = Field(description="The key id that paused it (`cli` for an operator).")
+    paused_at: datetime
+
+
 class QueueRead(BaseModel):
     name: str
-    counts: dict[str, int]
+    paused: QueuePauseRead | None = Field(description="Set while workers claim none of this tenant's jobs in it.")
+    counts: dict[str, int] = Field(description="This tenant's jobs in the queue, by status.")
+    depth: int = Field(description="Jobs waiting for a worker (queued).")
     oldest_queued_age_seconds: float | None
+    succeeded_last_minute: int
+    failed_last_minute: int
+    failure_ratio: float | None = Field(
+        description="Failed of the jobs that finished (succeeded or failed) in the last minute; null when none did."
+    )
+
+
+class QueuePauseCreate(Strict):
+    reason: str | None = Field(default=None, max_length=500, description="Why, for whoever looks at it next.")
+
+
+class QueueDrainCreate(Strict):
+    reason: str = Field(min_length=1, max_length=500, description="Recorded on each cancelled job.")
+
+
+class QueueDrained(BaseModel):
+    cancelled: int = Field(description="Pending jobs (queued, scheduled, retrying) cancelled; running ones finish.")
+
+
+class RetryFailedCreate(Strict):
+    type: str | None = None
+    queue: str | None = Field(default=None, pattern=QUEUE_PATTERN)
+    error_type: str | None = Field(default=None, max_length=200, description="The error's type, e.g. `TimeoutError`.")
+    failed_after: AwareDatetime | None = Field(default=None, description="Failed at or after this time.")
+    failed_before: AwareDatetime | None = Field(default=None, description="Failed before this time.")
+    limit: int = Field(default=1000, ge=1, le=10_000, description="At most this many jobs, oldest failure first.")
+
+
+class RetryFailedRead(BaseModel):
+    retried: int
+    more: bool = Field(description="Failed jobs matching the filter are left: call again to retry the next ones.")
 
 
 class QueueList(BaseModel):

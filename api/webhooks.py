@@ -12,6 +12,7 @@ from flask import url_for
 
 from api.auth import audit, principal, requires, tenant
 from api.extension import conveyor, db, publish_job
+from api.request_log import request_id
 from api.webhook_schemas import (
     DeliveryList,
     DeliveryQuery,
@@ -158,7 +159,7 @@ def redeliver(webhook_id: str, delivery_id: str) -> Any:
     webhook = the_webhook(webhook_id)
     delivery = get_delivery(session, webhook, delivery_id)
     request = JobRequest(type=DELIVERY_TYPE, payload=delivery_payload(delivery), tenant_id=tenant(),
-                         actor=principal().key_id)  # fmt: skip
+                         actor=principal().key_id, request_id=request_id())  # fmt: skip
     job, _ = submit_job(session, registry=ext.registry, known_queues=ext.settings.queues, request=request)
     delivery.job_id = job.id
     audit("webhook.redelivered", "webhook", webhook.id, {"delivery_id": delivery.id, "job_id": str(job.id)})

@@ -81,7 +81,7 @@ def main() -> None:
     from core.registry import Registry
     from core.settings import Settings
     from tasks.echo import spec as echo
-    from worker.executor import execute_message
+    from worker.executor import Delivery, execute_message
     from worker.runtime import WorkerRuntime
 
     registry = Registry([echo])  # the one type traced (the same code path as an installed one)
@@ -105,9 +105,9 @@ def main() -> None:
         post.report("POST /v1/jobs (auth off, no rate limit)", args.show)
 
         runtime = WorkerRuntime(settings, registry, make_celery(settings, name="hops"))
-        execute_message(runtime, registry.get("echo"), [ids[0]], "hops")
+        execute_message(runtime, registry.get("echo"), [ids[0]], Delivery("hops"))
         with Hops() as delivery:
-            execute_message(runtime, registry.get("echo"), [ids[1]], "hops")
+            execute_message(runtime, registry.get("echo"), [ids[1]], Delivery("hops"))
         delivery.report("a delivery of one job (claim, run, complete)", args.show)
         with runtime.sessions() as session:
             assert {session.get_one(Job, uuid.UUID(i)).status for i in ids} == {"succeeded"}

@@ -14,6 +14,7 @@ from cli.client import ApiClient, ApiError, api_option, client_for
 from cli.datasets import dataset
 from cli.keys import ensure_admin_key, ensure_flower_auth, keys
 from cli.processes import NoRedisServer, fresh_metrics_dir, process_commands, process_env
+from cli.queues import queues
 from cli.schedules import schedule, sync_file
 from core.migrate import upgrade_database
 from core.settings import Settings, redacted
@@ -81,6 +82,7 @@ def up() -> None:
 main.add_command(schedule)
 main.add_command(dataset)
 main.add_command(keys)
+main.add_command(queues)
 
 
 @main.group()

@@ -7,12 +7,10 @@ import shutil
 import sys
 from pathlib import Path
 
+from core import logs
 from core.queue_names import QueueNames
 from core.settings import LOOPBACK, Settings
 
-# gunicorn's combined format without the query string and the referer: a read token travels as ?access_token=
-# (browsers' EventSource), and a secret must never reach a log.
-ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(a)s"'
 SHARED_MEMORY = "/dev/shm"  # noqa: S108 - a memory file system, not a world-writable temp dir's file
 
 
@@ -37,7 +35,9 @@ def redis_server_binary() -> str:
 
 def process_env(settings: Settings) -> dict[str, str]:
     """Environment added to every process of the group."""
-    env = {"CONVEYOR_DATA_DIR": str(settings.data_dir.resolve()), "PYTHONUNBUFFERED": "1"}
+    env = {"CONVEYOR_DATA_DIR": str(settings.data_dir.resolve()), "PYTHONUNBUFFERED": "1",
+           # the processes write to honcho's pipes: `auto` is decided here, by whether a person watches `conveyor up`
+           "CONVEYOR_LOG_FORMAT": logs.resolve(settings.log_format, sys.stdout)}  # fmt: skip
     if settings.auth == "off" and settings.flower_host in LOOPBACK:
         # Auth explicitly off, Flower on loopback only: its JSON API may go without auth there (and only there).
         env["FLOWER_UNAUTHENTICATED_API"] = "true"
@@ -92,7 +92,8 @@ def process_commands(settings: Settings) -> dict[str, str]:
             # threads: event streams and slow clients must not hold a whole worker process each
             "--worker-class", "gthread", "--threads", str(settings.api_threads),
             *heartbeat_in_memory(),
-            "--access-logfile", "-", "--access-logformat", ACCESS_LOG_FORMAT,
+            # gunicorn's lines in the app's format; the app logs each request (api/request_log.py)
+            "--logger-class", "api.gunicorn_logging.Logger", "--log-level", level.lower(),
             "api:create_app()",
         ]
     )  # fmt: skip

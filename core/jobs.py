@@ -51,6 +51,7 @@ class ClaimedJob:
     attempt: int
     max_attempts: int
     tenant_id: str
+    request_id: str | None = None  # the API request that submitted it (on the worker's log lines)
 
 
 def record_event(
@@ -85,7 +86,8 @@ def _claimed(session: Session, job_id: uuid.UUID, row: Any, now: datetime) -> Cl
     metrics.count(session, metrics.STARTED, row.type, row.queue)
     metrics.observe(session, metrics.QUEUE_WAIT, row.type, value=max((now - row.due_at).total_seconds(), 0.0))
     return ClaimedJob(id=job_id, type=row.type, queue=row.queue, payload=row.payload, attempt=row.attempt,
-                      max_attempts=row.max_attempts, tenant_id=row.tenant_id)  # fmt: skip
+                      max_attempts=row.max_attempts, tenant_id=row.tenant_id,
+                      request_id=row.request_id)  # fmt: skip
 
 
 def _completed(session: Session, completed: statements.Completed | None) -> bool:
@@ -254,16 +256,19 @@ def retry_job(
     job = locked_job(session, job_id, tenant_id)
     if job.status != S.FAILED.value:
         raise InvalidTransition(f"Job {job_id} is {job.status}; only failed jobs can be retried.")
+    requeue_failed(session, job, by="retry", actor=actor, now=now)
+    return job
+
+
+def requeue_failed(session: Session, job: Job, *, by: str, actor: str | None, now: datetime) -> None:
+    """A failed job (loaded and locked) queued again for one more attempt, to be published alone."""
     move(job, S.QUEUED, now)
     job.max_attempts = max(job.max_attempts, job.attempt + 1)
     # next_attempt_at: when it became due again (the claim measures its queue wait from it)
     job.finished_at, job.next_attempt_at, job.error = None, now, None
     published_alone(job, now)
-    record_event(
-        session, job_id, S.QUEUED.value, attempt=job.attempt,
-        detail={"from": "failed", "by": "retry", "actor": actor}, now=now,
-    )  # fmt: skip
-    return job
+    record_event(session, job.id, S.QUEUED.value, attempt=job.attempt,
+                 detail={"from": "failed", "by": by, "actor": actor}, now=now)  # fmt: skip
 
 
 def published_alone(job: Job, now: datetime) -> None:

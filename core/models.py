@@ -89,6 +89,7 @@ class Job(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     request_hash: Mapped[str | None] = mapped_column(String(64))  # body fingerprint behind idempotency_key
     unique_key: Mapped[str | None] = mapped_column(String(255))
+    request_id: Mapped[str | None] = mapped_column(String(128))  # the API request that made it: on its log lines
     callback_url: Mapped[str | None] = mapped_column(Text)  # POSTed (signed) when the job finishes: core/webhooks.py
     parent_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
     progress_done: Mapped[int | None] = mapped_column(BigInteger)
@@ -113,6 +114,9 @@ class Job(Base):
         Index("ix_jobs_status_lease_until", "status", "lease_until"),
         Index("ix_jobs_tenant_created", "tenant_id", "created_at", "id"),
         Index("ix_jobs_queue_status", "queue", "status"),
+        # Finished jobs by when they finished: the last minute's throughput and failures (GET /v1/queues) and the
+        # retention pruner's expired rows, read as a range instead of the whole history.
+        Index("ix_jobs_status_finished", "status", "finished_at"),
         # A tenant's unfinished jobs, for its quota (core/quotas.py): counted whole by the maintenance tick, and since
         # that count by each submit. Finished rows leave it, so it stays the size of the backlog.
         _where_index("ix_jobs_tenant_active", "tenant_id", "created_at", where=ACTIVE),
@@ -401,3 +405,19 @@ class WebhookCursor(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     last_event_id: Mapped[int] = mapped_column(BigInteger)
     gaps: Mapped[list[list[Any]]] = mapped_column(JSONType)  # [[event id, first seen (ISO)], ...]
+
+
+ALL_TENANTS = "*"  # a pause of every tenant's jobs in a queue (an operator's, from the CLI)
+
+
+class QueuePause(Base):
+    """A paused queue: workers claim none of its jobs of `tenant_id` (or of every tenant, ALL_TENANTS) until it is
+    resumed. In the database, so a pause holds across restarts of every process and takes effect at the next claim."""
+
+    __tablename__ = "queue_pauses"
+
+    queue: Mapped[str] = mapped_column(String(100), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    reason: Mapped[str | None] = mapped_column(Text)
+    paused_by: Mapped[str | None] = mapped_column(String(255))  # the API key's id, or "cli"
+    paused_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -8,7 +8,7 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import Select, func, select, text, tuple_
@@ -107,9 +107,21 @@ class QueueStats:
     name: str
     counts: dict[str, int]
     oldest_queued_age_seconds: float | None
+    finished_last_minute: dict[str, int]  # succeeded and failed, by finished_at in the last ACTIVITY_WINDOW
+
+    @property
+    def failure_ratio(self) -> float | None:
+        """Failed of the jobs finished (succeeded or failed) in the last minute; None when none finished."""
+        done = self.finished_last_minute["succeeded"] + self.finished_last_minute["failed"]
+        return self.finished_last_minute["failed"] / done if done else None
+
+
+ACTIVITY_WINDOW = timedelta(minutes=1)
 
 
 def queue_stats(session: Session, queues: list[str], *, tenant_id: str = "default") -> list[QueueStats]:
+    """The tenant's jobs of each queue by status, its oldest queued job's age, and the last minute's finished jobs
+    (a range of ix_jobs_status_finished)."""
     counts: dict[str, dict[str, int]] = {q: dict.fromkeys((s.value for s in JobStatus), 0) for q in queues}
     rows = session.execute(
         select(Job.queue, Job.status, func.count()).where(Job.tenant_id == tenant_id).group_by(Job.queue, Job.status)
@@ -124,11 +136,23 @@ def queue_stats(session: Session, queues: list[str], *, tenant_id: str = "defaul
         ).all()
     )
     now = utcnow()
+    finished: dict[str, dict[str, int]] = {q: {"succeeded": 0, "failed": 0} for q in counts}
+    recent = session.execute(
+        select(Job.queue, Job.status, func.count())
+        .where(
+            Job.status.in_(["succeeded", "failed"]),
+            Job.finished_at >= now - ACTIVITY_WINDOW,
+            Job.tenant_id == tenant_id,
+        )
+        .group_by(Job.queue, Job.status)
+    )
+    for queue, status, count in recent:
+        finished.setdefault(queue, {"succeeded": 0, "failed": 0})[status] = count
     stats = []
     for name, by_status in counts.items():
         since = _aware(oldest.get(name))
         age = (now - since).total_seconds() if since else None
-        stats.append(QueueStats(name=name, counts=by_status, oldest_queued_age_seconds=age))
+        stats.append(QueueStats(name, by_status, age, finished[name]))
     return stats
 
 

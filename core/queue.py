@@ -1,7 +1,8 @@
 """The broker side of the ledger: Celery configuration and publishing wake-up calls by task name after commit.
 
 The only module in core that imports celery (with core.broker_connection, its kombu connection). A message carries
-nothing but the job id: the row is the truth.
+nothing but the job ids (the row is the truth) and, for the worker's log lines, the id of the API request that
+submitted them.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from celery import Celery
 from celery.utils import uuid as task_id
 from celery.utils.nodenames import anon_nodename
 
+from core import tracing
 from core.broker_connection import ConveyorAMQP
 from core.queue_names import QueueNames
 from core.settings import Settings
@@ -25,6 +27,7 @@ log = logging.getLogger(__name__)
 PRIORITY_LEVELS = 10  # API priority 0..9, higher runs first
 PERSISTENT = 2  # AMQP delivery mode: RabbitMQ writes the message to disk
 PUBLISH_PIPELINE = 1000  # broker commands sent in one round trip (a 1,000-job batch of one message each)
+REQUEST_ID_HEADER = "conveyor_request_id"  # a message header; Celery gives it to the task as request.<name>
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class Wakeup:
     priority: int
     jobs_per_message: int = 1
     time_limit: float | None = None  # the job type's hard limit; a shared message gets the sum of its jobs'
+    request_id: str | None = None  # the API request that submitted the job
 
     @property
     def task_name(self) -> str:
@@ -57,6 +61,14 @@ class Message:
     @property
     def job_ids(self) -> list[uuid.UUID]:
         return [w.job_id for w in self.wakeups]
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The request id of its jobs when they share one (concurrent POSTs may share a message; then each job's
+        row still has its own, which the worker logs once it has claimed the job)."""
+        request_ids = {w.request_id for w in self.wakeups}
+        request_id = request_ids.pop() if len(request_ids) == 1 else None
+        return {REQUEST_ID_HEADER: request_id} if request_id is not None else {}
 
     @property
     def time_limit(self) -> float | None:
@@ -147,6 +159,7 @@ class CeleryPublisher:
         self.app.send_task(
             first.task_name, args=[str(job_id) for job_id in message.job_ids], queue=first.queue,
             priority=self.broker_priority(first.priority), time_limit=self.shared_limit(message), producer=producer,
+            headers=self.headers(message),
         )  # fmt: skip
 
     def send_lean(self, message: Message, producer: Any) -> None:
@@ -161,6 +174,7 @@ class CeleryPublisher:
             task_id(), first.task_name, args, time_limit=shared_limit, argsrepr=repr(args), kwargsrepr="{}",
             origin=anon_nodename(), ignore_result=None,
         )  # fmt: skip
+        headers.update(self.headers(message))
         queue = self.app.amqp.queues[first.queue]  # made on first use: task_create_missing_queues
         producer.publish(
             body,
@@ -177,6 +191,13 @@ class CeleryPublisher:
             declare=[] if hash(queue) in producer.connection.declared_entities else [queue],
             **properties,
         )
+
+    @staticmethod
+    def headers(message: Message) -> dict[str, str]:
+        """Conveyor's headers: the jobs' request id, and the trace context when tracing is on (core/tracing.py)."""
+        headers = message.headers
+        tracing.inject(headers)
+        return headers
 
     @staticmethod
     def shared_limit(message: Message) -> float | None:

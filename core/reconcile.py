@@ -1,7 +1,8 @@
 """The reconciler: brings the broker back in line with the ledger (run by beat every few seconds).
 
 It publishes what should be in the broker and is not (never published, publish failed, message lost), wakes
-due `scheduled` and `retrying` jobs, and recovers jobs whose worker vanished (lease expired).
+due `scheduled` and `retrying` jobs, and recovers jobs whose worker vanished (lease expired). A paused queue's jobs
+(core/queue_ops.py) are neither woken nor published until it is resumed.
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ from core.jobs import fail_attempt, move, published_alone, record_event
 from core.models import Job
 from core.publish import wakeup_of
 from core.queue import Wakeup
+from core.statements.shared import paused
 from core.status import JobStatus
 from core.types import iso_or_none, utcnow
 
 S = JobStatus
 UNPUBLISHED_GRACE = timedelta(seconds=2)  # the API commits, then publishes: don't race it
+QUEUED_UNPAUSED = (Job.status == S.QUEUED.value) & ~paused()  # paused: no message until resumed (and marked)
 
 
 @dataclass
@@ -92,7 +95,7 @@ def reconcile(
     # for a moment; leaving it out errs towards fewer republishes (its message, once sent, is in the depth).
     settled = Job.published_at < now - UNPUBLISHED_GRACE
     for queue, missing in _missing_messages(session, stale, settled, broker_depth).items():
-        rows = _batch(session, Job.status == S.QUEUED.value, Job.queue == queue, stale, limit=batch,
+        rows = _batch(session, QUEUED_UNPAUSED, Job.queue == queue, stale, limit=batch,
                       order=Job.published_at)  # fmt: skip
         for job in _oldest_messages(rows, missing):
             _republish(session, job, report, now)
@@ -101,7 +104,7 @@ def reconcile(
         (Job.status == S.SCHEDULED.value) & (Job.run_at <= now),
         (Job.status == S.RETRYING.value) & (Job.next_attempt_at <= now),
     )
-    for job in _batch(session, due, limit=batch):
+    for job in _batch(session, due, ~paused(), limit=batch):
         source = move(job, S.QUEUED, now)
         record_event(session, job.id, S.QUEUED.value, attempt=job.attempt, detail={"from": source.value}, now=now)
         published_alone(job, now)
@@ -109,7 +112,7 @@ def reconcile(
         report.woken += 1
 
     unpublished = Job.published_at.is_(None) & (Job.updated_at < now - UNPUBLISHED_GRACE)
-    for job in _batch(session, Job.status == S.QUEUED.value, unpublished, limit=batch):
+    for job in _batch(session, QUEUED_UNPAUSED, unpublished, limit=batch):
         _republish(session, job, report, now)
     return report
 
@@ -131,7 +134,7 @@ def _missing_messages(
     against the queue's depth: a row counts 1/`message_jobs` of a message (a batch's jobs share messages). An empty
     queue lacks every message. Messages a worker holds unacknowledged, and duplicates already queued, make the count
     low for a while, never high: they are consumed, and later ticks republish what is still missing."""
-    queued = Job.status == S.QUEUED.value
+    queued = QUEUED_UNPAUSED
     queues = list(session.scalars(select(Job.queue).where(queued, stale).distinct()))  # type: ignore[arg-type]
     # The depths first: a message consumed between the two reads then errs towards fewer republishes, not more.
     depths = {queue: broker_depth(queue) for queue in queues}

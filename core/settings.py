@@ -78,6 +78,17 @@ class Settings(BaseSettings):
         default=7200, gt=0, description="Redis visibility timeout; keep it above the longest job's time limit."
     )
     log_level: str = Field(default="INFO", description="Log level of every process.")
+    log_format: Literal["auto", "json", "console"] = Field(
+        default="auto",
+        description="`json`: one JSON object per line (for a log collector); `console`: readable lines; `auto`: "
+        "console when the output is a terminal, else json. Either way every line of a request or a job carries its "
+        "request_id (and job_id, type, attempt, queue, worker).",
+    )
+    tracing: bool = Field(
+        default=False,
+        description="OpenTelemetry traces from the API's requests into the workers' jobs (`pip install "
+        "'conveyor[tracing]'`); exported as OTEL_TRACES_EXPORTER / OTEL_EXPORTER_OTLP_ENDPOINT say.",
+    )
     metrics_port: int = Field(
         default=0,
         ge=0,

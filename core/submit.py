@@ -55,6 +55,7 @@ class JobRequest:
     schedule_slot: datetime | None = None
     tenant_id: str = "default"
     actor: str | None = None  # the API key that asked, recorded in the job's first event
+    request_id: str | None = None  # the API request that asked (api/request_log.py), on the worker's log lines
     callback_url: str | None = None  # checked by the caller (core.webhooks.check_callback_url)
 
     @property
@@ -217,6 +218,7 @@ def build_job(registry: Registry, known_queues: list[str], request: JobRequest, 
         schedule_id=request.schedule_id,
         schedule_slot=request.schedule_slot,
         callback_url=request.callback_url,
+        request_id=request.request_id,
         cancel_requested=False,
         created_at=now,
         updated_at=now,

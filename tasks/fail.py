@@ -24,6 +24,7 @@ class DeliberateFailure(RuntimeError):
 def run(payload: FailPayload, ctx: JobContext) -> FailResult:
     if ctx.attempt <= payload.times:
         raise DeliberateFailure(f"failing on purpose: attempt {ctx.attempt} of the first {payload.times}")
+    ctx.logger.info("succeeding after %s failed attempts", payload.times)
     return FailResult(attempts=ctx.attempt)
 
 

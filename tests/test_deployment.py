@@ -61,15 +61,16 @@ def test_compose_shares_a_server_secret_and_guards_redis_with_a_password(compose
     assert redis[redis.index("--requirepass") + 1].startswith("${REDIS_PASSWORD:?")
 
 
-def test_access_logs_never_carry_query_strings(compose: dict[str, Any], tmp_path: Path) -> None:
-    """A read token travels in ?access_token=: neither compose's api nor `conveyor up`'s logs the query."""
-    from cli.processes import ACCESS_LOG_FORMAT
-
-    assert "%(r)s" not in ACCESS_LOG_FORMAT and "%(q)s" not in ACCESS_LOG_FORMAT and "%(f)s" not in ACCESS_LOG_FORMAT
-    command = compose["services"]["api"]["command"]
-    assert command[command.index("--access-logformat") + 1] == ACCESS_LOG_FORMAT
+def test_gunicorn_logs_through_conveyors_handler_and_leaves_requests_to_the_app(
+    compose: dict[str, Any], tmp_path: Path
+) -> None:
+    """gunicorn's access log (which could carry a ?access_token= query) stays off in compose and `conveyor up`: the
+    app logs each request itself, without its query (tests/api/test_request_log.py), in CONVEYOR_LOG_FORMAT."""
     up = shlex.split(process_commands(Settings(data_dir=tmp_path))["api"])
-    assert up[up.index("--access-logformat") + 1] == ACCESS_LOG_FORMAT
+    for command in (compose["services"]["api"]["command"], up):
+        assert command[command.index("--logger-class") + 1] == "api.gunicorn_logging.Logger"
+        assert "--access-logfile" not in command
+    assert compose["x-conveyor"]["environment"]["CONVEYOR_LOG_FORMAT"] == "json"
 
 
 def test_the_api_keeps_a_database_connection_per_gunicorn_thread(compose: dict[str, Any]) -> None:

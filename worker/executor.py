@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from core import metrics
+from core import logs, metrics
 from core.context import JobCancelled, LeaseLost
 from core.jobs import ClaimedJob, claim_job, complete_and_claim, complete_job, fail_attempt, mark_cancelled
 from core.registry import JobSpec
@@ -44,13 +44,28 @@ class ClaimAhead:
     claimed: ClaimedJob | None
 
 
-def execute_message(runtime: WorkerRuntime, spec: JobSpec, raw_job_ids: Sequence[str], hostname: str) -> str:
+@dataclass(frozen=True)
+class Delivery:
+    """Where a message came from: the worker process that took it, its queue, and the id of the API request that
+    submitted its jobs when the message carries one (core.queue.REQUEST_ID_HEADER), for the log lines."""
+
+    hostname: str
+    queue: str | None = None
+    request_id: str | None = None
+
+
+def execute_message(runtime: WorkerRuntime, spec: JobSpec, raw_job_ids: Sequence[str], delivery: Delivery) -> str:
     """Run the jobs one message wakes (one, or several of a batch) one after another, each with its own claim,
     heartbeat and outcome; a success also claims the next job in its unit of work. A job that raises does not stop
     the others; the first error is raised after the last job, so Celery and Flower see the message failed. Returns
-    what happened (for logs and Flower)."""
+    what happened (for logs and Flower). Every line logged meanwhile carries the job's context (core/logs.py)."""
     outcomes: Counter[str] = Counter()
-    first_error: Exception | None = None
+    first_error: tuple[uuid.UUID, Exception] | None = None
+    worker = f"{delivery.hostname}:{os.getpid()}"
+    # Bound until the next message (not unwound at the end): Celery's own line about a failed message, its
+    # traceback, comes after this function returns.
+    logs.clear()
+    logs.bind(type=spec.name, queue=delivery.queue, worker=worker, request_id=delivery.request_id)
     job_ids = []
     for raw_job_id in raw_job_ids:
         job_id = parse_job_id(spec, raw_job_id)
@@ -58,19 +73,20 @@ def execute_message(runtime: WorkerRuntime, spec: JobSpec, raw_job_ids: Sequence
             outcomes["malformed"] += 1
         else:
             job_ids.append(job_id)
-    worker = f"{hostname}:{os.getpid()}"
     ahead: ClaimAhead | None = None
     for index, job_id in enumerate(job_ids):
         next_job_id = job_ids[index + 1] if index + 1 < len(job_ids) else None
         try:
-            outcome, ahead = _deliver(runtime, spec, job_id, worker, ahead=ahead, next_job_id=next_job_id)
+            with logs.bound(job_id=str(job_id)):
+                outcome, ahead = _deliver(runtime, spec, job_id, worker, ahead=ahead, next_job_id=next_job_id)
             outcomes[outcome] += 1
         except Exception as exc:
             ahead = None
             outcomes["failed"] += 1
-            first_error = first_error or exc
+            first_error = first_error or (job_id, exc)
     if first_error is not None:
-        raise first_error
+        logs.bind(job_id=str(first_error[0]))
+        raise first_error[1]
     return ", ".join(f"{count} {outcome}" for outcome, count in outcomes.items())
 
 
@@ -103,7 +119,10 @@ def _deliver(
             runtime.duplicate_deliveries += 1
             log.info("job %s not claimable (duplicate, stale or cancelled delivery); acked without running", job_id)
             return "skipped", None
-        return _run_claimed(runtime, spec, claimed, unit, worker, next_job_id)
+        # The row's request id: a retry's or a re-published job's message carries none.
+        with logs.bound(attempt=claimed.attempt, queue=claimed.queue, tenant=claimed.tenant_id,
+                        request_id=claimed.request_id):  # fmt: skip
+            return _run_claimed(runtime, spec, claimed, unit, worker, next_job_id)
 
 
 def _run_claimed(
@@ -115,10 +134,11 @@ def _run_claimed(
     next_job_id: uuid.UUID | None,
 ) -> tuple[str, ClaimAhead | None]:
     job_id = claimed.id
+    log.info("job %s started, attempt %s of %s", job_id, claimed.attempt, claimed.max_attempts)
     # 2. Run under a heartbeat; 3. result and success in one transaction.
+    started = time.monotonic()
     try:
         ctx = WorkerJobContext(runtime, claimed, unit, worker)
-        started = time.monotonic()
         try:
             with runtime.lease_keeper.keeping(ctx):
                 payload = spec.payload.model_validate(claimed.payload)
@@ -129,6 +149,7 @@ def _run_claimed(
             metrics.RUN_SECONDS.labels(claimed.type).observe(time.monotonic() - started)
         completed, ahead = _complete(runtime, unit, claimed, worker, data, next_job_id)
         if completed:
+            log.info("job %s succeeded", job_id, extra={"duration_ms": _ms_since(started)})
             return "succeeded", ahead
         log.warning("job %s attempt %s finished after losing its lease; result discarded", job_id, claimed.attempt)
         return "lease_lost", ahead
@@ -136,6 +157,7 @@ def _run_claimed(
         unit.discard()
         with runtime.sessions() as fresh, fresh.begin():
             mark_cancelled(fresh, job_id=job_id, attempt=claimed.attempt, worker=worker)
+        log.info("job %s cancelled while running", job_id, extra={"duration_ms": _ms_since(started)})
         return "cancelled", None
     except LeaseLost:
         log.warning("job %s attempt %s lost its lease; another attempt owns it", job_id, claimed.attempt)
@@ -144,18 +166,27 @@ def _run_claimed(
         # 4. Failure: a fresh session (the handler's may be broken), retrying with backoff or failed.
         unit.discard()
         retryable = isinstance(exc, spec.retry_on) and not isinstance(exc, ValidationError)
+        error = error_info(exc)
         with runtime.sessions() as fresh, fresh.begin():
-            fail_attempt(
+            status = fail_attempt(
                 fresh,
                 job_id=job_id,
                 attempt=claimed.attempt,
                 worker=worker,
-                error=error_info(exc),
+                error=error,
                 retryable=retryable,
                 backoff=spec.retry_backoff,
                 backoff_cap=runtime.settings.retry_backoff_max,
             )
+        log.warning("job %s attempt %s raised %s: %s; now %s", job_id, claimed.attempt, error["type"],
+                    error["message"], status.value if status is not None else "another attempt's",
+                    extra={"duration_ms": _ms_since(started), "error_type": error["type"],
+                           "status": status.value if status is not None else None})  # fmt: skip
         raise
+
+
+def _ms_since(started: float) -> float:
+    return round((time.monotonic() - started) * 1000, 2)
 
 
 def _complete(

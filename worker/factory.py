@@ -6,15 +6,15 @@ import time
 from typing import Any
 
 from celery import Celery, Task
-from celery.signals import heartbeat_sent, worker_init, worker_process_init
+from celery.signals import heartbeat_sent, setup_logging, worker_init, worker_process_init
 from prometheus_client import start_http_server
 
-from core import metrics
-from core.queue import make_celery, task_name
+from core import logs, metrics, tracing
+from core.queue import REQUEST_ID_HEADER, make_celery, task_name
 from core.queue_names import QueueNames
 from core.registry import JobSpec, Registry, load_registry
 from core.settings import Settings
-from worker.executor import execute_message
+from worker.executor import Delivery, execute_message
 from worker.maintenance import run_reconcile, run_schedules, run_webhooks
 from worker.runtime import WorkerRuntime
 
@@ -59,6 +59,11 @@ def create_worker_app(settings: Settings | None = None, registry: Registry | Non
 
     def _reset_after_fork(**_: Any) -> None:
         runtime.after_fork()
+        if settings.tracing:  # in each pool child: a span per job's message, continuing the request's trace
+            from opentelemetry.instrumentation.celery import CeleryInstrumentor
+
+            tracing.configure("conveyor-worker")
+            CeleryInstrumentor().instrument()
 
     worker_process_init.connect(_reset_after_fork, weak=False)
 
@@ -70,6 +75,10 @@ def create_worker_app(settings: Settings | None = None, registry: Registry | Non
         hostname = getattr(getattr(sender, "eventer", None), "hostname", None) or "worker"
         metrics.HEARTBEAT.labels(hostname).set(time.time())
 
+    def _configure_logging(loglevel: Any = "INFO", **_: Any) -> None:  # worker and beat; replaces Celery's own setup
+        logs.configure(loglevel or settings.log_level, settings.log_format)
+
+    setup_logging.connect(_configure_logging, weak=False)
     worker_init.connect(_serve_metrics, weak=False)
     heartbeat_sent.connect(_heartbeat, weak=False)
     return app
@@ -77,7 +86,10 @@ def create_worker_app(settings: Settings | None = None, registry: Registry | Non
 
 def _register_job_task(app: Celery, runtime: WorkerRuntime, spec: JobSpec) -> None:
     def run_job(self: Task, *job_ids: str) -> str:  # one id, or several of a batch (CONVEYOR_JOBS_PER_MESSAGE)
-        return execute_message(runtime, spec, job_ids, hostname=self.request.hostname or "worker")
+        request = self.request
+        delivery = Delivery(request.hostname or "worker", (request.delivery_info or {}).get("routing_key"),
+                            request.get(REQUEST_ID_HEADER))  # fmt: skip
+        return execute_message(runtime, spec, job_ids, delivery)
 
     run_job.__name__ = run_job.__qualname__ = f"job_{spec.name}"
     app.task(

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Dialect, Table, bindparam, func, literal, or_, update
+from sqlalchemy import Dialect, Table, bindparam, func, literal, or_, select, update
 from sqlalchemy import inspect as sa_inspect
 
-from core.models import Job, JobEvent, JobResult
+from core.models import ALL_TENANTS, Job, JobEvent, JobResult, QueuePause
 from core.status import JobStatus, sources_of
 from core.types import utcnow
 
@@ -22,6 +22,7 @@ S = JobStatus
 JOBS = cast(Table, Job.__table__)
 EVENTS = cast(Table, JobEvent.__table__)
 RESULTS = cast(Table, JobResult.__table__)
+PAUSES = cast(Table, QueuePause.__table__)
 JOB_COLUMNS = tuple((attribute.key, attribute.columns[0].key) for attribute in sa_inspect(Job).column_attrs)
 JOB_COLUMN_KEYS = tuple(column for _, column in JOB_COLUMNS)  # the jobs table's columns, in insert order
 EVENT_COLUMNS = ("job_id", "kind", "attempt", "worker", "detail", "created_at")
@@ -76,7 +77,7 @@ def param(name: str, column: str) -> Any:
 
 
 # What a claim returns: the job as its handler needs it, and when it became due (for the queue-wait metric).
-CLAIMED = ("type", "queue", "payload", "attempt", "max_attempts", "tenant_id", "due_at")
+CLAIMED = ("type", "queue", "payload", "attempt", "max_attempts", "tenant_id", "request_id", "due_at")
 
 
 class Completed(NamedTuple):
@@ -99,6 +100,7 @@ def claim_update() -> Any:
             JOBS.c.status.in_(claimable),
             JOBS.c.cancel_requested.is_(False),
             or_(JOBS.c.expires_at.is_(None), JOBS.c.expires_at > now),  # an expired job is the reconciler's
+            ~paused(),  # a paused queue keeps its jobs queued
         )
         .values(
             status=S.RUNNING.value,
@@ -112,6 +114,16 @@ def claim_update() -> Any:
             progress_message=None,
         )
         .returning(JOBS.c.id, *(JOBS.c[name] for name in CLAIMED[:-1]), due_at().label("due_at"))
+    )
+
+
+def paused() -> Any:
+    """EXISTS a pause of the job's queue for its tenant or for all (core/queue_ops.py): two primary-key probes of a
+    table of a few rows. In the claim itself, so a pause stops claims at once, whatever a worker has cached."""
+    return (
+        select(PAUSES.c.queue)
+        .where(PAUSES.c.queue == JOBS.c.queue, PAUSES.c.tenant_id.in_([JOBS.c.tenant_id, literal(ALL_TENANTS)]))
+        .exists()
     )
 
 

@@ -135,6 +135,11 @@ NO_OBJECT = {
     ("POST", "/v1/webhooks"),
     ("GET", "/v1/job-types"),
     ("GET", "/v1/queues"),
+    # a queue name, not a tenant's object: test_queue_operations_act_on_the_callers_jobs_only
+    ("POST", "/v1/queues/<queue>/pause"),
+    ("POST", "/v1/queues/<queue>/resume"),
+    ("POST", "/v1/queues/<queue>/drain"),
+    ("POST", "/v1/jobs:retry"),
     ("GET", "/v1/usage"),  # the caller's own counts: test_usage_counts_only_the_callers_objects
     *(("GET", path) for path in LISTS),
 }
@@ -300,3 +305,26 @@ def test_fields_a_client_must_not_set_are_refused(client: FlaskClient, app: APIF
         assert session.scalar(select(func.count()).select_from(Job)) == 0
         assert session.scalar(select(func.count()).select_from(Schedule)) == 0
         assert session.scalar(select(func.count()).select_from(ApiKey)) == 1  # the client's own
+
+
+def test_queue_operations_act_on_the_callers_jobs_only(tenants: tuple[Tenant, Tenant], app: APIFlask) -> None:
+    """A tenant's pause holds its own jobs only, its drain cancels its own, its bulk retry retries its own: the other
+    tenant's queue state and jobs stay as they were."""
+    acme, globex = tenants
+    assert acme.client.post("/v1/queues/default/pause", json={"reason": "acme only"}).status_code == 200
+    [globex_default] = [q for q in globex.client.get("/v1/queues").json["items"] if q["name"] == "default"]
+    assert globex_default["paused"] is None
+    waiting = {t.name: t.client.post("/v1/jobs", json={"type": "echo", "payload": {"message": "w"}}).json["id"]
+               for t in tenants}  # fmt: skip
+    with job_runner(app.extensions["conveyor"].settings, load_registry()) as run_job:
+        assert run_job(waiting["acme"]).status == "queued"  # paused: not claimed
+        assert run_job(waiting["globex"]).status == "succeeded"
+    extra = globex.client.post("/v1/jobs", json={"type": "echo", "payload": {"message": "w"}}).json["id"]
+    assert acme.client.post("/v1/queues/default/drain", json={"reason": "acme"}).json == {"cancelled": 1}
+    assert globex.client.get(f"/v1/jobs/{extra}").json["status"] == "queued"
+    assert acme.client.post("/v1/jobs:retry", json={}).json == {"retried": 1, "more": False}
+    assert acme.client.get(f"/v1/jobs/{acme.failed_job}").json["status"] == "queued"
+    assert globex.client.get(f"/v1/jobs/{globex.failed_job}").json["status"] == "failed"
+    assert globex.client.post("/v1/queues/default/resume").json["paused"] is None
+    [acme_default] = [q for q in acme.client.get("/v1/queues").json["items"] if q["name"] == "default"]
+    assert acme_default["paused"]["reason"] == "acme only"  # globex's resume lifted nothing of acme's

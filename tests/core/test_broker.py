@@ -16,7 +16,7 @@ from kombu.transport import pyamqp as kombu_pyamqp
 from kombu.transport import redis as kombu_redis
 
 from core.broker_connection import RedisChannel, RedisTransport
-from core.queue import CeleryPublisher, Wakeup, broker_reachable, make_celery, messages
+from core.queue import REQUEST_ID_HEADER, CeleryPublisher, Wakeup, broker_reachable, make_celery, messages
 from core.settings import Settings
 from tests.support.backends import broker_redis, services_or_skip
 
@@ -91,12 +91,15 @@ def test_a_wakeup_is_the_message_celerys_send_task_would_send(publisher: CeleryP
     job_ids = [uuid.uuid4(), uuid.uuid4()]
     args = [str(job_id) for job_id in job_ids]
     try:
-        assert publisher.publish(messages([Wakeup(job_ids[0], "echo", ours, 7)])) == []
-        shared = [Wakeup(job_id, "echo", ours, 7, jobs_per_message=2, time_limit=30.0) for job_id in job_ids]
+        assert publisher.publish(messages([Wakeup(job_ids[0], "echo", ours, 7, request_id="req-1")])) == []
+        shared = [Wakeup(job_id, "echo", ours, 7, jobs_per_message=2, time_limit=30.0, request_id="req-2")
+                  for job_id in job_ids]  # fmt: skip
         assert publisher.publish(messages(shared)) == []
         priority = publisher.broker_priority(7)
-        publisher.app.send_task("jobs.echo", args=args[:1], queue=theirs, priority=priority)
-        publisher.app.send_task("jobs.echo", args=args, queue=theirs, priority=priority, time_limit=60.0)
+        publisher.app.send_task("jobs.echo", args=args[:1], queue=theirs, priority=priority,
+                                headers={REQUEST_ID_HEADER: "req-1"})  # fmt: skip
+        publisher.app.send_task("jobs.echo", args=args, queue=theirs, priority=priority, time_limit=60.0,
+                                headers={REQUEST_ID_HEADER: "req-2"})  # fmt: skip
         received = [received_messages(publisher, queue, 2) for queue in (ours, theirs)]
     finally:
         with publisher.app.connection_for_write() as connection:
@@ -106,6 +109,7 @@ def test_a_wakeup_is_the_message_celerys_send_task_would_send(publisher: CeleryP
         assert lean == reference
     assert [message["body"][0] for message in received[0]] == [args[:1], args]
     assert [message["headers"]["timelimit"] for message in received[0]] == [[None, None], [60.0, None]]
+    assert [message["headers"][REQUEST_ID_HEADER] for message in received[0]] == ["req-1", "req-2"]
 
 
 def received_messages(publisher: CeleryPublisher, queue: str, count: int) -> list[dict[str, Any]]:

@@ -31,3 +31,18 @@ def test_one_job_per_message_unless_the_wakeups_allow_sharing() -> None:
     singles = [wakeup(per_message=1) for _ in range(3)]
     assert [len(m.wakeups) for m in messages(singles)] == [1, 1, 1]
     assert messages([wakeup(limit=None), wakeup(limit=None)])[0].time_limit is None
+
+
+def test_a_message_names_the_request_id_its_jobs_share_and_none_when_they_differ() -> None:
+    """Concurrent POSTs share messages (their group commit's): the header is left out then, and the worker logs each
+    job with the request id of its own row once it has claimed it."""
+    from core.queue import REQUEST_ID_HEADER
+
+    def of(request_id: str | None) -> Wakeup:
+        return Wakeup(uuid.uuid4(), "echo", "default", 0, 3, request_id=request_id)
+
+    alone, shared, mixed, unknown = messages([of("a")]), messages([of("b"), of("b")]), messages([of("c"), of("d")]), \
+        messages([of(None)])  # fmt: skip
+    assert [m.headers for m in (*alone, *shared, *mixed, *unknown)] == [
+        {REQUEST_ID_HEADER: "a"}, {REQUEST_ID_HEADER: "b"}, {}, {},
+    ]  # fmt: skip

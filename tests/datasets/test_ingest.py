@@ -162,7 +162,7 @@ def interrupted_ingest(
     ingest through the worker's executor, calling `interrupt(job_id)` when the reader reaches batch `at_batch`."""
     import core.datasets.formats as formats
     from core.queue import make_celery
-    from worker.executor import execute_message
+    from worker.executor import Delivery, execute_message
     from worker.runtime import WorkerRuntime
 
     monkeypatch.setattr(formats, "BLOCK_BYTES", 1 << 10)  # many small batches
@@ -184,7 +184,7 @@ def interrupted_ingest(
     def run() -> str:
         runtime = WorkerRuntime(settings, registry, make_celery(settings, name="test"))
         try:
-            return execute_message(runtime, registry.get("dataset_ingest"), [job_id], hostname="test")
+            return execute_message(runtime, registry.get("dataset_ingest"), [job_id], Delivery("test"))
         finally:
             runtime.close()
 

@@ -12,7 +12,7 @@ from core.models import Job
 from core.queue import make_celery
 from core.registry import Registry
 from core.settings import Settings
-from worker.executor import execute_message
+from worker.executor import Delivery, execute_message
 from worker.runtime import WorkerRuntime
 
 
@@ -30,7 +30,7 @@ def job_runner(settings: Settings, registry: Registry) -> Iterator[RunJob]:
         with runtime.sessions() as session:
             job_type = session.get_one(Job, uuid.UUID(str(job_id))).type
         try:
-            execute_message(runtime, registry.get(job_type), [str(job_id)], hostname="test")
+            execute_message(runtime, registry.get(job_type), [str(job_id)], Delivery("test"))
         except Exception:  # noqa: S110 - recorded in the row
             pass
         with runtime.sessions() as session:

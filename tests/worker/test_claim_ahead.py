@@ -19,7 +19,7 @@ from core.queue import make_celery
 from core.registry import JobSpec, Registry
 from core.settings import Settings
 from core.submit import JobRequest, submit_jobs
-from worker.executor import execute_message
+from worker.executor import Delivery, execute_message
 from worker.runtime import WorkerRuntime
 
 
@@ -52,7 +52,7 @@ def run_message(
         event.listen(runtime.job_engine, "begin", lambda _conn: statements.append("(transaction begins)"))
         ids = [o.job.id for o in outcomes if o.job is not None]
         try:
-            said = execute_message(runtime, spec, [str(i) for i in ids], hostname="test")
+            said = execute_message(runtime, spec, [str(i) for i in ids], Delivery("test"))
         except Exception as exc:
             said = f"raised {exc}"
         return said, ids, statements

@@ -1,0 +1,213 @@
+"""What an operator does to a queue during an incident: pause and resume it, drain its pending jobs, retry the failed
+jobs matching a filter. For one tenant (the API, an admin key) or for every tenant (ALL_TENANTS: the CLI).
+
+A pause is a row in `queue_pauses`, read by the claim itself (core.statements.shared.paused): workers stop claiming
+at once, and the pause holds across restarts of every process. The reconciler neither wakes nor publishes a paused
+queue's jobs; a message already in the broker is acked without a claim, its job staying `queued`. Resuming marks the
+queue's queued jobs unpublished, so the reconciler's next ticks publish them again.
+
+Drain and retry touch many rows: they go in chunks of CHUNK, each a transaction of its own (row locks held for one
+chunk, never for the whole operation), taking only rows nobody else holds (SKIP LOCKED on PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, select, true, update
+from sqlalchemy.orm import Session
+
+from core import metrics
+from core.errors import ConveyorError
+from core.jobs import move, record_event, requeue_failed
+from core.models import ALL_TENANTS, Job, QueuePause
+from core.publish import messages_of, publish_committed
+from core.queue import Publisher
+from core.status import JobStatus
+from core.types import utcnow
+
+S = JobStatus
+CHUNK = 500
+RETRY_LIMIT_MAX = 10_000  # one retry call's bound: a bigger backlog is retried in several calls
+PENDING = (S.QUEUED.value, S.SCHEDULED.value, S.RETRYING.value)  # not started yet: what a drain cancels
+
+Sessions = Callable[[], Session]
+
+
+class QueueNotFound(ConveyorError):
+    slug, status, title = "not-found", 404, "Not found"
+
+
+def check_queue(queue: str, known_queues: Sequence[str]) -> None:
+    if queue not in known_queues:
+        raise QueueNotFound(f"No queue named {queue!r}. Known queues: {', '.join(known_queues)}.")
+
+
+def _of_tenant(tenant_id: str) -> ColumnElement[bool]:
+    """The jobs of one tenant, or of all (ALL_TENANTS)."""
+    return true() if tenant_id == ALL_TENANTS else Job.tenant_id == tenant_id
+
+
+# --- pause -----------------------------------------------------------------------------------------------------
+
+
+def pauses(session: Session, tenant_id: str) -> dict[str, QueuePause]:
+    """The pauses that hold the tenant's jobs, by queue: its own, or else one of every tenant's."""
+    found: dict[str, QueuePause] = {}
+    wanted = [ALL_TENANTS] if tenant_id == ALL_TENANTS else [tenant_id, ALL_TENANTS]
+    for pause in session.scalars(select(QueuePause).where(QueuePause.tenant_id.in_(wanted))):
+        if pause.queue not in found or pause.tenant_id != ALL_TENANTS:
+            found[pause.queue] = pause
+    return found
+
+
+def pause_queue(
+    session: Session, queue: str, *, tenant_id: str, actor: str | None, reason: str | None, now: datetime | None = None
+) -> QueuePause:
+    """Pause the queue for the tenant (or all). Pausing a paused queue keeps its first pause and takes the new
+    reason."""
+    pause = session.get(QueuePause, (queue, tenant_id), with_for_update=True)
+    if pause is None:
+        pause = QueuePause(queue=queue, tenant_id=tenant_id, paused_by=actor, paused_at=now or utcnow())
+        session.add(pause)
+    pause.reason = reason if reason is not None else pause.reason
+    session.flush()
+    return pause
+
+
+def resume_queue(sessions: Sessions, queue: str, *, tenant_id: str) -> int:
+    """Lift the tenant's (or the all-tenants) pause and mark the queue's queued jobs it held unpublished, in chunks:
+    the reconciler publishes them. Returns how many were marked (none if the queue was not paused)."""
+    with sessions() as session, session.begin():
+        pause = session.get(QueuePause, (queue, tenant_id), with_for_update=True)
+        if pause is None:
+            return 0
+        session.delete(pause)
+    marked = 0
+    while True:
+        with sessions() as session, session.begin():
+            chunk = (
+                select(Job.id)
+                .where(
+                    Job.status == S.QUEUED.value,
+                    Job.queue == queue,
+                    _of_tenant(tenant_id),
+                    Job.published_at.is_not(None),
+                )
+                .limit(CHUNK)
+                .scalar_subquery()
+            )
+            marking = update(Job).where(Job.id.in_(chunk)).values(published_at=None)
+            done = len(session.execute(marking.returning(Job.id)).all())
+        marked += done
+        if done < CHUNK:
+            return marked
+
+
+# --- drain -----------------------------------------------------------------------------------------------------
+
+
+def drain_queue(
+    sessions: Sessions, queue: str, *, tenant_id: str, actor: str | None, reason: str, now: datetime | None = None
+) -> int:
+    """Cancel the queue's pending jobs (queued, scheduled, retrying) of the tenant (or all), those made before the
+    call; running jobs finish. Each gets a `cancelled` event with the reason. Returns how many were cancelled."""
+    started = now or utcnow()
+    cancelled = 0
+    while True:
+        with sessions() as session, session.begin():
+            now = utcnow()
+            query = (
+                select(Job)
+                .where(
+                    Job.queue == queue,
+                    Job.status.in_(PENDING),
+                    _of_tenant(tenant_id),
+                    Job.created_at <= started,
+                )
+                .order_by(Job.created_at)
+                .limit(CHUNK)
+                .with_for_update(skip_locked=True)
+                .execution_options(populate_existing=True)
+            )
+            jobs = list(session.scalars(query))
+            for job in jobs:
+                source = move(job, S.CANCELLED, now)
+                job.finished_at, job.error = now, {"type": "Drained", "message": reason}
+                metrics.count(session, metrics.CANCELLED, job.type, job.queue)
+                detail = {"from": source.value, "by": "drain", "reason": reason, "actor": actor}
+                record_event(session, job.id, S.CANCELLED.value, attempt=job.attempt, detail=detail, now=now)
+        cancelled += len(jobs)
+        if len(jobs) < CHUNK:
+            return cancelled
+
+
+# --- retry -----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FailedFilter:
+    """Which failed jobs a bulk retry takes: of one tenant (or all), and any of type, queue, the error's type and
+    when they failed (finished_at, after ≤ t < before)."""
+
+    tenant_id: str
+    type: str | None = None
+    queue: str | None = None
+    error_type: str | None = None
+    failed_after: datetime | None = None
+    failed_before: datetime | None = None
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        found = [Job.status == S.FAILED.value, _of_tenant(self.tenant_id)]
+        if self.type is not None:
+            found.append(Job.type == self.type)
+        if self.queue is not None:
+            found.append(Job.queue == self.queue)
+        if self.error_type is not None:
+            found.append(Job.error["type"].as_string() == self.error_type)
+        if self.failed_after is not None:
+            found.append(Job.finished_at >= self.failed_after)
+        if self.failed_before is not None:
+            found.append(Job.finished_at < self.failed_before)
+        return found
+
+
+@dataclass(frozen=True)
+class RetryReport:
+    retried: int
+    more: bool  # failed jobs matching the filter are left (the limit was reached): call again
+    job_ids: list[uuid.UUID]
+
+
+def retry_failed(
+    sessions: Sessions, publisher: Publisher, matching: FailedFilter, *, limit: int, actor: str | None
+) -> RetryReport:
+    """Re-queue up to `limit` failed jobs matching the filter, oldest failure first, each as one more attempt (as
+    `POST /v1/jobs/{id}/retry` does), and publish them chunk by chunk once committed."""
+    retried: list[uuid.UUID] = []
+    while len(retried) < limit:
+        wanted = min(CHUNK, limit - len(retried))
+        with sessions() as session, session.begin():
+            now = utcnow()
+            query = (
+                select(Job)
+                .where(*matching.conditions())
+                .order_by(Job.finished_at, Job.id)
+                .limit(wanted)
+                .with_for_update(skip_locked=True)
+                .execution_options(populate_existing=True)
+            )
+            jobs = list(session.scalars(query))
+            for job in jobs:
+                requeue_failed(session, job, by="bulk retry", actor=actor, now=now)
+            batch = messages_of(jobs)
+            retried.extend(job.id for job in jobs)
+        publish_committed(publisher, sessions, batch)
+        if len(jobs) < wanted:
+            break
+    with sessions() as session:
+        more = session.scalar(select(Job.id).where(*matching.conditions()).limit(1)) is not None
+    return RetryReport(len(retried), more, retried)
