@@ -62,6 +62,7 @@ bench: install-test $(BENCH_VENV)/bin/python
 	$(BIN)/python bench/queue_throughput.py
 	$(BIN)/python bench/latency.py
 	$(BIN)/python bench/queue_throughput.py --backends services --concurrency 1,2,4 --jobs 2000 --name scaling
+	$(BIN)/python bench/prune.py
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -18,6 +18,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
+from datetime import UTC, datetime
 from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any
@@ -36,9 +37,11 @@ RESULTS = ROOT / "bench" / "results"
 SUBMIT_CONNECTIONS = 8
 
 
-def succeeded(cluster: Cluster) -> int:
+def succeeded(cluster: Cluster, since: datetime) -> int:
+    """The run's succeeded jobs: made since it began (older ones may be pruned meanwhile, bench/prune.py)."""
     with cluster.session() as session:
-        return int(session.scalar(select(func.count()).select_from(Job).where(Job.status == "succeeded")) or 0)
+        query = select(func.count()).select_from(Job).where(Job.status == "succeeded", Job.created_at >= since)
+        return int(session.scalar(query) or 0)
 
 
 def unfinished(cluster: Cluster) -> int:
@@ -58,7 +61,7 @@ def republished(cluster: Cluster) -> int:
 
 def conveyor_run(cluster: Cluster, jobs: int, meter: CpuMeter, *, batch: bool) -> tuple[float, int, dict[str, float]]:
     """Submit `jobs` echo jobs (8 concurrent single POSTs, or batches of 1,000) and wait for every success."""
-    before, republished_before = succeeded(cluster), republished(cluster)
+    since, republished_before = datetime.now(UTC), republished(cluster)
     meter.start()
     local = threading.local()
 
@@ -93,7 +96,7 @@ def conveyor_run(cluster: Cluster, jobs: int, meter: CpuMeter, *, batch: bool) -
         time.sleep(min(1.0, max(0.05, remaining / 5000)))  # a long wait while much is left: the poll costs too
     end = time.perf_counter()
     cpu = meter.per_job(jobs)
-    assert succeeded(cluster) - before == jobs, "every job of the run must have succeeded"
+    assert succeeded(cluster, since) == jobs, "every job of the run must have succeeded"
     mode = "batch" if batch else "single"
     sent_again = republished(cluster) - republished_before
     print(

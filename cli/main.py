@@ -12,6 +12,7 @@ import click
 
 from cli.client import ApiClient, ApiError, api_option, client_for
 from cli.datasets import dataset
+from cli.doctor import doctor
 from cli.keys import ensure_admin_key, ensure_flower_auth, keys
 from cli.processes import NoRedisServer, fresh_metrics_dir, process_commands, process_env
 from cli.queues import queues
@@ -83,6 +84,7 @@ main.add_command(schedule)
 main.add_command(dataset)
 main.add_command(keys)
 main.add_command(queues)
+main.add_command(doctor)
 
 
 @main.group()

@@ -42,6 +42,9 @@ RUN_SECONDS = Histogram("conveyor_job_run_seconds", "Time an attempt's handler r
 QUEUE_WAIT = Histogram(
     "conveyor_job_queue_wait_seconds", "Time from due to claimed.", ("type",), buckets=SECONDS
 )  # fmt: skip
+PRUNED = Counter("conveyor_jobs_pruned", "Finished jobs deleted by the retention pruner (with events, result).",
+                 ("status",))  # fmt: skip
+FILES_PRUNED = Counter("conveyor_files_pruned", "Export files deleted past CONVEYOR_RETENTION_EXPORTS_DAYS.")
 SCHEDULE_MISSED = Counter("conveyor_schedule_missed_slots", "Schedule slots not fired (misfire policy or quota).")
 
 # From the database, by the maintenance tick: the value its last tick set.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import Connection
 
 
 def alembic_config(database_url: str) -> Config:
@@ -15,3 +16,19 @@ def alembic_config(database_url: str) -> Config:
 
 def upgrade_database(database_url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(database_url), revision)
+
+
+def head_revision() -> str:
+    """The newest migration this code has."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    assert head is not None  # noqa: S101 - the migrations ship with the code
+    return head
+
+
+def current_revision(connection: Connection) -> str | None:
+    """The migration the database is at (None: never migrated)."""
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(connection).get_current_revision()

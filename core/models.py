@@ -117,6 +117,9 @@ class Job(Base):
         # Finished jobs by when they finished: the last minute's throughput and failures (GET /v1/queues) and the
         # retention pruner's expired rows, read as a range instead of the whole history.
         Index("ix_jobs_status_finished", "status", "finished_at"),
+        # The children of a job, which its deletion (the pruner's) sets free (ON DELETE SET NULL): without it each
+        # deleted job read the whole table on PostgreSQL.
+        _where_index("ix_jobs_parent", "parent_id", where="parent_id IS NOT NULL"),
         # A tenant's unfinished jobs, for its quota (core/quotas.py): counted whole by the maintenance tick, and since
         # that count by each submit. Finished rows leave it, so it stays the size of the backlog.
         _where_index("ix_jobs_tenant_active", "tenant_id", "created_at", where=ACTIVE),
@@ -421,3 +424,14 @@ class QueuePause(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     paused_by: Mapped[str | None] = mapped_column(String(255))  # the API key's id, or "cli"
     paused_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Heartbeat(Base):
+    """A maintenance tick's last run (beat sent it, the maintenance worker ran it): `conveyor doctor` and /readyz read
+    whether beat is ticking from here."""
+
+    __tablename__ = "heartbeats"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)  # the tick: reconcile, schedules, prune
+    host: Mapped[str | None] = mapped_column(String(255))
+    beat_at: Mapped[datetime] = mapped_column(default=utcnow)

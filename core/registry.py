@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any
@@ -39,6 +39,14 @@ class JobSpec:
     # that can only fail is refused with a 4xx instead of becoming a failed job. Raises a ConveyorError. Called with
     # (payload, session, tenant_id): an object the payload names must be the submitting tenant's.
     check: Callable[[Any, Session, str], object] | None = None
+    # Days a finished job of this type is kept, by status (succeeded, failed, cancelled; 0: forever), instead of
+    # CONVEYOR_RETENTION_<STATUS>_DAYS: e.g. {"succeeded": 1} for a chatty type, {"failed": 90} for an audited one.
+    retention_days: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.retention_days) - {"succeeded", "failed", "cancelled"}
+        if unknown or any(days < 0 for days in self.retention_days.values()):
+            raise ValueError(f"{self.name}: retention_days takes succeeded, failed and cancelled, each >= 0 days")
 
 
 class DuplicateJobType(Exception):

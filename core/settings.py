@@ -77,6 +77,21 @@ class Settings(BaseSettings):
     visibility_timeout: int = Field(
         default=7200, gt=0, description="Redis visibility timeout; keep it above the longest job's time limit."
     )
+    retention_succeeded_days: float = Field(
+        default=7, ge=0, description="Days a succeeded job (its events and result) is kept; 0 keeps it forever."
+    )
+    retention_cancelled_days: float = Field(default=7, ge=0, description="Days a cancelled job is kept; 0: forever.")
+    retention_failed_days: float = Field(default=30, ge=0, description="Days a failed job is kept; 0: forever.")
+    retention_exports_days: float = Field(
+        default=7, ge=0, description="Days a dataset export's file is kept (then 404); 0: forever."
+    )
+    prune_interval: float = Field(default=30.0, gt=0, description="Seconds between the retention pruner's runs.")
+    prune_batch: int = Field(
+        default=1000, ge=1, le=100_000, description="Jobs the pruner deletes per transaction (short locks)."
+    )
+    prune_budget_seconds: float = Field(
+        default=2.0, gt=0, description="Seconds one pruner run may take; what is left waits for the next run."
+    )
     log_level: str = Field(default="INFO", description="Log level of every process.")
     log_format: Literal["auto", "json", "console"] = Field(
         default="auto",

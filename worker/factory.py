@@ -15,11 +15,12 @@ from core.queue_names import QueueNames
 from core.registry import JobSpec, Registry, load_registry
 from core.settings import Settings
 from worker.executor import Delivery, execute_message
-from worker.maintenance import run_reconcile, run_schedules, run_webhooks
+from worker.maintenance import run_prune, run_reconcile, run_schedules, run_webhooks
 from worker.runtime import WorkerRuntime
 
 RECONCILE_TASK = "maintenance.reconcile"
 SCHEDULES_TASK = "maintenance.schedules"
+PRUNE_TASK = "maintenance.prune"
 
 
 def create_worker_app(settings: Settings | None = None, registry: Registry | None = None) -> Celery:
@@ -41,7 +42,12 @@ def create_worker_app(settings: Settings | None = None, registry: Registry | Non
         # The webhook dispatcher rides the schedules' tick: one message a second in Flower, not two.
         return run_schedules(runtime) | {"webhooks": run_webhooks(runtime)}
 
-    app.conf.task_routes = {name: {"queue": QueueNames.MAINTENANCE} for name in (RECONCILE_TASK, SCHEDULES_TASK)}
+    @app.task(name=PRUNE_TASK, bind=True, ignore_result=True, acks_late=False)
+    def prune_task(self: Task) -> dict[str, Any]:
+        return run_prune(runtime)
+
+    maintenance = (RECONCILE_TASK, SCHEDULES_TASK, PRUNE_TASK)
+    app.conf.task_routes = {name: {"queue": QueueNames.MAINTENANCE} for name in maintenance}
     # Beat only ticks; the maintenance worker does the work against the database. Two beats send twice the ticks
     # and still make one job per slot (core/firing.py).
     app.conf.beat_schedule = {
@@ -54,6 +60,7 @@ def create_worker_app(settings: Settings | None = None, registry: Registry | Non
         for name, task, interval in (
             ("reconcile", RECONCILE_TASK, settings.reconcile_interval),
             ("schedules", SCHEDULES_TASK, settings.schedule_tick),
+            ("prune", PRUNE_TASK, settings.prune_interval),
         )
     }
 

@@ -1,22 +1,28 @@
-"""Maintenance tasks ticked by beat: the reconciler, the firing of due schedules, and the webhook dispatcher."""
+"""Maintenance tasks ticked by beat: the reconciler, the firing of due schedules, the webhook dispatcher and the
+retention pruner."""
 
 from __future__ import annotations
 
 import functools
 import logging
+import socket
 import sys
 import time
 from dataclasses import asdict
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from core import metrics
 from core.firing import fire_due_schedules
+from core.models import Heartbeat
 from core.planner_stats import refresh_planner_statistics
 from core.publish import messages_of, publish_committed
 from core.queries import backlog
 from core.queue import Message, messages
 from core.quotas import refresh_usage
 from core.reconcile import reconcile
+from core.retention import Retention, prune
 from core.status import UNFINISHED_STATUSES, JobStatus
 from core.types import utcnow
 from core.webhook_dispatch import dispatch_events
@@ -40,7 +46,7 @@ def run_reconcile(runtime: WorkerRuntime) -> dict[str, Any]:
     with runtime.sessions() as session, session.begin():
         analyzed = refresh_planner_statistics(session)
     set_backlog_gauges(runtime)
-    metrics.TICK.labels("reconcile").set(time.time())
+    _ticked(runtime, "reconcile")
     summary = asdict(report) | {"to_publish": len(report.to_publish), "publish_failed": failed, "analyzed": analyzed,
                                 "tenants_counted": tenants}  # fmt: skip
     if report.to_publish or report.leases_expired or report.expired or analyzed:
@@ -54,7 +60,7 @@ def run_schedules(runtime: WorkerRuntime) -> dict[str, Any]:
                                     active_jobs_limit=runtime.settings.quota_active_jobs)  # fmt: skip
         batch = messages_of(report.jobs)
     failed = _publish(runtime, batch)
-    metrics.TICK.labels("schedules").set(time.time())
+    _ticked(runtime, "schedules")
     summary = {"schedules": report.schedules, "jobs": len(batch), "missed": report.missed, "errors": report.errors,
                "publish_failed": failed}  # fmt: skip
     if report.schedules:
@@ -72,6 +78,28 @@ def run_webhooks(runtime: WorkerRuntime) -> dict[str, Any]:
     if batch:
         log.info("webhooks: %s", summary)
     return summary
+
+
+def run_prune(runtime: WorkerRuntime) -> dict[str, Any]:
+    """Delete what is past its retention (core/retention.py), within the run's time budget."""
+    settings = runtime.settings
+    report = prune(runtime.sessions, Retention.of(settings, runtime.registry), data_dir=settings.data_dir.resolve(),
+                   batch=settings.prune_batch, budget_seconds=settings.prune_budget_seconds)  # fmt: skip
+    _ticked(runtime, "prune")
+    summary = {"jobs": report.jobs, "files": report.files, "finished": report.finished}
+    if report.files or any(report.jobs.values()):
+        log.info("prune: %s", summary)
+    return summary
+
+
+def _ticked(runtime: WorkerRuntime, tick: str) -> None:
+    """The tick ran: its gauge, and its heartbeat row (beat is ticking, `conveyor doctor` and /readyz read it)."""
+    metrics.TICK.labels(tick).set(time.time())
+    try:
+        with runtime.sessions() as session, session.begin():
+            session.merge(Heartbeat(name=tick, host=socket.gethostname(), beat_at=utcnow()))
+    except SQLAlchemyError:
+        log.warning("could not record the %s tick's heartbeat", tick, exc_info=True)
 
 
 def set_backlog_gauges(runtime: WorkerRuntime) -> None:

@@ -44,3 +44,22 @@ def test_database_down_is_503_problem(client: FlaskClient, method: str, path: st
 def test_readyz_names_the_missing_dependency(client: FlaskClient) -> None:
     response = client.get("/readyz")
     assert response.status_code == 503 and "database" in response.json["detail"]
+
+
+def test_readyz_is_503_while_the_database_is_behind_this_codes_migrations(tmp_path: Path) -> None:
+    """A rolling deploy's new API before `conveyor db upgrade`: not ready, and says what to run."""
+    from api import create_app
+    from core.migrate import upgrade_database
+    from core.queue import RecordingPublisher
+    from core.settings import Settings
+
+    url = f"sqlite:///{tmp_path / 'behind.db'}"
+    upgrade_database(url, "0009")
+    app = create_app(Settings(data_dir=tmp_path, database_url=url), publisher=RecordingPublisher())
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 503 and response.headers["Retry-After"]
+    assert response.json["checks"] == {"database": "ok", "migrations": "behind: run `conveyor db upgrade`",
+                                       "broker": "ok"}  # fmt: skip
+    upgrade_database(url)
+    assert app.test_client().get("/readyz").status_code == 200
+    app.extensions["conveyor"].engine.dispose()

@@ -1,0 +1,67 @@
+"""`conveyor doctor` against a running deployment (with Flower): every check passes and the exit code is 0; with beat
+stopped it names beat, with the job worker stopped the queues nobody consumes, and exits 1. /readyz reports beat."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import running_cluster
+from tests.e2e.harness import ROOT, Cluster, free_port
+
+pytestmark = pytest.mark.e2e
+
+
+def doctor(cluster: Cluster) -> tuple[int, dict[str, str]]:
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "conveyor"), "doctor"],
+        cwd=ROOT,
+        env=cluster.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    lines = {line.split()[1]: line for line in done.stdout.splitlines() if line.startswith(("ok ", "FAIL "))}
+    return done.returncode, lines
+
+
+def test_doctor_passes_on_a_running_deployment_and_names_what_stopped(tmp_path: Path) -> None:
+    with running_cluster("embedded", tmp_path, flower_port=str(free_port())) as cluster:
+        cluster.start("flower")
+        deadline = time.monotonic() + 30
+        while (result := doctor(cluster))[0] != 0 and time.monotonic() < deadline:
+            time.sleep(1)  # Flower takes a moment to listen
+        code, lines = result
+        assert code == 0, "\n".join(lines.values())
+        assert set(lines) >= {
+            "settings",
+            "database",
+            "migrations",
+            "clock",
+            "broker",
+            "queues",
+            "workers:default",
+            "workers:webhooks",
+            "maintenance",
+            "beat",
+            "flower",
+        }
+        assert all(line.startswith("ok ") for line in lines.values()), lines
+        assert cluster.request("GET", "/readyz").json()["checks"]["beat"] == "ok"
+
+        cluster.stop("beat")
+        deadline = time.monotonic() + 30  # the beat window: 10 s without a tick
+        while (result := doctor(cluster))[1].get("beat", "").startswith("ok") and time.monotonic() < deadline:
+            time.sleep(1)
+        code, lines = result
+        assert code == 1 and lines["beat"].startswith("FAIL") and "ago" in lines["beat"], lines
+        assert cluster.request("GET", "/readyz").json()["checks"]["beat"].startswith("not ticking")
+
+        cluster.stop("worker")
+        code, lines = doctor(cluster)
+        assert code == 1 and lines["workers:default"].startswith("FAIL") and "no worker" in lines["workers:default"]
+        assert lines["maintenance"].startswith("ok")  # the maintenance worker still runs
