@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 import time
 from typing import Any
@@ -17,7 +18,10 @@ from cli.keys import ensure_admin_key, ensure_flower_auth, keys
 from cli.processes import NoRedisServer, fresh_metrics_dir, process_commands, process_env
 from cli.queues import queues
 from cli.schedules import schedule, sync_file
+from cli.supervisor import GracefulManager, start_broker, stop_broker
+from core.db import make_engine, make_sessionmaker
 from core.migrate import upgrade_database
+from core.reconcile import release_jobs_of
 from core.settings import Settings, redacted
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
@@ -31,8 +35,6 @@ def main() -> None:
 @main.command()
 def up() -> None:
     """Migrate, then run api + worker + beat + flower (and the embedded broker) until Ctrl-C."""
-    from honcho.manager import Manager
-
     settings = Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade_database(settings.resolved_database_url)
@@ -73,11 +75,31 @@ def up() -> None:
     # Conveyor's processes count into one metrics directory, which the API's GET /metrics reads whole; Flower keeps
     # its own metrics out of it.
     metrics_env = {"PROMETHEUS_MULTIPROC_DIR": str(fresh_metrics_dir(settings))}
-    manager = Manager()
+    broker = start_broker(commands.pop("redis"), env) if "redis" in commands else None
+    manager = GracefulManager(settings.shutdown_grace_seconds)
     for name, command in commands.items():
         manager.add_process(name, command, env=env | (flower_env if name == "flower" else metrics_env))
-    manager.loop()
+    try:
+        manager.loop()
+    finally:
+        if manager.killed:
+            released = release_killed_workers(settings)
+            click.echo(f"released {released} jobs the stopped workers held: they run again at the next start")
+        if broker is not None:
+            stop_broker(broker)
     sys.exit(manager.returncode)
+
+
+def release_killed_workers(settings: Settings) -> int:
+    """After the grace ran out: the jobs this host's killed workers held run again at the next start."""
+    host = socket.gethostname()
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        with make_sessionmaker(engine)() as session, session.begin():
+            return release_jobs_of(session, [f"jobs@{host}:", f"maintenance@{host}:"],
+                                   backoff_cap=settings.retry_backoff_max)  # fmt: skip
+    finally:
+        engine.dispose()
 
 
 main.add_command(schedule)

@@ -32,8 +32,8 @@ LogFormat = Literal["auto", "json", "console"]
 
 # Celery's per-task lines ("Task jobs.echo[<celery id>] received / succeeded in 0.01s") name a Celery task id no
 # Conveyor user knows; the executor's "job started" / "job succeeded" lines say the same with the job's context.
-# Their warnings and errors still come through.
-QUIET_LOGGERS = ("celery.app.trace", "celery.worker.strategy")
+# Beat's "Sending due task" comes every second. Their warnings and errors still come through.
+QUIET_LOGGERS = ("celery.app.trace", "celery.worker.strategy", "celery.beat")
 
 HEADLINE = ("timestamp", "level", "logger", "message")
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")  # what a client's X-Request-ID may be; else one is made

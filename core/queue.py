@@ -259,6 +259,14 @@ def celery_config(settings: Settings, *, producer: bool = False) -> dict[str, An
         "worker_send_task_events": True,
         "task_send_sent_event": False,  # one more broker write per job; Flower learns of tasks from -E events
         "task_default_queue": QueueNames.DEFAULT,
+        # Every queue Conveyor knows, declared (Flower lists them while it knows no worker), each with
+        # RabbitMQ's x-max-priority: without it AMQP ignores a message's priority. Redis ignores the argument and
+        # keeps a list per priority_steps level instead.
+        "task_queues": {
+            name: {"exchange": name, "routing_key": name}
+            for name in dict.fromkeys([*settings.queues, QueueNames.MAINTENANCE])
+        },
+        "task_queue_max_priority": PRIORITY_LEVELS - 1,
         "task_create_missing_queues": True,
         "task_publish_retry": True,
         "task_publish_retry_policy": publish_retry,

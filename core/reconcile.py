@@ -63,18 +63,7 @@ def reconcile(
 
     for job in _batch(session, Job.status == S.RUNNING.value, Job.lease_until < now, limit=batch):
         error = {"type": "WorkerLost", "message": f"the worker {job.worker} stopped renewing its lease"}
-        fail_attempt(
-            session,
-            job_id=job.id,
-            attempt=job.attempt,
-            worker=job.worker,
-            error=error,
-            retryable=True,
-            backoff=0.0,  # the worker is gone, not the job's fault: run again at once (still bounded by max_attempts)
-            backoff_cap=backoff_cap,
-            event="lease_expired",
-            now=now,
-        )
+        _run_again(session, job, error, backoff_cap, now)
         report.leases_expired += 1
     session.flush()
 
@@ -115,6 +104,25 @@ def reconcile(
     for job in _batch(session, QUEUED_UNPAUSED, unpublished, limit=batch):
         _republish(session, job, report, now)
     return report
+
+
+def release_jobs_of(session: Session, workers: list[str], *, backoff_cap: float, now: datetime | None = None) -> int:
+    """The running jobs of worker processes known to be dead (`conveyor up` killed them when its shutdown grace ran
+    out), `workers` as name prefixes (jobs@host:): run again at once, as an expired lease would make them, without
+    waiting for the lease. Returns how many."""
+    now = now or utcnow()
+    held = or_(*(Job.worker.startswith(prefix, autoescape=True) for prefix in workers))
+    jobs = _batch(session, Job.status == S.RUNNING.value, held, limit=10_000)
+    for job in jobs:
+        error = {"type": "WorkerStopped", "message": f"the worker {job.worker} was stopped before the job finished"}
+        _run_again(session, job, error, backoff_cap, now)
+    return len(jobs)
+
+
+def _run_again(session: Session, job: Job, error: dict[str, str], backoff_cap: float, now: datetime) -> None:
+    """A running attempt whose worker is gone: failed, and retried at once (still bounded by max_attempts)."""
+    fail_attempt(session, job_id=job.id, attempt=job.attempt, worker=job.worker, error=error, retryable=True,
+                 backoff=0.0, backoff_cap=backoff_cap, event="lease_expired", now=now)  # fmt: skip
 
 
 def _republish(session: Session, job: Job, report: ReconcileReport, now: datetime) -> None:

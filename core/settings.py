@@ -92,6 +92,12 @@ class Settings(BaseSettings):
     prune_budget_seconds: float = Field(
         default=2.0, gt=0, description="Seconds one pruner run may take; what is left waits for the next run."
     )
+    shutdown_grace_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="`conveyor up`'s Ctrl-C: seconds running jobs have to finish before their workers are killed (the "
+        "jobs then run again at the next start).",
+    )
     log_level: str = Field(default="INFO", description="Log level of every process.")
     log_format: Literal["auto", "json", "console"] = Field(
         default="auto",

@@ -56,7 +56,7 @@ def test_compose_shares_a_server_secret_and_guards_redis_with_a_password(compose
     for name in (*CONVEYOR_SERVICES, "migrate"):
         env = compose["services"][name]["environment"]
         assert env["CONVEYOR_SECRET_KEY"].startswith("${CONVEYOR_SECRET_KEY:?"), name
-        assert env["CONVEYOR_BROKER_URL"].startswith("redis://:${REDIS_PASSWORD:?"), name
+        assert env["CONVEYOR_BROKER_URL"].startswith("${CONVEYOR_BROKER_URL:-redis://:${REDIS_PASSWORD:?"), name
     redis = compose["services"]["redis"]["command"]
     assert redis[redis.index("--requirepass") + 1].startswith("${REDIS_PASSWORD:?")
 
@@ -120,7 +120,21 @@ def test_flower_requires_auth_and_postgres_is_used(compose: dict[str, Any]) -> N
     assert "FLOWER_BASIC_AUTH" in flower["environment"]
     env = compose["x-conveyor"]["environment"]
     assert env["CONVEYOR_DATABASE_URL"].startswith("postgresql+psycopg://")
-    assert env["CONVEYOR_BROKER_URL"].startswith("redis://")
+    assert env["CONVEYOR_BROKER_URL"].startswith("${CONVEYOR_BROKER_URL:-redis://")  # Redis unless set
+
+
+def test_the_rabbitmq_profile_runs_a_broker_fit_for_conveyor(compose: dict[str, Any]) -> None:
+    """Opt-in (a profile), with the management API Flower reads queue lengths from, a consumer_timeout above the
+    longest job (CONVEYOR_VISIBILITY_TIMEOUT's default), a durable volume, a healthcheck Conveyor's services wait for
+    when it runs; Redis stays for the rate limits."""
+    rabbitmq = compose["services"]["rabbitmq"]
+    assert rabbitmq["profiles"] == ["rabbitmq"] and rabbitmq["image"].endswith("-management")
+    timeout_ms = int(rabbitmq["environment"]["RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"].split("consumer_timeout ")[1])
+    assert timeout_ms >= Settings().visibility_timeout * 1000
+    assert rabbitmq["volumes"] == ["rabbitmq-data:/var/lib/rabbitmq"] and "rabbitmq-data" in compose["volumes"]
+    assert compose["x-conveyor"]["depends_on"]["rabbitmq"] == {"condition": "service_healthy", "required": False}
+    assert "FLOWER_BROKER_API" in compose["services"]["flower"]["environment"]
+    assert compose["x-conveyor"]["environment"]["CONVEYOR_RATE_LIMIT_STORAGE_URL"].startswith("redis://")
 
 
 def test_dockerfile_copies_every_package() -> None:

@@ -115,7 +115,8 @@ def test_a_wakeup_is_the_message_celerys_send_task_would_send(publisher: CeleryP
 def received_messages(publisher: CeleryPublisher, queue: str, count: int) -> list[dict[str, Any]]:
     """What a consumer of the queue gets, the ids that differ from one message to the next left out."""
     messages = []
-    with publisher.app.connection_for_read() as connection, connection.SimpleQueue(queue) as simple:
+    declared = publisher.app.amqp.queues[queue]  # as the publisher declared it: x-max-priority on AMQP
+    with publisher.app.connection_for_read() as connection, connection.SimpleQueue(declared) as simple:
         for _ in range(count):
             message = simple.get(timeout=5)
             message.ack()

@@ -1,5 +1,6 @@
-"""End-to-end backends: embedded (SQLite + a private Redis on a unix socket, as `conveyor up` runs) and services
-(PostgreSQL + Redis of this machine, in a database and Redis DB number of this run's own)."""
+"""End-to-end backends: embedded (SQLite + a private Redis on a unix socket, as `conveyor up` runs), services
+(PostgreSQL + Redis of this machine, in a database and Redis DB number of this run's own) and rabbitmq (PostgreSQL +
+this machine's RabbitMQ, in a virtual host of this run's own)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.harness import Cluster
-from tests.support.backends import broker_redis, postgres_database
+from tests.support.backends import broker_redis, postgres_database, rabbitmq_vhost
 
 pytestmark = pytest.mark.e2e
 
@@ -18,6 +19,8 @@ pytestmark = pytest.mark.e2e
 def backend_urls(kind: str, directory: Path, stack: ExitStack) -> tuple[str, str]:
     if kind == "embedded":
         return f"sqlite:///{directory / 'conveyor.db'}", broker_redis(kind, directory, stack)
+    if kind == "rabbitmq":
+        return stack.enter_context(postgres_database()), stack.enter_context(rabbitmq_vhost())
     return stack.enter_context(postgres_database()), broker_redis(kind, directory, stack)
 
 

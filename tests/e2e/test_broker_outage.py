@@ -10,7 +10,7 @@ from contextlib import ExitStack
 import pytest
 
 from tests.e2e.harness import Cluster
-from tests.support.backends import RedisServer, postgres_database
+from tests.support.backends import RedisServer, postgres_database, rabbitmq_vhost, rabbitmqctl
 
 pytestmark = pytest.mark.e2e
 
@@ -57,3 +57,31 @@ def test_submit_during_broker_outage_is_accepted_and_completes_later(
     for job_id in accepted:
         kinds = cluster.event_kinds(job_id)
         assert "republished" in kinds and kinds.count("succeeded") == 1 and kinds.count("running") == 1
+
+
+def test_a_rabbitmq_restart_loses_no_job(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """RabbitMQ stopped and started again (rabbitmqctl stop_app / start_app: the machine's broker, which restarts
+    in seconds): jobs submitted meanwhile are accepted and committed, messages published before it were persistent
+    in durable queues, and every job succeeds once after it."""
+    directory = tmp_path_factory.mktemp("outage-rabbitmq")
+    with ExitStack() as stack:
+        broker_url = stack.enter_context(rabbitmq_vhost())
+        cluster = Cluster(directory, stack.enter_context(postgres_database()), broker_url)
+        stack.callback(cluster.close)
+        cluster.start()
+        cluster.wait_ready()
+        cluster.wait_workers()
+        waiting = [cluster.submit("sleep", {"seconds": 0.2})["id"] for _ in range(6)]  # some still in the queue
+        rabbitmqctl("stop_app")
+        try:
+            accepted = [cluster.submit("echo", {"message": f"during outage {i}"})["id"] for i in range(3)]
+            for job_id in accepted:
+                assert cluster.row(job_id).published_at is None  # committed, marked for the reconciler
+        finally:
+            rabbitmqctl("start_app")
+            rabbitmqctl("await_startup")
+        for job_id in waiting + accepted:
+            assert cluster.wait_job(job_id, timeout=120)["status"] == "succeeded", cluster.logs("worker")
+        # succeeded once each (a job running when the connection dropped is cancelled by its worker, and runs again)
+        for job_id in waiting + accepted:
+            assert cluster.event_kinds(job_id).count("succeeded") == 1

@@ -34,6 +34,19 @@ def alive(pid: int) -> bool:
     return bool(state) and not state.startswith("Z")
 
 
+def wait_for_api(base: str, log: Path, timeout: float = 60) -> None:
+    """Until `conveyor up`'s API is ready; the log of the start otherwise."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{base}/readyz", timeout=5).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.3)
+    pytest.fail(log.read_text()[-3000:])
+
+
 def test_conveyor_up_runs_and_stops_cleanly(tmp_path: Path) -> None:
     api_port, flower_port = free_port(), free_port()
     schedules = tmp_path / "schedules.yaml"
@@ -54,16 +67,7 @@ def test_conveyor_up_runs_and_stops_cleanly(tmp_path: Path) -> None:
                           start_new_session=True)  # fmt: skip
     try:
         base = f"http://127.0.0.1:{api_port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{base}/readyz", timeout=5).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            time.sleep(0.3)
-        else:
-            pytest.fail((tmp_path / "up.log").read_text())
+        wait_for_api(base, tmp_path / "up.log")
         # the first start made an admin key: printed once, kept in DATA_DIR/admin.key readable by its owner only
         key_file = tmp_path / "var" / "admin.key"
         key = key_file.read_text().strip()

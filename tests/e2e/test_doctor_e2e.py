@@ -1,5 +1,6 @@
-"""`conveyor doctor` against a running deployment (with Flower): every check passes and the exit code is 0; with beat
-stopped it names beat, with the job worker stopped the queues nobody consumes, and exits 1. /readyz reports beat."""
+"""`conveyor doctor` against a running deployment (with Flower): every check passes and the exit code is 0; with
+beat stopped it names beat, with the job worker stopped the queues nobody consumes, and exits 1. /readyz reports beat;
+Flower shows the queues' waiting messages."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.e2e.conftest import running_cluster
 from tests.e2e.harness import ROOT, Cluster, free_port
@@ -31,6 +33,7 @@ def doctor(cluster: Cluster) -> tuple[int, dict[str, str]]:
 
 def test_doctor_passes_on_a_running_deployment_and_names_what_stopped(tmp_path: Path) -> None:
     with running_cluster("embedded", tmp_path, flower_port=str(free_port())) as cluster:
+        cluster.env["FLOWER_BASIC_AUTH"] = "ops:secret"
         cluster.start("flower")
         deadline = time.monotonic() + 30
         while (result := doctor(cluster))[0] != 0 and time.monotonic() < deadline:
@@ -52,6 +55,18 @@ def test_doctor_passes_on_a_running_deployment_and_names_what_stopped(tmp_path: 
         }
         assert all(line.startswith("ok ") for line in lines.values()), lines
         assert cluster.request("GET", "/readyz").json()["checks"]["beat"] == "ok"
+
+        # Flower shows each consumed queue's waiting messages, all of Redis's priority levels summed: two sleeps
+        # hold both pool processes, three echoes wait
+        blockers = [cluster.submit("sleep", {"seconds": 3})["id"] for _ in range(2)]
+        for job_id in blockers:
+            cluster.wait_job(job_id, {"running"})
+        for priority in (0, 5, 9):
+            cluster.submit("echo", {"message": "waits"}, priority=priority)
+        flower = f"http://127.0.0.1:{cluster.settings().flower_port}/api/queues/length"
+        lengths = requests.get(flower, auth=("ops", "secret"), timeout=10).json()["active_queues"]
+        shown = {q["name"]: q["messages"] for q in lengths}
+        assert set(shown) == {"default", "webhooks", "maintenance"} and (shown["default"], shown["webhooks"]) == (3, 0)
 
         cluster.stop("beat")
         deadline = time.monotonic() + 30  # the beat window: 10 s without a tick

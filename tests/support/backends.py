@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 import redis
@@ -78,6 +79,28 @@ def service_redis_db() -> Iterator[str]:
             return
         client.close()
     pytest.fail("no empty Redis DB number (1-15) to claim for this test run")
+
+
+RABBITMQ_URL = os.environ.get("CONVEYOR_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672")
+
+
+def rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+@contextmanager
+def rabbitmq_vhost() -> Iterator[str]:
+    """A virtual host of this run's own on the machine's RabbitMQ (its queues, exchanges and messages apart from
+    every other run's), deleted afterwards. Made with rabbitmqctl: the machine's RabbitMQ has no management API."""
+    services_or_skip("RabbitMQ", _port_open(RABBITMQ_URL, 5672) and shutil.which("rabbitmqctl") is not None)
+    vhost = f"conveyor-test-{uuid.uuid4().hex[:12]}"
+    user = urlparse(RABBITMQ_URL).username or "guest"
+    rabbitmqctl("add_vhost", vhost)
+    try:
+        rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
+        yield f"{RABBITMQ_URL}/{vhost}"
+    finally:
+        rabbitmqctl("delete_vhost", vhost)
 
 
 def redis_server_binary() -> str:
