@@ -202,7 +202,8 @@ def check_settings(settings: Settings) -> Check:
 
 
 def run_all(settings: Settings, engine: Engine) -> list[Check]:
-    app = make_celery(settings, name="conveyor-doctor", producer=True)
+    # a worker's broker timeouts, not a producer's: the broadcast waits INSPECT_TIMEOUT for the answers
+    app = make_celery(settings, name="conveyor-doctor")
     broker = check_broker(app, settings)
     checks = [check_settings(settings), *check_database(engine, settings), broker]
     if broker.ok:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 import traceback
 import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -23,16 +25,36 @@ from worker.runtime import WorkerRuntime
 from worker.unit_of_work import JobUnitOfWork
 
 log = logging.getLogger(__name__)
-TRACEBACK_LINES = 20
+TRACEBACK_FRAMES = 20
+WORKER_PACKAGE = Path(__file__).resolve().parent
 
 
 def error_info(exc: BaseException) -> dict[str, Any]:
-    lines = traceback.format_exception(exc)
+    """What a failed attempt records, and its API clients see: the error's type and message, and a traceback of the
+    handler's frames (the executor's left out), each file as a path inside its package, so nothing of this host's
+    layout reaches a client. The full traceback is in the worker's log line of the failure."""
+    frames = [frame for frame in traceback.extract_tb(exc.__traceback__) if not _in_worker(frame.filename)]
+    shown = traceback.StackSummary.from_list(
+        [(_inside_package(f.filename), f.lineno or 0, f.name, f.line) for f in frames[-TRACEBACK_FRAMES:]]
+    )
+    summary = "".join(traceback.format_exception_only(exc)).strip()
     return {
         "type": type(exc).__name__,
         "message": str(exc)[:2000],
-        "traceback": "".join(lines[-TRACEBACK_LINES:])[-8000:],
+        "traceback": ("Traceback (most recent call last):\n" + "".join(shown.format()) + summary)[-8000:],
     }
+
+
+def _in_worker(filename: str) -> bool:
+    return Path(filename).resolve().is_relative_to(WORKER_PACKAGE)
+
+
+def _inside_package(filename: str) -> str:
+    """The file as a path from the import root it was loaded from (tasks/fail.py, pydantic/main.py)."""
+    path = Path(filename).resolve()
+    roots = [Path(entry).resolve() for entry in sys.path if entry]
+    found = [root for root in roots if path.is_relative_to(root)]
+    return str(path.relative_to(max(found, key=lambda root: len(root.parts)))) if found else path.name
 
 
 @dataclass(frozen=True)
@@ -180,8 +202,8 @@ def _run_claimed(
             )
         log.warning("job %s attempt %s raised %s: %s; now %s", job_id, claimed.attempt, error["type"],
                     error["message"], status.value if status is not None else "another attempt's",
-                    extra={"duration_ms": _ms_since(started), "error_type": error["type"],
-                           "status": status.value if status is not None else None})  # fmt: skip
+                    exc_info=exc, extra={"duration_ms": _ms_since(started), "error_type": error["type"],
+                                         "status": status.value if status is not None else None})  # fmt: skip
         raise
 
 

@@ -33,16 +33,17 @@ def create_worker_app(settings: Settings | None = None, registry: Registry | Non
     for spec in registry:
         _register_job_task(app, runtime, spec)
 
-    @app.task(name=RECONCILE_TASK, bind=True, ignore_result=True, acks_late=False)
+    # The ticks send no task events: Flower's task history is the jobs', not a tick's every second.
+    @app.task(name=RECONCILE_TASK, bind=True, ignore_result=True, acks_late=False, send_events=False)
     def reconcile_task(self: Task) -> dict[str, Any]:
         return run_reconcile(runtime)
 
-    @app.task(name=SCHEDULES_TASK, bind=True, ignore_result=True, acks_late=False)
+    @app.task(name=SCHEDULES_TASK, bind=True, ignore_result=True, acks_late=False, send_events=False)
     def schedules_task(self: Task) -> dict[str, Any]:
         # The webhook dispatcher rides the schedules' tick: one message a second in Flower, not two.
         return run_schedules(runtime) | {"webhooks": run_webhooks(runtime)}
 
-    @app.task(name=PRUNE_TASK, bind=True, ignore_result=True, acks_late=False)
+    @app.task(name=PRUNE_TASK, bind=True, ignore_result=True, acks_late=False, send_events=False)
     def prune_task(self: Task) -> dict[str, Any]:
         return run_prune(runtime)
 

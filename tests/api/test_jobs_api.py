@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -353,3 +354,17 @@ def test_a_time_beyond_the_years_python_holds_in_utc_is_refused_not_a_server_err
     assert response.status_code == 422 and response.mimetype == "application/problem+json"
     assert "out of range" in response.json["errors"][0]["message"]
     assert count_jobs(app) == 0
+
+
+def test_a_failed_jobs_error_shows_no_server_path(app: APIFlask, client: FlaskClient, registry: Any) -> None:
+    """Through the real executor: the error a client reads (the job's, and its events') names the handler's file
+    inside its package, never this host's directories."""
+    from tests.support.worker import job_runner
+
+    job_id = submit(client, {"type": "fail", "payload": {"times": 5}, "max_attempts": 1}).json["id"]
+    with job_runner(app.extensions["conveyor"].settings, registry) as run:
+        assert run(job_id).status == "failed"
+    body = client.get(f"/v1/jobs/{job_id}").get_data(as_text=True) + client.get(f"/v1/jobs/{job_id}/events").get_data(
+        as_text=True
+    )
+    assert "tasks/fail.py" in body and 'File \\"/' not in body and os.getcwd() not in body

@@ -66,6 +66,10 @@ def test_doctor_passes_on_a_running_deployment_and_names_what_stopped(tmp_path: 
         flower = f"http://127.0.0.1:{cluster.settings().flower_port}/api/queues/length"
         lengths = requests.get(flower, auth=("ops", "secret"), timeout=10).json()["active_queues"]
         shown = {q["name"]: q["messages"] for q in lengths}
+        # and the jobs' tasks only: the maintenance ticks (two a second here) send no task events
+        tasks = requests.get(flower.replace("queues/length", "tasks"), auth=("ops", "secret"), timeout=10).json()
+        names = {task.get("name") or "" for task in tasks.values()}
+        assert "jobs.sleep" in names and not any(name.startswith("maintenance.") for name in names), names
         assert set(shown) == {"default", "webhooks", "maintenance"} and (shown["default"], shown["webhooks"]) == (3, 0)
 
         cluster.stop("beat")
