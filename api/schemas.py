@@ -10,6 +10,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model, 
 
 from core.datasets.schema import ColumnSpec
 from core.models import Job, JobEvent, JobResult, Schedule
+from core.queue_ops import RETRY_LIMIT_MAX
 from core.schedules import ScheduleDefinition, upcoming_slots
 from core.status import JobStatus
 
@@ -287,7 +288,9 @@ class RetryFailedCreate(Strict):
     error_type: str | None = Field(default=None, max_length=200, description="The error's type, e.g. `TimeoutError`.")
     failed_after: AwareDatetime | None = Field(default=None, description="Failed at or after this time.")
     failed_before: AwareDatetime | None = Field(default=None, description="Failed before this time.")
-    limit: int = Field(default=1000, ge=1, le=10_000, description="At most this many jobs, oldest failure first.")
+    limit: int = Field(
+        default=1000, ge=1, le=RETRY_LIMIT_MAX, description="At most this many jobs, oldest failure first."
+    )
 
 
 class RetryFailedRead(BaseModel):

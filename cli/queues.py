@@ -9,14 +9,13 @@ from datetime import UTC, datetime, timedelta
 import click
 from sqlalchemy import select
 
-from core.db import make_engine, make_sessionmaker
+from core.db import Sessions, make_engine, make_sessionmaker
 from core.models import ALL_TENANTS, QueuePause
 from core.queries import backlog
 from core.queue import CeleryPublisher, make_celery
 from core.queue_ops import (
     RETRY_LIMIT_MAX,
     FailedFilter,
-    Sessions,
     check_queue,
     drain_queue,
     pause_queue,

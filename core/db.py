@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -62,6 +62,9 @@ def connection_autocommit(connection: Connection) -> bool:
     """Whether a PostgreSQL connection is in autocommit (psycopg's own flag: no round trip)."""
     dbapi_connection = connection.connection.dbapi_connection
     return connection.dialect.name == "postgresql" and getattr(dbapi_connection, "autocommit", False) is True
+
+
+Sessions = Callable[[], Session]  # what makes a session of its own: a sessionmaker, in a caller that commits
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -170,11 +169,11 @@ def _check_declared(app: Any, queues: list[str]) -> Check:
     )
 
 
-def check_flower(settings: Settings, opener: Callable[..., object] = urllib.request.urlopen) -> Check:
+def check_flower(settings: Settings) -> Check:
     host = "127.0.0.1" if settings.flower_host in ("0.0.0.0", "::") else settings.flower_host  # noqa: S104
     url = f"http://{host}:{settings.flower_port}/healthcheck"
     try:
-        opener(url, timeout=2)
+        urllib.request.urlopen(url, timeout=2)
     except (urllib.error.URLError, OSError) as exc:
         return Check(
             "flower",
@@ -215,4 +214,5 @@ def run_all(settings: Settings, engine: Engine) -> list[Check]:
 
 def _reason(exc: BaseException) -> str:
     """The error's first line, without the SQL or the traceback an OperationalError carries."""
-    return str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300] if str(exc) else type(exc).__name__
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 
+from core.db import Sessions
 from core.jobs import mark_unpublished
 from core.models import Job
 from core.queue import Message, Publisher, Wakeup, messages
@@ -42,9 +42,7 @@ def messages_of(jobs: Sequence[Job], registry: Registry | None = None, *, jobs_p
     return messages([wakeup_of(job, registry.get(job.type), jobs_per_message=jobs_per_message) for job in due])
 
 
-def publish_committed(
-    publisher: Publisher, sessions: Callable[[], Session], batch: Sequence[Message]
-) -> list[uuid.UUID]:
+def publish_committed(publisher: Publisher, sessions: Sessions, batch: Sequence[Message]) -> list[uuid.UUID]:
     """Publish messages of jobs whose rows are committed. A failed publish only delays them: their rows are marked
     unpublished (in a transaction of their own) so the reconciler's next tick publishes them. Returns the failed
     job ids."""

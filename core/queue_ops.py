@@ -13,7 +13,7 @@ chunk, never for the whole operation), taking only rows nobody else holds (SKIP 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -21,6 +21,7 @@ from sqlalchemy import ColumnElement, select, true, update
 from sqlalchemy.orm import Session
 
 from core import metrics
+from core.db import Sessions
 from core.errors import ConveyorError
 from core.jobs import move, record_event, requeue_failed
 from core.models import ALL_TENANTS, Job, QueuePause
@@ -33,8 +34,6 @@ S = JobStatus
 CHUNK = 500
 RETRY_LIMIT_MAX = 10_000  # one retry call's bound: a bigger backlog is retried in several calls
 PENDING = (S.QUEUED.value, S.SCHEDULED.value, S.RETRYING.value)  # not started yet: what a drain cancels
-
-Sessions = Callable[[], Session]
 
 
 class QueueNotFound(ConveyorError):
@@ -119,7 +118,7 @@ def drain_queue(
     cancelled = 0
     while True:
         with sessions() as session, session.begin():
-            now = utcnow()
+            at = utcnow()
             query = (
                 select(Job)
                 .where(
@@ -135,11 +134,11 @@ def drain_queue(
             )
             jobs = list(session.scalars(query))
             for job in jobs:
-                source = move(job, S.CANCELLED, now)
-                job.finished_at, job.error = now, {"type": "Drained", "message": reason}
+                source = move(job, S.CANCELLED, at)
+                job.finished_at, job.error = at, {"type": "Drained", "message": reason}
                 metrics.count(session, metrics.CANCELLED, job.type, job.queue)
                 detail = {"from": source.value, "by": "drain", "reason": reason, "actor": actor}
-                record_event(session, job.id, S.CANCELLED.value, attempt=job.attempt, detail=detail, now=now)
+                record_event(session, job.id, S.CANCELLED.value, attempt=job.attempt, detail=detail, now=at)
         cancelled += len(jobs)
         if len(jobs) < CHUNK:
             return cancelled

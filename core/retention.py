@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import ColumnElement, delete, select, true
-from sqlalchemy.orm import Session
 
 from core import metrics
+from core.db import Sessions
 from core.models import Job, Schedule, StoredFile
 from core.registry import Registry
 from core.settings import Settings
@@ -31,8 +30,6 @@ from core.types import utcnow
 
 log = logging.getLogger(__name__)
 FINISHED = ("succeeded", "cancelled", "failed")
-
-Sessions = Callable[[], Session]
 
 
 @dataclass(frozen=True)
