@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from celery import Celery
 from celery.utils import uuid as task_id
 from celery.utils.nodenames import anon_nodename
+from kombu.entity import Exchange, Queue
 
 from core import tracing
 from core.broker_connection import ConveyorAMQP
@@ -261,11 +262,12 @@ def celery_config(settings: Settings, *, producer: bool = False) -> dict[str, An
         "task_default_queue": QueueNames.DEFAULT,
         # Every queue Conveyor knows, declared (Flower lists them while it knows no worker), each with
         # RabbitMQ's x-max-priority: without it AMQP ignores a message's priority. Redis ignores the argument and
-        # keeps a list per priority_steps level instead.
-        "task_queues": {
-            name: {"exchange": name, "routing_key": name}
+        # keeps a list per priority_steps level instead. Queue objects, not a dict: Flower reads `.name` off each
+        # while it knows no worker (a dict made its queue lengths answer 500 until a worker showed up).
+        "task_queues": [
+            Queue(name, Exchange(name), routing_key=name)  # type: ignore[no-untyped-call]
             for name in dict.fromkeys([*settings.queues, QueueNames.MAINTENANCE])
-        },
+        ],
         "task_queue_max_priority": PRIORITY_LEVELS - 1,
         "task_create_missing_queues": True,
         "task_publish_retry": True,
