@@ -24,7 +24,7 @@ from api.schemas import (
     RowsPage,
     RowsQuery,
 )
-from api.uploads import Upload, UploadInvalid, json_param, kept_only_if_accepted, receive_upload
+from api.uploads import UNNAMED, Upload, UploadInvalid, json_param, kept_only_if_accepted, receive_upload
 from core.datasets.files import record_file
 from core.datasets.formats import check_file
 from core.datasets.query import parse_filter
@@ -33,6 +33,7 @@ from core.datasets.store import (
     DatasetNotFound,
     columns_of,
     delete_dataset,
+    free_name,
     get_dataset,
     list_datasets,
     list_rejects,
@@ -101,14 +102,21 @@ def _accept(upload: Upload, dataset: Dataset, mode: str) -> Any:
 @bp.post("")
 @requires(Scope.DATASETS_WRITE)
 @bp.output(DatasetAccepted, status_code=202, description="Accepted: the dataset and its ingest job.")
-@bp.doc(summary="Create a dataset from an uploaded file", description=UPLOAD_DOC, responses=UPLOAD_ERRORS)
+@bp.doc(
+    summary="Create a dataset from an uploaded file",
+    description=UPLOAD_DOC + " Names are unique per tenant (default: the file's name).",
+    responses={**UPLOAD_ERRORS, 409: "The tenant has a dataset of this name (the problem's `dataset_id` names it)"},
+)
 def create() -> Any:
     upload = receive_upload()
     with kept_only_if_accepted(upload):
         raw_schema = json_param(upload.params, "schema")
         columns = parse_schema(raw_schema) if raw_schema is not None else None
         check_file(upload.spooled.path, upload.format, upload.options, columns)
-        name = str(upload.params.get("name") or upload.info.filename)[:200]
+        if upload.params.get("name") or upload.info.filename != UNNAMED:  # a name taken is a 409 naming its dataset
+            name = str(upload.params.get("name") or upload.info.filename)[:200]
+        else:  # nothing named it: `upload`, `upload (2)`, …
+            name = free_name(db(), UNNAMED, tenant_id=tenant())
         dataset = new_dataset(db(), name=name, columns=columns, tenant_id=tenant())
         return _accept(upload, dataset, "replace")
 

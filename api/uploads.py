@@ -7,10 +7,12 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import PurePosixPath as Path
 from typing import Any
 
 from flask import request
 from pydantic import ValidationError
+from werkzeug.http import parse_options_header
 
 from api.auth import tenant
 from api.extension import conveyor, db
@@ -28,6 +30,7 @@ RAW_TYPES: dict[str, Format] = {
 }
 EXTENSIONS: dict[str, Format] = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl",
                                  ".parquet": "parquet"}  # fmt: skip
+UNNAMED = "upload"  # the file name of a raw body that names none
 FLAT_OPTIONS = ("delimiter", "quote_char", "header", "encoding", "max_rejects")
 
 
@@ -83,7 +86,7 @@ def receive_upload() -> Upload:
         check_dataset_bytes(db(), tenant(), request.content_length or 0, settings.quota_dataset_bytes)
         spooled = spool_stream(request.stream, data_dir, limit)  # type: ignore[arg-type]
         params = {key: request.args[key] for key in request.args}
-        info = FileInfo(params.get("filename", "upload"), request.mimetype)
+        info = FileInfo(raw_filename(params), request.mimetype)
     else:
         raise UnsupportedUpload(
             f"Upload a file as multipart/form-data (part `file`) or as a raw body with Content-Type "
@@ -94,6 +97,15 @@ def receive_upload() -> Upload:
     except BaseException:
         spooled.discard()
         raise
+
+
+def raw_filename(params: dict[str, Any]) -> str:
+    """A raw body's file name: the `filename` query parameter, else Content-Disposition's (RFC 6266, as
+    `curl -H 'Content-Disposition: attachment; filename="flights.csv"'` sends it), else UNNAMED."""
+    if params.get("filename"):
+        return str(params["filename"])
+    _disposition, options = parse_options_header(request.headers.get("Content-Disposition", ""))
+    return Path(options.get("filename") or UNNAMED).name or UNNAMED  # a name, never a path
 
 
 @contextmanager

@@ -17,11 +17,24 @@ ADMIN_KEY_FILE = "admin.key"  # in DATA_DIR: the admin key `conveyor up` made
 api_option = click.option("--api", help="API base URL (default: CONVEYOR_API_URL or the local API).")
 
 
+def problem_text(body: Any) -> str:
+    """An RFC 9457 problem as lines a person reads: the detail, then one `field: message` line per error."""
+    if not isinstance(body, dict):
+        return str(body)
+    lines = [str(body.get("detail") or body.get("title") or "")]
+    for error in body.get("errors") or []:
+        if isinstance(error, dict):
+            lines.append(f"  {error.get('field') or error.get('location') or '-'}: {error.get('message')}")
+        else:
+            lines.append(f"  {error}")
+    return "\n".join(lines)
+
+
 class ApiError(Exception):
+    """An HTTP error answer; its text is the problem document as readable lines."""
+
     def __init__(self, status: int, body: Any) -> None:
-        detail = body.get("detail") if isinstance(body, dict) else body
-        errors = body.get("errors") if isinstance(body, dict) else None
-        super().__init__(f"HTTP {status}: {detail}" + (f" {errors}" if errors else ""))
+        super().__init__(f"HTTP {status}: {problem_text(body)}")
         self.status = status
         self.body = body
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -12,10 +11,10 @@ from urllib.parse import urlencode
 import click
 
 from cli.client import ApiClient, api_option, call_api, client_for, download
+from cli.progress import follow
 
 CONTENT_TYPES = {"csv": "text/csv", "jsonl": "application/x-ndjson", "parquet": "application/vnd.apache.parquet"}
 EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
-TERMINAL = {"succeeded", "failed", "cancelled"}
 
 
 @click.group("dataset")
@@ -33,17 +32,17 @@ def _json_option(value: str | None, name: str) -> Any:
         raise click.BadParameter(f"not JSON: {exc}", param_hint=name) from None
 
 
+def _progress(job: dict[str, Any]) -> str:
+    progress = job.get("progress") or {}
+    shown = progress.get("message") or ""
+    if progress.get("total"):
+        shown = f"{100 * (progress.get('done') or 0) / progress['total']:5.1f}%  {shown}"
+    return f"{job['status']:<9} {shown}".rstrip()
+
+
 def wait_for(client: ApiClient, job: dict[str, Any]) -> dict[str, Any]:
-    """Follow a job to its end with a progress line; exit 1 if it did not succeed."""
-    while job["status"] not in TERMINAL:
-        progress = job.get("progress") or {}
-        shown = progress.get("message") or ""
-        if progress.get("total"):
-            shown = f"{100 * (progress.get('done') or 0) / progress['total']:5.1f}%  {shown}"
-        click.echo(f"\r{job['status']:<9} {shown}".ljust(100), nl=False, err=True)
-        time.sleep(0.5)
-        job = client.request("GET", f"/v1/jobs/{job['id']}")
-    click.echo("\r" + " " * 100 + "\r", nl=False, err=True)
+    """Follow a job to its end with a progress line and return its result; an error if it did not succeed."""
+    job = follow(client, job, _progress, interval=0.5)
     if job["status"] != "succeeded":
         error = job.get("error") or {}
         raise click.ClickException(f"job {job['id']} {job['status']}: {error.get('type')}: {error.get('message')}")

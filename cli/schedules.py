@@ -109,10 +109,13 @@ def _action(name: str, method: str, suffix: str, help_text: str) -> None:
     @api_option
     def command(ref: str, api: str | None) -> None:
         client = client_for(api)
-        result = call_api(lambda: client.request(method, f"/v1/schedules/{_resolve(client, ref)['id']}{suffix}"))
-        if result and "interval_seconds" in result:
+        target = call_api(lambda: _resolve(client, ref))
+        result = call_api(lambda: client.request(method, f"/v1/schedules/{target['id']}{suffix}"))
+        if result is None:  # DELETE answers 204
+            click.echo(f"deleted schedule {target['name']} ({target['id']}); the jobs it made stay")
+        elif "interval_seconds" in result:
             click.echo(_describe(result))
-        elif result:
+        else:  # trigger answers the job it submitted
             click.echo(f"{result['id']}  {result['status']}")
 
 

@@ -14,11 +14,15 @@ import os
 import shlex
 import signal
 import subprocess
+import time
+from pathlib import Path
 from typing import Any
 
 import honcho.manager
 from honcho.manager import Manager
 
+BROKER_START_SECONDS = 15
+STOP_SIGNAL_CODES = (130, 143)  # honcho's return code after SIGINT, SIGTERM
 BROKER_STOP_SECONDS = 10
 
 
@@ -32,6 +36,12 @@ class GracefulManager(Manager):  # type: ignore[misc]  # honcho is untyped
         # honcho runs each command through `sh -c`: exec makes the process itself the pid that gets the SIGTERM
         # (a signalled shell would neither pass it on nor stop).
         return super().add_process(name, f"exec {cmd}", **options)
+
+    @property
+    def stop_requested(self) -> bool:
+        """Ctrl-C or SIGTERM stopped the group (honcho then sets 130 or 143 before any process stops), not a process
+        that exited on its own."""
+        return self.returncode in STOP_SIGNAL_CODES
 
     def loop(self) -> None:
         # honcho kills what is left KILL_WAIT seconds after the first process stopped (5 by default): the grace.
@@ -54,9 +64,24 @@ class GracefulManager(Manager):  # type: ignore[misc]  # honcho is untyped
                 pass
 
 
-def start_broker(command: str, env: dict[str, str]) -> subprocess.Popen[Any]:
-    """The embedded Redis, in a session of its own: Ctrl-C in the terminal does not reach it."""
-    return subprocess.Popen(shlex.split(command), env=env, start_new_session=True)
+class BrokerFailed(RuntimeError):
+    pass
+
+
+def start_broker(command: str, env: dict[str, str], socket_path: Path, log_path: Path) -> subprocess.Popen[Any]:
+    """The embedded Redis, in a session of its own (Ctrl-C in the terminal does not reach it), started before the
+    processes that connect to it: returns once it listens on `socket_path`; if it stops first, BrokerFailed shows
+    the end of its log."""
+    socket_path.unlink(missing_ok=True)  # a stale socket of a killed run would pass for a listening broker
+    broker = subprocess.Popen(shlex.split(command), env=env, start_new_session=True)
+    deadline = time.monotonic() + BROKER_START_SECONDS
+    while not socket_path.exists():
+        if broker.poll() is not None or time.monotonic() > deadline:
+            stop_broker(broker)
+            tail = log_path.read_text(errors="replace")[-2000:] if log_path.exists() else "(no log)"
+            raise BrokerFailed(f"The embedded broker (redis-server) did not start. The end of {log_path}:\n{tail}")
+        time.sleep(0.05)
+    return broker
 
 
 def stop_broker(broker: subprocess.Popen[Any]) -> None:

@@ -49,6 +49,11 @@ class Connection(kombu.connection.Connection):
     def Pool(self, limit: int | None = None, **kwargs: Any) -> ConnectionPool:
         return ConnectionPool(self, limit, **kwargs)
 
+    def _info(self, resolve: bool = True) -> Any:
+        # The transport by its name, as kombu's own connections have it: a worker sends this in its `stats` reply
+        # (Flower's worker page) as JSON, and a class does not encode. A clone made from it gets the class again.
+        return tuple((key, "redis" if value is RedisTransport else value) for key, value in super()._info(resolve))
+
 
 class ConnectionPool(kombu.connection.ConnectionPool):
     """kombu's pool makes its connections from the original's settings, in which the transport is a name again."""

@@ -227,6 +227,7 @@ class Dataset(Base):
     __table_args__ = (
         CheckConstraint(f"status IN ({', '.join(repr(s) for s in DATASET_STATUSES)})", name="status"),
         Index("ix_datasets_tenant_created", "tenant_id", "created_at"),
+        Index("uq_datasets_tenant_name", "tenant_id", "name", unique=True),
     )
 
 

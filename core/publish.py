@@ -27,9 +27,9 @@ def wakeup_of(job: Job, spec: JobSpec | None = None, *, jobs_per_message: int = 
     """A job's wake-up call. Given its spec, it may share a message with up to `jobs_per_message` jobs of its type,
     queue and priority, unless the type has a soft time limit (Celery applies that to a whole message)."""
     if spec is None:
-        return Wakeup(job.id, job.type, job.queue, job.priority, request_id=job.request_id)
+        return Wakeup(job.id, job.type, job.queue, job.priority, request_id=job.request_id, attempts=job.attempt)
     per_message = jobs_per_message if spec.soft_time_limit is None else 1
-    return Wakeup(job.id, job.type, job.queue, job.priority, per_message, spec.time_limit, job.request_id)
+    return Wakeup(job.id, job.type, job.queue, job.priority, per_message, spec.time_limit, job.request_id, job.attempt)
 
 
 def messages_of(jobs: Sequence[Job], registry: Registry | None = None, *, jobs_per_message: int = 1) -> list[Message]:

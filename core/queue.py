@@ -43,6 +43,7 @@ class Wakeup:
     jobs_per_message: int = 1
     time_limit: float | None = None  # the job type's hard limit; a shared message gets the sum of its jobs'
     request_id: str | None = None  # the API request that submitted the job
+    attempts: int = 0  # attempts before this message: Celery's `retries`, which Flower shows
 
     @property
     def task_name(self) -> str:
@@ -70,6 +71,11 @@ class Message:
         request_ids = {w.request_id for w in self.wakeups}
         request_id = request_ids.pop() if len(request_ids) == 1 else None
         return {REQUEST_ID_HEADER: request_id} if request_id is not None else {}
+
+    @property
+    def retries(self) -> int:
+        """A lone job's attempts so far (a retry's message is always its job's own)."""
+        return self.first.attempts if len(self.wakeups) == 1 else 0
 
     @property
     def time_limit(self) -> float | None:
@@ -160,7 +166,7 @@ class CeleryPublisher:
         self.app.send_task(
             first.task_name, args=[str(job_id) for job_id in message.job_ids], queue=first.queue,
             priority=self.broker_priority(first.priority), time_limit=self.shared_limit(message), producer=producer,
-            headers=self.headers(message),
+            headers=self.headers(message), retries=message.retries,
         )  # fmt: skip
 
     def send_lean(self, message: Message, producer: Any) -> None:
@@ -173,7 +179,7 @@ class CeleryPublisher:
         # ignore_result None, as send_task sends it: the worker's task decides (it ignores results)
         headers, properties, body, _ = self.app.amqp.as_task_v2(
             task_id(), first.task_name, args, time_limit=shared_limit, argsrepr=repr(args), kwargsrepr="{}",
-            origin=anon_nodename(), ignore_result=None,
+            origin=anon_nodename(), ignore_result=None, retries=message.retries,
         )  # fmt: skip
         headers.update(self.headers(message))
         queue = self.app.amqp.queues[first.queue]  # made on first use: task_create_missing_queues

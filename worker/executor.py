@@ -10,7 +10,7 @@ import traceback
 import uuid
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from core import logs, metrics
 from core.context import JobCancelled, LeaseLost
 from core.jobs import ClaimedJob, claim_job, complete_and_claim, complete_job, fail_attempt, mark_cancelled
 from core.registry import JobSpec
+from core.status import JobStatus
 from worker.context import WorkerJobContext
 from worker.runtime import WorkerRuntime
 from worker.unit_of_work import JobUnitOfWork
@@ -76,13 +77,39 @@ class Delivery:
     request_id: str | None = None
 
 
-def execute_message(runtime: WorkerRuntime, spec: JobSpec, raw_job_ids: Sequence[str], delivery: Delivery) -> str:
+@dataclass
+class MessageOutcome:
+    """What a message's jobs came to: counts by outcome, and the first error a job raised (reported, not raised:
+    the Celery task decides what Celery and Flower are told, worker/factory.py)."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    error: Exception | None = None
+    runs_again: bool = False  # the job of `error` runs again (retrying, or not recorded at all)
+
+    @property
+    def all_cancelled(self) -> bool:
+        return bool(self.counts) and set(self.counts) == {"cancelled"}
+
+    def __str__(self) -> str:
+        return ", ".join(f"{count} {outcome}" for outcome, count in self.counts.items())
+
+
+class AttemptFailed(Exception):
+    """A handler raised and its attempt is recorded: `status` retrying (it runs again) or failed (for good)."""
+
+    def __init__(self, error: Exception, status: JobStatus | None) -> None:
+        super().__init__(str(error))
+        self.error, self.status = error, status
+
+
+def execute_message(
+    runtime: WorkerRuntime, spec: JobSpec, raw_job_ids: Sequence[str], delivery: Delivery
+) -> MessageOutcome:
     """Run the jobs one message wakes (one, or several of a batch) one after another, each with its own claim,
     heartbeat and outcome; a success also claims the next job in its unit of work. A job that raises does not stop
-    the others; the first error is raised after the last job, so Celery and Flower see the message failed. Returns
-    what happened (for logs and Flower). Every line logged meanwhile carries the job's context (core/logs.py)."""
-    outcomes: Counter[str] = Counter()
-    first_error: tuple[uuid.UUID, Exception] | None = None
+    the others. Every line logged meanwhile carries the job's context (core/logs.py)."""
+    outcome = MessageOutcome()
+    failed_job: uuid.UUID | None = None
     worker = f"{delivery.hostname}:{os.getpid()}"
     # Bound until the next message (not unwound at the end): Celery's own line about a failed message, its
     # traceback, comes after this function returns.
@@ -92,7 +119,7 @@ def execute_message(runtime: WorkerRuntime, spec: JobSpec, raw_job_ids: Sequence
     for raw_job_id in raw_job_ids:
         job_id = parse_job_id(spec, raw_job_id)
         if job_id is None:
-            outcomes["malformed"] += 1
+            outcome.counts["malformed"] += 1
         else:
             job_ids.append(job_id)
     ahead: ClaimAhead | None = None
@@ -100,16 +127,22 @@ def execute_message(runtime: WorkerRuntime, spec: JobSpec, raw_job_ids: Sequence
         next_job_id = job_ids[index + 1] if index + 1 < len(job_ids) else None
         try:
             with logs.bound(job_id=str(job_id)):
-                outcome, ahead = _deliver(runtime, spec, job_id, worker, ahead=ahead, next_job_id=next_job_id)
-            outcomes[outcome] += 1
-        except Exception as exc:
+                result, ahead = _deliver(runtime, spec, job_id, worker, ahead=ahead, next_job_id=next_job_id)
+            outcome.counts[result] += 1
+        except Exception as exc:  # the attempt's failure, or one before it was recorded (e.g. the database)
             ahead = None
-            outcomes["failed"] += 1
-            first_error = first_error or (job_id, exc)
-    if first_error is not None:
-        logs.bind(job_id=str(first_error[0]))
-        raise first_error[1]
-    return ", ".join(f"{count} {outcome}" for outcome, count in outcomes.items())
+            attempt = exc if isinstance(exc, AttemptFailed) else None
+            recorded = attempt.status if attempt is not None else None
+            # recorded: retrying or failed; None: another attempt owns the job, or nothing was recorded (the job
+            # is still queued or running, and the reconciler gives it another message)
+            outcome.counts[recorded.value if recorded else "lease_lost" if attempt else "error"] += 1
+            if outcome.error is None:
+                failed_job = job_id
+                outcome.error = attempt.error if attempt is not None else exc
+                outcome.runs_again = recorded is not JobStatus.FAILED
+    if failed_job is not None:
+        logs.bind(job_id=str(failed_job))
+    return outcome
 
 
 def parse_job_id(spec: JobSpec, raw_job_id: str) -> uuid.UUID | None:
@@ -204,7 +237,7 @@ def _run_claimed(
                     error["message"], status.value if status is not None else "another attempt's",
                     exc_info=exc, extra={"duration_ms": _ms_since(started), "error_type": error["type"],
                                          "status": status.value if status is not None else None})  # fmt: skip
-        raise
+        raise AttemptFailed(exc, status) from exc
 
 
 def _ms_since(started: float) -> float:

@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from celery import Celery, Task
+from celery.exceptions import Ignore, Retry
 from celery.signals import heartbeat_sent, setup_logging, worker_init, worker_process_init
 from prometheus_client import start_http_server
 
@@ -14,7 +15,7 @@ from core.queue import REQUEST_ID_HEADER, make_celery, task_name
 from core.queue_names import QueueNames
 from core.registry import JobSpec, Registry, load_registry
 from core.settings import Settings
-from worker.executor import Delivery, execute_message
+from worker.executor import Delivery, MessageOutcome, execute_message
 from worker.maintenance import run_prune, run_reconcile, run_schedules, run_webhooks
 from worker.runtime import WorkerRuntime
 
@@ -97,7 +98,7 @@ def _register_job_task(app: Celery, runtime: WorkerRuntime, spec: JobSpec) -> No
         request = self.request
         delivery = Delivery(request.hostname or "worker", (request.delivery_info or {}).get("routing_key"),
                             request.get(REQUEST_ID_HEADER))  # fmt: skip
-        return execute_message(runtime, spec, job_ids, delivery)
+        return celery_state(self, execute_message(runtime, spec, job_ids, delivery))
 
     run_job.__name__ = run_job.__qualname__ = f"job_{spec.name}"
     app.task(
@@ -110,3 +111,19 @@ def _register_job_task(app: Celery, runtime: WorkerRuntime, spec: JobSpec) -> No
         time_limit=spec.time_limit,
         soft_time_limit=spec.soft_time_limit,
     )(run_job)
+
+
+def celery_state(task: Task, outcome: MessageOutcome) -> str:
+    """Tell Celery, and so Flower, what the ledger says: an attempt that will be retried is RETRY (Celery's own
+    retry state and event, with the error as its reason; the ledger's backoff publishes the next attempt, as a new
+    task whose `retries` header counts the attempts before it), a job failed for good is FAILURE, a job cancelled
+    while it ran is REVOKED. Anything else succeeded as a message (a duplicate delivery is skipped): SUCCESS, with
+    the counts as its result. Of a message that woke several jobs, the first error decides."""
+    if outcome.error is not None:
+        if outcome.runs_again:
+            raise Retry(f"{type(outcome.error).__name__}: {outcome.error}", exc=outcome.error) from outcome.error
+        raise outcome.error
+    if outcome.all_cancelled:
+        task.send_event("task-revoked", terminated=False, signum=None, expired=False)
+        raise Ignore()  # acknowledged; no task-succeeded after the task-revoked
+    return str(outcome)

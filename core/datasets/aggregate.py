@@ -12,7 +12,15 @@ from sqlalchemy.orm import Session
 
 from core.datasets.query import NUMERIC, Filter, column_named, conditions, sql_column
 from core.datasets.schema import ROW_COLUMN, ColumnSpec, sql_type, table_of, with_sql_names
-from core.datasets.store import columns_of, get_dataset, new_dataset, referenced_dataset
+from core.datasets.store import (
+    DatasetNameTaken,
+    columns_of,
+    dataset_named,
+    free_name,
+    get_dataset,
+    new_dataset,
+    referenced_dataset,
+)
 from core.errors import ConveyorError
 from core.models import Dataset, DatasetVersion
 from core.types import utcnow
@@ -70,8 +78,11 @@ class AggregateSpec(BaseModel):
 
 
 def check_aggregate(spec: AggregateSpec, session: Session, tenant_id: str) -> None:
-    """Refuse at submit what cannot run: unknown dataset or columns, sum/avg of text, a bucket on a non-timestamp."""
+    """Refuse at submit what cannot run: unknown dataset or columns, sum/avg of text, a bucket on a non-timestamp,
+    an output name the tenant has given another dataset."""
     _plan(spec, referenced_dataset(session, spec.dataset_id, tenant_id=tenant_id))
+    if spec.name is not None and (taken := dataset_named(session, spec.name, tenant_id=tenant_id)) is not None:
+        raise DatasetNameTaken.of(taken)
 
 
 def _plan(spec: AggregateSpec, dataset: Dataset) -> tuple[list[ColumnSpec], list[ColumnSpec], Any]:
@@ -136,7 +147,7 @@ def run_aggregate(session: Session, spec: AggregateSpec, *, job_id: uuid.UUID, t
     query = sa.select(row_number, *values).where(*conditions(table, columns, spec.filters))  # checked by _plan
     if keys:
         query = query.group_by(*keys)
-    name = spec.name or f"{source.name} aggregate"
+    name = spec.name or free_name(session, f"{source.name[:180]} aggregate", tenant_id=tenant_id)
     result = new_dataset(session, name=name, columns=output, tenant_id=tenant_id)
     session.flush()
     target = table_of(result.table_name, output)

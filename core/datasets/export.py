@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
@@ -78,10 +79,11 @@ def run_export(
         with engine.connect().execution_options(**{READ_ONLY: True}) as connection:
             total = int(connection.execute(sa.select(sa.func.count()).select_from(query.subquery())).scalar_one())
             result = connection.execution_options(stream_results=True, yield_per=BATCH_ROWS).execute(query)
-            writer = _writer(spec.format, spooled, schema)
+            text_timestamps = spec.format != "parquet"  # Parquet keeps its own timestamp type
+            writer = _writer(spec.format, spooled, iso_schema(schema) if text_timestamps else schema)
             for partition in result.mappings().partitions():
                 batch = pa.RecordBatch.from_pylist([dict(r) for r in partition], schema=schema)
-                writer.write_batch(batch)
+                writer.write_batch(iso_timestamps(batch) if text_timestamps else batch)
                 rows += batch.num_rows
                 progress(rows, total, f"{rows} of {total} rows written")
             writer.close()
@@ -95,6 +97,23 @@ def run_export(
     stored.dataset_id, stored.job_id = dataset.id, job_id
     session.flush()
     return stored, rows
+
+
+def iso_schema(schema: pa.Schema) -> pa.Schema:
+    return pa.schema([pa.field(f.name, pa.string()) if pa.types.is_timestamp(f.type) else f for f in schema])
+
+
+def iso_timestamps(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Timestamps written as the rows API writes them (pydantic's ISO 8601): `2026-11-01T08:00:00Z`, with
+    `.123000` only when there is a fraction. pyarrow's CSV writer would write `2026-11-01 08:00:00.000000Z`."""
+    columns = []
+    for field, column in zip(batch.schema, batch.columns, strict=True):
+        if pa.types.is_timestamp(field.type):
+            text = pc.strftime(column, format="%Y-%m-%dT%H:%M:%S")  # %S carries the microseconds
+            text = pc.replace_substring_regex(text, pattern=r"\.0+$", replacement="")
+            column = pc.binary_join_element_wise(text, pa.scalar("Z"), "")
+        columns.append(column)
+    return pa.RecordBatch.from_arrays(columns, schema=iso_schema(batch.schema))
 
 
 def _slug(name: str) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.datasets.files import path_of
@@ -26,9 +27,23 @@ class DatasetNotReady(ConveyorError):
     slug, status, title = "dataset-not-ready", 409, "The dataset has no data yet"
 
 
+class DatasetNameTaken(ConveyorError):
+    slug, status, title = "dataset-name-taken", 409, "A dataset with this name exists"
+
+    @classmethod
+    def of(cls, existing: Dataset) -> DatasetNameTaken:
+        return cls(f"The tenant has a dataset named {existing.name!r} already ({existing.id}): load into it with POST "
+                   f"/v1/datasets/{existing.id}/ingest, or choose another name.",
+                   extensions={"dataset_id": str(existing.id)})  # fmt: skip
+
+
 def new_dataset(
     session: Session, *, name: str, columns: list[ColumnSpec] | None, tenant_id: str = "default"
 ) -> Dataset:
+    """A pending dataset, flushed. Names are unique per tenant: a taken one raises DatasetNameTaken naming the
+    dataset that has it (the unique constraint settles two creates at once)."""
+    if (existing := dataset_named(session, name, tenant_id=tenant_id)) is not None:
+        raise DatasetNameTaken.of(existing)
     dataset_id = uuid.uuid4()
     now = utcnow()
     dataset = Dataset(
@@ -37,7 +52,30 @@ def new_dataset(
         schema_inferred=columns is None, row_count=0, reject_count=0, version=0, created_at=now, updated_at=now,
     )  # fmt: skip
     session.add(dataset)
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:  # another create took the name since the check
+        taken = dataset_named(session, name, tenant_id=tenant_id)
+        raise DatasetNameTaken.of(taken) if taken is not None else DatasetNameTaken(f"{name!r} is taken.") from None
     return dataset
+
+
+def free_name(session: Session, base: str, *, tenant_id: str) -> str:
+    """`base`, or else the first of `base (2)`, `base (3)`, … that no dataset of the tenant has."""
+    similar = sa.select(Dataset.name).where(
+        Dataset.tenant_id == tenant_id, Dataset.name.startswith(base, autoescape=True)
+    )
+    taken = set(session.scalars(similar))
+    number = 2
+    name = base
+    while name in taken:
+        name, number = f"{base} ({number})", number + 1
+    return name
+
+
+def dataset_named(session: Session, name: str, *, tenant_id: str) -> Dataset | None:
+    return session.scalars(sa.select(Dataset).where(Dataset.tenant_id == tenant_id, Dataset.name == name)).first()
 
 
 def get_dataset(session: Session, dataset_id: uuid.UUID, *, tenant_id: str = "default") -> Dataset:

@@ -3,6 +3,7 @@ how many messages wait in a queue."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -169,6 +170,15 @@ def test_only_kombus_plain_redis_transport_is_replaced(publisher: CeleryPublishe
         expected = redis_transport if publisher.redis else kombu_pyamqp.Transport
         assert connection.get_transport_cls() is expected
         assert pooled.get_transport_cls() is expected  # kombu's pools copy the connection
+
+
+def test_a_connection_describes_itself_as_json(publisher: CeleryPublisher) -> None:
+    """A worker's `stats` reply (Flower's worker page, `celery inspect stats`) carries its connection's info as JSON:
+    the replaced transport must read as its name, and a clone keep the replacement."""
+    with publisher.app.connection_for_write() as connection:
+        info = json.loads(json.dumps(connection.info()))
+        assert info["transport"] == ("redis" if publisher.redis else "amqp")
+        assert connection.clone().get_transport_cls() is connection.get_transport_cls()
 
 
 def count_redis_clients(monkeypatch: pytest.MonkeyPatch) -> list[int]:

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import uuid
+from contextlib import ExitStack
+from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, inspect, select, text
 
-from core.db import make_engine
+from core.db import make_engine, make_sessionmaker
 from core.migrate import alembic_config, upgrade_database
-from core.models import Base
+from core.models import Base, Dataset
+from tests.support.backends import postgres_database
 
 
 def test_migrated_schema_matches_the_models(engine: Engine) -> None:
@@ -34,3 +39,32 @@ def test_downgrade_to_the_first_revision_and_back(tmp_path: Path) -> None:
     engine = make_engine(url)
     assert "schedule_slot" in {c["name"] for c in inspect(engine).get_columns("jobs")}
     engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_repeated_dataset_names_are_kept_apart_when_names_become_unique(backend: str, tmp_path: Path) -> None:
+    with ExitStack() as stack:
+        url = f"sqlite:///{tmp_path / 'd.db'}" if backend == "sqlite" else stack.enter_context(postgres_database())
+        command.upgrade(alembic_config(url), "0010")
+        engine = make_engine(url)
+        stack.callback(engine.dispose)
+        made = [(uuid.uuid4(), tenant, name, datetime(2026, 1, day, tzinfo=UTC))
+                for day, (tenant, name) in enumerate([("a", "flights"), ("a", "flights"), ("b", "flights"),
+                                                      ("a", "flights"), ("a", "other")], start=1)]  # fmt: skip
+        with engine.begin() as connection:
+            for dataset_id, tenant, name, created in made:
+                connection.execute(
+                    text("INSERT INTO datasets (id, tenant_id, name, status, table_name, schema_inferred, row_count, "
+                         "reject_count, version, created_at, updated_at) VALUES (:id, :tenant, :name, 'ready', :table, "
+                         "false, 0, 0, 1, :created, :created)"),
+                    {"id": dataset_id if backend == "postgresql" else dataset_id.hex, "tenant": tenant, "name": name,
+                     "table": f"ds_{dataset_id.hex[:24]}", "created": created},
+                )  # fmt: skip
+        upgrade_database(url)
+        with make_sessionmaker(engine)() as session:
+            names = {d.id: (d.tenant_id, d.name) for d in session.scalars(select(Dataset))}
+        assert len(names) == 5 and len(set(names.values())) == 5  # nothing lost, no name twice in a tenant
+        first, second, other_tenant, fourth, other = (row[0] for row in made)
+        assert names[first] == ("a", "flights") and names[other_tenant] == ("b", "flights")  # the oldest keeps it
+        assert names[second] == ("a", f"flights ({second})") and names[fourth] == ("a", f"flights ({fourth})")
+        assert names[other] == ("a", "other")

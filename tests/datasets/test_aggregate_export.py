@@ -158,11 +158,34 @@ def test_export_jsonl_and_parquet_round_trip(flights: dict[str, Any], client: Fl
     _, as_json = submit(client, run_job, "dataset_export", {"dataset_id": flights["id"], "format": "jsonl"})
     lines = [json.loads(line) for line in download(client, as_json).data.decode().splitlines()]
     assert len(lines) == 6 and lines[2] == {"carrier": "AA", "origin": "LGA", "dep_delay": None, "fare": "70.00",
-                                            "dep_time": "2026-03-03 10:00:00+00:00"}  # fmt: skip
+                                            "dep_time": "2026-03-03T10:00:00Z"}  # fmt: skip
     _, as_parquet = submit(client, run_job, "dataset_export", {"dataset_id": flights["id"], "format": "parquet"})
     table = pq.read_table(io.BytesIO(download(client, as_parquet).data))
     assert table.num_rows == 6 and table.column("dep_delay").to_pylist() == [10, 20, None, -5, 15, 7]
     assert str(table.schema.field("fare").type) == "decimal128(10, 2)"
+
+
+def test_aggregate_output_names(flights: dict[str, Any], client: FlaskClient, run_job: Any) -> None:
+    payload = {"dataset_id": flights["id"], "metrics": [{"op": "count"}]}
+    names = []
+    for _ in range(3):
+        _, result = submit(client, run_job, "dataset_aggregate", payload)
+        names.append(client.get(f"/v1/datasets/{result['dataset_id']}").json["name"])
+    assert names == ["flights aggregate", "flights aggregate (2)", "flights aggregate (3)"]
+    taken = client.post("/v1/jobs", json={"type": "dataset_aggregate", "payload": payload | {"name": "flights"}})
+    assert taken.status_code == 409 and taken.json["dataset_id"] == flights["id"]
+
+
+def test_every_text_export_writes_timestamps_as_the_rows_api_does(
+    flights: dict[str, Any], client: FlaskClient, run_job: Any
+) -> None:
+    shown = [row["dep_time"] for row in client.get(f"/v1/datasets/{flights['id']}/rows?limit=10").json["items"]]
+    assert shown[0] == "2026-03-02T08:15:00Z"
+    _, as_csv = submit(client, run_job, "dataset_export", {"dataset_id": flights["id"], "format": "csv"})
+    in_csv = [row["dep_time"] for row in csv.DictReader(io.StringIO(download(client, as_csv).data.decode()))]
+    _, as_json = submit(client, run_job, "dataset_export", {"dataset_id": flights["id"], "format": "jsonl"})
+    in_json = [json.loads(line)["dep_time"] for line in download(client, as_json).data.decode().splitlines()]
+    assert in_csv == in_json == shown
 
 
 def test_export_refusals_and_unknown_files(flights: dict[str, Any], client: FlaskClient) -> None:

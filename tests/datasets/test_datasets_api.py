@@ -177,3 +177,42 @@ def test_ingest_into_existing_refuses_a_schema_and_a_bad_mode(upload: Upload, cl
     assert client.post(f'{path}?schema={{"a":"integer"}}', data=FLIGHTS, content_type="text/csv").status_code == 422
     missing = client.post(path, data="carrier\nAA\n", content_type="text/csv")
     assert missing.status_code == 422 and "origin" in missing.json["detail"]
+
+
+def test_dataset_names_are_unique_per_tenant(client: FlaskClient, upload: Upload, settings: Any,
+                                             clean_db: Engine) -> None:  # fmt: skip
+    first = upload(FLIGHTS, name="flights")["dataset"]
+    on_disk = files_on_disk(settings.data_dir)
+    raw = client.post("/v1/datasets?name=flights", data=FLIGHTS.encode(), content_type="text/csv")
+    multipart = client.post("/v1/datasets", data={"file": (io.BytesIO(FLIGHTS.encode()), "x.csv"), "name": "flights"},
+                            content_type="multipart/form-data")  # fmt: skip
+    for refused in (raw, multipart):
+        assert refused.status_code == 409 and refused.mimetype == PROBLEM, refused.json
+        assert refused.json["type"] == "urn:conveyor:problem:dataset-name-taken"
+        assert (
+            refused.json["dataset_id"] == first["id"] and f"/v1/datasets/{first['id']}/ingest" in refused.json["detail"]
+        )
+    assert count(clean_db, Dataset) == 1 and files_on_disk(settings.data_dir) == on_disk  # the refused left nothing
+    # the file's name is the default name, so the same file twice is the same 409
+    named_by_file = client.post("/v1/datasets", data={"file": (io.BytesIO(FLIGHTS.encode()), "f.csv")},
+                                content_type="multipart/form-data")  # fmt: skip
+    assert named_by_file.status_code == 202 and named_by_file.json["dataset"]["name"] == "f.csv"
+    again = client.post("/v1/datasets", data={"file": (io.BytesIO(FLIGHTS.encode()), "f.csv")},
+                        content_type="multipart/form-data")  # fmt: skip
+    assert again.status_code == 409 and again.json["dataset_id"] == named_by_file.json["dataset"]["id"]
+    # another tenant has names of its own
+    other = admin_client(client.application, "other")
+    assert other.post("/v1/datasets?name=flights", data=FLIGHTS.encode(), content_type="text/csv").status_code == 202
+    # deleted, a name is free again
+    assert client.delete(f"/v1/datasets/{first['id']}").status_code == 204
+    assert client.post("/v1/datasets?name=flights", data=FLIGHTS.encode(), content_type="text/csv").status_code == 202
+
+
+def test_a_raw_upload_keeps_the_file_name_it_was_sent_with(client: FlaskClient, upload: Upload) -> None:
+    by_query = upload(FLIGHTS, filename="flights.csv")["dataset"]
+    assert by_query["source"]["filename"] == by_query["name"] == "flights.csv"
+    disposed = client.post("/v1/datasets", data=FLIGHTS.encode(), content_type="text/csv",
+                           headers={"Content-Disposition": 'attachment; filename="../../etc/june.csv"'})  # fmt: skip
+    assert disposed.status_code == 202 and disposed.json["dataset"]["name"] == "june.csv"  # a name, never a path
+    unnamed = [client.post("/v1/datasets", data=FLIGHTS.encode(), content_type="text/csv") for _ in range(3)]
+    assert [r.json["dataset"]["name"] for r in unnamed] == ["upload", "upload (2)", "upload (3)"]

@@ -19,6 +19,7 @@ from sqlalchemy import Engine, select, text
 from core.datasets.formats import BLOCK_BYTES
 from core.models import DatasetReject
 from tests.datasets.conftest import rows_of
+from worker.executor import MessageOutcome
 
 Upload = Callable[..., dict[str, Any]]
 SCHEMA = {
@@ -157,7 +158,7 @@ def test_leftovers_of_a_killed_attempt_are_cleared_by_the_next(
 def interrupted_ingest(
     client: FlaskClient, settings: Any, registry: Any, monkeypatch: pytest.MonkeyPatch, *, at_batch: int,
     interrupt: Callable[[str], None],
-) -> tuple[dict[str, Any], Callable[[], str]]:  # fmt: skip
+) -> tuple[dict[str, Any], Callable[[], MessageOutcome]]:  # fmt: skip
     """Upload 20,000 rows that are read in small blocks. Returns the upload's answer and `run`, which executes the
     ingest through the worker's executor, calling `interrupt(job_id)` when the reader reaches batch `at_batch`."""
     import core.datasets.formats as formats
@@ -181,7 +182,7 @@ def interrupted_ingest(
 
     monkeypatch.setattr(formats, "_number_rows", counting)
 
-    def run() -> str:
+    def run() -> MessageOutcome:
         runtime = WorkerRuntime(settings, registry, make_celery(settings, name="test"))
         try:
             return execute_message(runtime, registry.get("dataset_ingest"), [job_id], Delivery("test"))
@@ -202,7 +203,7 @@ def test_cancelled_ingest_leaves_no_partial_dataset(
 
     accepted, run = interrupted_ingest(client, settings, registry, monkeypatch, at_batch=3, interrupt=cancel)
     monkeypatch.setattr("worker.context.PROGRESS_MIN_INTERVAL", 0.0)
-    assert run() == "1 cancelled"
+    assert str(run()) == "1 cancelled"
     assert client.get(f"/v1/jobs/{accepted['job']['id']}").json["status"] == "cancelled"
     assert tables() == set()
     assert client.get(f"/v1/datasets/{accepted['dataset']['id']}").json["row_count"] == 0
@@ -279,8 +280,8 @@ def test_a_connection_lost_mid_copy_is_retried_and_leaves_nothing(
 
     accepted, run = interrupted_ingest(client, settings, registry, monkeypatch, at_batch=5,
                                        interrupt=terminate_the_copy)  # fmt: skip
-    with pytest.raises(adbc.OperationalError):  # recorded, then raised to Celery (as every failure is)
-        run()
+    outcome = run()
+    assert str(outcome) == "1 retrying" and isinstance(outcome.error, adbc.OperationalError)  # Celery is told RETRY
     job = client.get(f"/v1/jobs/{accepted['job']['id']}").json
     assert job["status"] == "retrying" and job["attempt"] == 1, job
     assert tables() == set()

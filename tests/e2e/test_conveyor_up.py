@@ -59,7 +59,9 @@ def test_conveyor_up_runs_and_stops_cleanly(tmp_path: Path) -> None:
         "CONVEYOR_DATA_DIR": str(tmp_path / "var"),
         "CONVEYOR_API_PORT": str(api_port),
         "CONVEYOR_FLOWER_PORT": str(flower_port),
+        "HOME": str(tmp_path / "home"),  # nothing of conveyor up's may land outside DATA_DIR (gunicorn's socket did)
     }
+    (tmp_path / "home").mkdir()
     env.pop("CONVEYOR_DATABASE_URL", None)
     env.pop("CONVEYOR_BROKER_URL", None)
     log = open(tmp_path / "up.log", "wb")
@@ -82,6 +84,12 @@ def test_conveyor_up_runs_and_stops_cleanly(tmp_path: Path) -> None:
         )  # fmt: skip
         assert submitted.returncode == 0, submitted.stderr + (tmp_path / "up.log").read_text()[-2000:]
         job_id = submitted.stdout.split()[0]
+        # redirected, the progress is a line per change, never a carriage return
+        assert "\r" not in submitted.stderr and f"{job_id}  running" in submitted.stderr, submitted.stderr
+        refused = subprocess.run([CONVEYOR, "submit", "sleep", "--payload", '{"seconds": "soon"}', "--api", base],
+                                 capture_output=True, text=True, timeout=60, env=env)  # fmt: skip
+        assert refused.returncode == 1 and "HTTP 422" in refused.stderr, refused.stderr
+        assert "\n  payload.seconds: " in refused.stderr and "[{" not in refused.stderr  # a line per field, no repr
         assert requests.get(f"{base}/v1/jobs/{job_id}", headers=auth, timeout=5).json()["status"] == "succeeded"
         status = subprocess.run([CONVEYOR, "status", job_id, "--events", "--api", base], capture_output=True, text=True,
                                 env=env)  # fmt: skip
@@ -126,11 +134,24 @@ def test_conveyor_up_runs_and_stops_cleanly(tmp_path: Path) -> None:
         paused = subprocess.run([CONVEYOR, "schedule", "pause", "every-second", "--api", base], capture_output=True,
                                 text=True, env=env)  # fmt: skip
         assert paused.returncode == 0 and "paused" in paused.stdout
+        deleted = subprocess.run([CONVEYOR, "schedule", "delete", "every-second", "--api", base], capture_output=True,
+                                 text=True, env=env)  # fmt: skip
+        assert deleted.returncode == 0 and "deleted schedule every-second" in deleted.stdout, deleted.stderr
+        listed = subprocess.run([CONVEYOR, "schedule", "list", "--api", base], capture_output=True, text=True, env=env)
+        assert "every-second" not in listed.stdout
         roles = children_of(up.pid)
         assert len(roles) == 6, "redis, api, worker, maintenance, beat, flower"
+        assert (tmp_path / "var" / "gunicorn.ctl").exists()
     finally:
-        os.killpg(up.pid, signal.SIGINT)
+        os.killpg(up.pid, signal.SIGINT)  # Ctrl-C
         up.wait(30)
-    assert up.returncode in (0, 130)
+    assert up.returncode == 0  # a stop asked for ends cleanly (`make up` reports no error)
     time.sleep(0.5)
     assert [pid for pid in roles if alive(pid)] == []
+    assert list((tmp_path / "home").iterdir()) == []
+    # a quiet start and stop: nothing a newcomer cannot act on
+    output = (tmp_path / "up.log").read_text()
+    for noise in ("superuser privileges", "overcommit", "Inspect method", "Traceback", "Error"):
+        assert noise not in output, f"{noise!r} in conveyor up's output:\n{output[-4000:]}"
+    if os.geteuid() == 0:
+        assert output.count("Running as root") == 1

@@ -100,7 +100,7 @@ def test_ctrl_c_during_a_job_lets_it_finish_once(tmp_path: Path) -> None:
         job_id = up.submit_sleep(5)
         up.wait_status(job_id, {"running"})
         up.ctrl_c()
-        assert up.process is not None and up.process.returncode in (0, 130)
+        assert up.process is not None and up.process.returncode == 0
         job, kinds = up.ledger(job_id)
         assert (job.status, job.attempt) == ("succeeded", 1), up.log.read_text()[-3000:]
         assert kinds.count("running") == 1 and kinds[-1] == "succeeded"

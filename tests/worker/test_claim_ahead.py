@@ -51,10 +51,8 @@ def run_message(
         event.listen(runtime.job_engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
         event.listen(runtime.job_engine, "begin", lambda _conn: statements.append("(transaction begins)"))
         ids = [o.job.id for o in outcomes if o.job is not None]
-        try:
-            said = execute_message(runtime, spec, [str(i) for i in ids], Delivery("test"))
-        except Exception as exc:
-            said = f"raised {exc}"
+        outcome = execute_message(runtime, spec, [str(i) for i in ids], Delivery("test"))
+        said = f"{outcome}; first error {outcome.error}" if outcome.error else str(outcome)
         return said, ids, statements
 
     yield run
@@ -117,7 +115,7 @@ def test_a_failed_job_claims_nothing_and_the_next_is_claimed_on_its_own(session:
         return payload
 
     said, ids, _ = run_message(fail_b, ["a", "b", "c"])
-    assert said == "raised b breaks"
+    assert said == "2 succeeded, 1 failed; first error b breaks"
     assert statuses(session, ids) == ["succeeded", "failed", "succeeded"]
     assert kinds(session, ids[1]) == ["queued", "running", "failed"]
     assert kinds(session, ids[2]) == ["queued", "running", "succeeded"]

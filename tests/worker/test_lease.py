@@ -51,7 +51,7 @@ def test_a_job_without_progress_keeps_its_lease_past_its_length(
     runtime = WorkerRuntime(settings, registry, make_celery(settings, name="test"))
     try:
         ids = [str(o.job.id) for o in outcomes if o.job is not None]
-        assert execute_message(runtime, spec, ids, Delivery("test")) == "2 succeeded"
+        assert str(execute_message(runtime, spec, ids, Delivery("test"))) == "2 succeeded"
     finally:
         runtime.close()
     assert len(seen) == 2
