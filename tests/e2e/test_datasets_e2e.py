@@ -100,7 +100,7 @@ def test_the_dataset_cli(cluster: Cluster, tmp_path: Path) -> None:
     import sys
 
     conveyor = str(Path(sys.executable).with_name("conveyor"))
-    source = tmp_path / "flights.csv"
+    source = tmp_path / "cli-flights.csv"  # the dataset's name: the module's other tests made a `flights`
     source.write_text(FLIGHTS)
 
     def run(*args: str) -> str:

@@ -45,9 +45,10 @@ def test_a_request_id_follows_its_job_from_the_api_into_every_worker_line(kind: 
         lines = [r for r in json_lines(tmp_path / "worker.log") if r.get("job_id") == job_id]
         assert lines, cluster.logs("worker")
         assert {r["request_id"] for r in lines} == {request_id}
-        # Celery's own line about the failed message (its traceback) carries the job's context too.
-        [celery_failure] = [r for r in lines if r["logger"] == "celery.app.trace"]
-        assert celery_failure["level"] == "error" and "DeliberateFailure" in celery_failure["message"]
+        # The failed attempt is Celery's RETRY (its INFO line is quieted): the executor's warning has the traceback.
+        assert [r for r in lines if r["logger"] == "celery.app.trace"] == []
+        [raised] = [r for r in lines if r["logger"] == "worker.executor" and r["level"] == "warning"]
+        assert "DeliberateFailure" in raised["exception"] and "now retrying" in raised["message"]
         worker = [r for r in lines if not r["logger"].startswith("celery.")]
         assert {r["type"] for r in worker} == {"fail"} and {r["queue"] for r in worker} == {"default"}
         assert all(r["worker"].startswith("jobs@") for r in worker)
