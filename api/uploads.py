@@ -30,7 +30,7 @@ RAW_TYPES: dict[str, Format] = {
 }
 EXTENSIONS: dict[str, Format] = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl",
                                  ".parquet": "parquet"}  # fmt: skip
-UNNAMED = "upload"  # the file name of a raw body that names none
+UNNAMED = "upload"  # the file name of an upload that names none
 FLAT_OPTIONS = ("delimiter", "quote_char", "header", "encoding", "max_rejects")
 
 
@@ -79,7 +79,7 @@ def receive_upload() -> Upload:
                                 errors=[{"field": "file", "message": "missing"}])  # fmt: skip
         part.stream.close()
         params = {key: request.form[key] for key in request.form}
-        info = FileInfo(part.filename or "upload", part.mimetype or "application/octet-stream")
+        info = FileInfo(part.filename or UNNAMED, part.mimetype or "application/octet-stream")
         spooled = part.stream
     elif request.mimetype in RAW_TYPES:
         # the body is the file: one past the tenant's quota is refused before a byte of it is spooled

@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 import click
 
 from cli.client import ApiClient, api_option, call_api, client_for, download
-from cli.progress import follow
+from cli.progress import follow, percent_done
 
 CONTENT_TYPES = {"csv": "text/csv", "jsonl": "application/x-ndjson", "parquet": "application/vnd.apache.parquet"}
 EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
@@ -33,11 +33,9 @@ def _json_option(value: str | None, name: str) -> Any:
 
 
 def _progress(job: dict[str, Any]) -> str:
-    progress = job.get("progress") or {}
-    shown = progress.get("message") or ""
-    if progress.get("total"):
-        shown = f"{100 * (progress.get('done') or 0) / progress['total']:5.1f}%  {shown}"
-    return f"{job['status']:<9} {shown}".rstrip()
+    message = (job.get("progress") or {}).get("message") or ""
+    percent = percent_done(job)
+    return f"{job['status']:<9} {f'{percent}  ' if percent else ''}{message}".rstrip()
 
 
 def wait_for(client: ApiClient, job: dict[str, Any]) -> dict[str, Any]:

@@ -9,14 +9,13 @@ from typing import Any
 import click
 
 from cli.client import ApiClient, api_option, call_api, client_for, problem_text
-from cli.progress import follow
+from cli.progress import follow, percent_done
 
 
 def _describe(job: dict[str, Any]) -> str:
-    progress = job.get("progress") or {}
     line = f"{job['id']}  {job['status']:<9}  attempt {job['attempt']}/{job['max_attempts']}"
-    if progress.get("total"):
-        line += f"  {100 * (progress.get('done') or 0) / progress['total']:5.1f}%"
+    if (percent := percent_done(job)) is not None:
+        line += f"  {percent}"
     if job.get("error") and job["status"] in ("failed", "retrying"):
         line += f"  {job['error'].get('type')}: {job['error'].get('message')}"
     return line

@@ -15,6 +15,12 @@ TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 LINE_WIDTH = 100
 
 
+def percent_done(job: dict[str, Any]) -> str | None:
+    """The job's progress as `42.0%`, when it reports a total."""
+    progress = job.get("progress") or {}
+    return f"{100 * (progress.get('done') or 0) / progress['total']:5.1f}%" if progress.get("total") else None
+
+
 def follow(client: ApiClient, job: dict[str, Any], describe: Callable[[dict[str, Any]], str], *,
            interval: float) -> dict[str, Any]:  # fmt: skip
     """Poll `job` until it ends and return its last state. On a terminal one stderr line is redrawn in place;

@@ -79,11 +79,11 @@ def run_export(
         with engine.connect().execution_options(**{READ_ONLY: True}) as connection:
             total = int(connection.execute(sa.select(sa.func.count()).select_from(query.subquery())).scalar_one())
             result = connection.execution_options(stream_results=True, yield_per=BATCH_ROWS).execute(query)
-            text_timestamps = spec.format != "parquet"  # Parquet keeps its own timestamp type
-            writer = _writer(spec.format, spooled, iso_schema(schema) if text_timestamps else schema)
+            text = iso_schema(schema) if spec.format != "parquet" else None  # Parquet keeps its timestamp type
+            writer = _writer(spec.format, spooled, text or schema)
             for partition in result.mappings().partitions():
                 batch = pa.RecordBatch.from_pylist([dict(r) for r in partition], schema=schema)
-                writer.write_batch(iso_timestamps(batch) if text_timestamps else batch)
+                writer.write_batch(iso_timestamps(batch, text) if text else batch)
                 rows += batch.num_rows
                 progress(rows, total, f"{rows} of {total} rows written")
             writer.close()
@@ -103,9 +103,10 @@ def iso_schema(schema: pa.Schema) -> pa.Schema:
     return pa.schema([pa.field(f.name, pa.string()) if pa.types.is_timestamp(f.type) else f for f in schema])
 
 
-def iso_timestamps(batch: pa.RecordBatch) -> pa.RecordBatch:
+def iso_timestamps(batch: pa.RecordBatch, text_schema: pa.Schema) -> pa.RecordBatch:
     """Timestamps written as the rows API writes them (pydantic's ISO 8601): `2026-11-01T08:00:00Z`, with
-    `.123000` only when there is a fraction. pyarrow's CSV writer would write `2026-11-01 08:00:00.000000Z`."""
+    `.123000` only when there is a fraction. pyarrow's CSV writer would write `2026-11-01 08:00:00.000000Z`.
+    `text_schema` is iso_schema of the batch's, made once per export."""
     columns = []
     for field, column in zip(batch.schema, batch.columns, strict=True):
         if pa.types.is_timestamp(field.type):
@@ -113,7 +114,7 @@ def iso_timestamps(batch: pa.RecordBatch) -> pa.RecordBatch:
             text = pc.replace_substring_regex(text, pattern=r"\.0+$", replacement="")
             column = pc.binary_join_element_wise(text, pa.scalar("Z"), "")
         columns.append(column)
-    return pa.RecordBatch.from_arrays(columns, schema=iso_schema(batch.schema))
+    return pa.RecordBatch.from_arrays(columns, schema=text_schema)
 
 
 def _slug(name: str) -> str:

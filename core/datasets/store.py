@@ -40,10 +40,8 @@ class DatasetNameTaken(ConveyorError):
 def new_dataset(
     session: Session, *, name: str, columns: list[ColumnSpec] | None, tenant_id: str = "default"
 ) -> Dataset:
-    """A pending dataset, flushed. Names are unique per tenant: a taken one raises DatasetNameTaken naming the
-    dataset that has it (the unique constraint settles two creates at once)."""
-    if (existing := dataset_named(session, name, tenant_id=tenant_id)) is not None:
-        raise DatasetNameTaken.of(existing)
+    """A pending dataset, flushed. Names are unique per tenant (the unique index decides, two creates at once
+    included): a taken one raises DatasetNameTaken naming the dataset that has it."""
     dataset_id = uuid.uuid4()
     now = utcnow()
     dataset = Dataset(
@@ -51,11 +49,11 @@ def new_dataset(
         columns=[c.model_dump(exclude_none=True) for c in columns] if columns else None,
         schema_inferred=columns is None, row_count=0, reject_count=0, version=0, created_at=now, updated_at=now,
     )  # fmt: skip
-    session.add(dataset)
     try:
-        with session.begin_nested():
+        with session.begin_nested():  # added inside it: the savepoint's rollback takes the refused row away too
+            session.add(dataset)
             session.flush()
-    except IntegrityError:  # another create took the name since the check
+    except IntegrityError:  # uq_datasets_tenant_name
         taken = dataset_named(session, name, tenant_id=tenant_id)
         raise DatasetNameTaken.of(taken) if taken is not None else DatasetNameTaken(f"{name!r} is taken.") from None
     return dataset

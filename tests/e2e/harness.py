@@ -147,6 +147,15 @@ class Cluster:
     def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         return self.http.request(method, self.base + path, timeout=30, **kwargs)
 
+    def flower(self, path: str) -> Any:
+        """GET Flower's API at `path` (e.g. /tasks) with FLOWER_BASIC_AUTH; it must answer 200. Raises
+        requests.ConnectionError while Flower is not listening yet."""
+        user, _, password = self.env.get("FLOWER_BASIC_AUTH", "").partition(":")
+        url = f"http://127.0.0.1:{self.settings().flower_port}/api{path}"
+        response = requests.get(url, auth=(user, password) if user else None, timeout=10)
+        assert response.status_code == 200, (response.status_code, self.logs("flower"))
+        return response.json()
+
     def submit(self, job_type: str, payload: dict[str, Any], **fields: Any) -> dict[str, Any]:
         response = self.request("POST", "/v1/jobs", json={"type": job_type, "payload": payload, **fields})
         assert response.status_code == 202, response.text

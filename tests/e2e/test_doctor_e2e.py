@@ -9,7 +9,6 @@ import sys
 import time
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
@@ -31,12 +30,6 @@ def doctor(cluster: Cluster) -> tuple[int, dict[str, str]]:
     )
     lines = {line.split()[1]: line for line in done.stdout.splitlines() if line.startswith(("ok ", "FAIL "))}
     return done.returncode, lines
-
-
-def flower_json(cluster: Cluster, url: str) -> Any:
-    response = requests.get(url, auth=("ops", "secret"), timeout=10)
-    assert response.status_code == 200, (response.status_code, cluster.logs("flower"))
-    return response.json()
 
 
 def test_doctor_passes_on_a_running_deployment_and_names_what_stopped(tmp_path: Path) -> None:
@@ -71,11 +64,10 @@ def test_doctor_passes_on_a_running_deployment_and_names_what_stopped(tmp_path: 
             cluster.wait_job(job_id, {"running"})
         for priority in (0, 5, 9):
             cluster.submit("echo", {"message": "waits"}, priority=priority)
-        flower = f"http://127.0.0.1:{cluster.settings().flower_port}/api"
-        lengths = flower_json(cluster, f"{flower}/queues/length")["active_queues"]
+        lengths = cluster.flower("/queues/length")["active_queues"]
         shown = {q["name"]: q["messages"] for q in lengths}
         # and the jobs' tasks only: the maintenance ticks (two a second here) send no task events
-        tasks = flower_json(cluster, f"{flower}/tasks")
+        tasks = cluster.flower("/tasks")
         names = {task.get("name") or "" for task in tasks.values()}
         assert "jobs.sleep" in names and not any(name.startswith("maintenance.") for name in names), names
         assert set(shown) == {"default", "webhooks", "maintenance"} and (shown["default"], shown["webhooks"]) == (3, 0)
@@ -103,11 +95,10 @@ def test_flower_shows_the_queues_while_no_worker_runs(tmp_path: Path) -> None:
         stack.callback(cluster.close)
         cluster.env["FLOWER_BASIC_AUTH"] = "ops:secret"
         cluster.start("flower")
-        url = f"http://127.0.0.1:{cluster.settings().flower_port}/api/queues/length"
         deadline = time.monotonic() + 30
         while True:
             try:
-                lengths = flower_json(cluster, url)["active_queues"]
+                lengths = cluster.flower("/queues/length")["active_queues"]
                 break
             except requests.ConnectionError:
                 assert time.monotonic() < deadline, cluster.logs("flower")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
@@ -23,8 +22,7 @@ def test_flower_shows_retries_failures_and_cancellations_as_the_ledger_has_them(
     with running_cluster("embedded", tmp_path, flower_port=str(free_port())) as cluster:
         cluster.env["FLOWER_BASIC_AUTH"] = "ops:secret"
         cluster.start("flower")
-        flower = f"http://127.0.0.1:{cluster.settings().flower_port}/api/tasks"
-        _wait_for_flower_to_listen(flower, cluster)
+        _wait_for_flower_to_listen(cluster)
         retried = cluster.submit("fail", {"times": 2})["id"]  # fails attempts 1 and 2, succeeds on 3
         failed = [cluster.submit("fail", {"times": 5}, max_attempts=2)["id"] for _ in range(2)]
         succeeded = cluster.submit("echo", {"message": "hi"})["id"]
@@ -41,7 +39,7 @@ def test_flower_shows_retries_failures_and_cancellations_as_the_ledger_has_them(
         expected_attempts = [("RETRY", 0), ("RETRY", 1), ("SUCCESS", 2)]
         deadline = time.monotonic() + 30  # Flower learns of the tasks from the workers' events
         while True:
-            tasks = _tasks(flower)
+            tasks = list(cluster.flower("/tasks").values())
             attempts = sorted((t["state"], t["retries"]) for t in tasks if t["args"] == f"['{retried}']")
             states = {job_id: sorted(t["state"] for t in tasks if t["args"] == f"['{job_id}']")
                       for job_id in (*failed, succeeded, cancelled)}  # fmt: skip
@@ -62,7 +60,7 @@ def test_flower_shows_retries_failures_and_cancellations_as_the_ledger_has_them(
         assert {t["name"] for t in tasks} - {None} == {"jobs.fail", "jobs.echo", "jobs.sleep"}
 
 
-def _wait_for_flower_to_listen(url: str, cluster: Cluster) -> None:
+def _wait_for_flower_to_listen(cluster: Cluster) -> None:
     """Flower only knows of the tasks whose events came after it connected: until it shows one, submit another."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -70,14 +68,8 @@ def _wait_for_flower_to_listen(url: str, cluster: Cluster) -> None:
         cluster.wait_job(job_id)
         time.sleep(1)
         try:
-            if any(t["args"] == f"['{job_id}']" for t in _tasks(url)):
+            if any(t["args"] == f"['{job_id}']" for t in cluster.flower("/tasks").values()):
                 return
         except requests.ConnectionError:
             pass  # not listening yet
     pytest.fail("Flower never showed a job")
-
-
-def _tasks(url: str) -> list[dict[str, Any]]:
-    response = requests.get(url, auth=("ops", "secret"), timeout=10)
-    assert response.status_code == 200, response.text[:500]
-    return list(response.json().values())
