@@ -21,6 +21,7 @@ from api import (
     schedules,
     usage,
     webhooks,
+    workflows,
 )
 from api.auth import SECURITY_SCHEMES, Authenticator, authenticate
 from api.extension import Conveyor, close_db
@@ -33,11 +34,13 @@ from api.request_log import install_request_log
 from core import tracing
 from core.db import make_engine, make_sessionmaker, reading
 from core.group_commit import GroupCommit
-from core.queue import CeleryPublisher, Publisher, broker_reachable, make_celery
+from core.publish import publish_committed
+from core.queue import CeleryPublisher, Message, Publisher, broker_reachable, make_celery
 from core.quotas import UsageCache
 from core.registry import Registry, load_registry
 from core.server_secret import server_secret
 from core.settings import Settings
+from core.workflows.advance import Releaser, session_info
 
 BODY_METHODS = {"POST", "PUT", "PATCH"}
 UPLOAD_ENDPOINTS = {"datasets.create", "datasets.ingest"}
@@ -71,14 +74,22 @@ def create_app(
     # p99 63 ms; with a connection per thread, 7 and 38 ms).
     engine = make_engine(settings.resolved_database_url, pool_size=settings.api_threads)
     celery = make_celery(settings, name="conveyor-api", producer=True) if publisher is None else None
-    sessions, read_sessions = make_sessionmaker(engine), make_sessionmaker(reading(engine))
+    publisher = publisher or CeleryPublisher(celery, lean=settings.celery_lean)
+    registry = registry or load_registry()
+
+    def publish_released(batch: list[Message]) -> None:  # a workflow's released jobs, after the commit
+        publish_committed(publisher, sessions, batch)
+
+    releaser = Releaser(registry, settings.queues, settings.workflow_map_limit, settings.jobs_per_message)
+    sessions = make_sessionmaker(engine, info=session_info(releaser, publish_released))
+    read_sessions = make_sessionmaker(reading(engine))
     app.extensions["conveyor"] = Conveyor(
         settings=settings,
         engine=engine,
         sessions=sessions,
         read_sessions=read_sessions,
-        registry=registry or load_registry(),
-        publisher=publisher or CeleryPublisher(celery, lean=settings.celery_lean),
+        registry=registry,
+        publisher=publisher,
         broker_check=(lambda: broker_reachable(celery, settings.publish_timeout)) if celery else (lambda: True),
         submit_groups=GroupCommit(jobs.submit_group),
         authenticator=Authenticator(server_secret(settings), read_sessions, sessions, settings.auth_cache_seconds),
@@ -115,6 +126,7 @@ def create_app(
         keys.bp,
         usage.bp,
         webhooks.bp,
+        workflows.bp,
         health.bp,
         metrics.bp,
     )

@@ -52,7 +52,8 @@ UPLOAD_DOC = (
     "Send the file as `multipart/form-data` (part `file`, optional parts `name`, `format`, `options` and `schema` as "
     "JSON) or as the raw body (`Content-Type: text/csv`, `application/x-ndjson` or `application/vnd.apache.parquet`) "
     "with the same fields as query parameters. The file is streamed to disk (limit CONVEYOR_MAX_UPLOAD_BYTES) and "
-    "loaded by a `dataset_ingest` job."
+    "loaded by a `dataset_ingest` job; with `ingest=false` it is only kept, for a workflow's `dataset_ingest` step "
+    "to load (its `file_id` is in the answer)."
 )
 UPLOAD_ERRORS = {
     413: "Larger than CONVEYOR_MAX_UPLOAD_BYTES, or than what is left of the tenant's CONVEYOR_QUOTA_DATASET_BYTES",
@@ -79,24 +80,35 @@ def dataset_read(dataset: Dataset, *, with_versions: bool = False) -> DatasetRea
 
 
 def _accept(upload: Upload, dataset: Dataset, mode: str) -> Any:
-    """Record the file and submit its ingest in one transaction; publish after commit."""
+    """Record the file and submit its ingest (unless `ingest=false`) in one transaction; publish after commit."""
     ext, session = conveyor(), db()
+    ingest = _ingest_now(upload)
     check_dataset_bytes(session, dataset.tenant_id, upload.spooled.size, ext.settings.quota_dataset_bytes)
     stored = record_file(session, upload.spooled, upload.info, kind="upload", tenant_id=dataset.tenant_id)
     stored.dataset_id = dataset.id
     session.flush()  # the ingest's check reads the file's row
-    payload = {"dataset_id": str(dataset.id), "file_id": str(stored.id), "format": upload.format,
-               "options": upload.options.model_dump(), "mode": mode}  # fmt: skip
-    request = JobRequest(type="dataset_ingest", payload=payload, tenant_id=dataset.tenant_id, actor=principal().key_id,
-                         request_id=request_id())  # fmt: skip
-    job, _ = submit_job(session, registry=ext.registry, known_queues=ext.settings.queues, request=request,
-                        active_jobs_limit=ext.settings.quota_active_jobs)  # fmt: skip
-    audit(f"dataset.{mode}", "dataset", dataset.id, {"job_id": str(job.id)})
-    dataset.last_job_id = job.id
+    job = None
+    if ingest:
+        payload = {"dataset_id": str(dataset.id), "file_id": str(stored.id), "format": upload.format,
+                   "options": upload.options.model_dump(), "mode": mode}  # fmt: skip
+        request = JobRequest(type="dataset_ingest", payload=payload, tenant_id=dataset.tenant_id,
+                             actor=principal().key_id, request_id=request_id())  # fmt: skip
+        job, _ = submit_job(session, registry=ext.registry, known_queues=ext.settings.queues, request=request,
+                            active_jobs_limit=ext.settings.quota_active_jobs)  # fmt: skip
+        dataset.last_job_id = job.id
+    audit(f"dataset.{mode}", "dataset", dataset.id, {"job_id": str(job.id) if job else None, "file_id": str(stored.id)})
     session.commit()
-    publish_job(job)
-    body = DatasetAccepted(dataset=dataset_read(dataset), job=JobRead.of(job))
+    if job is not None:
+        publish_job(job)
+    body = DatasetAccepted(dataset=dataset_read(dataset), file_id=stored.id, job=JobRead.of(job) if job else None)
     return body, 202, {"Location": url_for("datasets.get_one", dataset_id=str(dataset.id))}
+
+
+def _ingest_now(upload: Upload) -> bool:
+    raw = str(upload.params.get("ingest", "true")).lower()
+    if raw not in ("true", "false"):
+        raise UploadInvalid("`ingest` is true or false.", errors=[{"field": "ingest", "message": raw}])
+    return raw == "true"
 
 
 @bp.post("")

@@ -13,6 +13,7 @@ from core.models import Job, JobEvent, JobResult, Schedule
 from core.queue_ops import RETRY_LIMIT_MAX
 from core.schedules import ScheduleDefinition, upcoming_slots
 from core.status import JobStatus
+from core.workflows.definition import OnCompleteDefinition
 
 QUEUE_PATTERN = r"^[A-Za-z0-9_.-]{1,100}$"
 MAX_DELAY_SECONDS = 366 * 24 * 3600
@@ -80,6 +81,25 @@ MAX_BATCH = 1000
 
 class JobBatchCreate(Strict):
     jobs: list[JobBatchItem] = Field(min_length=1, max_length=MAX_BATCH)
+    on_complete: OnCompleteDefinition | None = Field(
+        default=None,
+        description="A job run once every accepted job has finished, whatever their outcome; its payload may use "
+        '{"$ref": "batch"} (counts and ids of the succeeded, failed and cancelled jobs). The batch is then a '
+        "workflow (its `workflow_id`); its items take type, payload, queue, priority and max_attempts only.",
+    )
+
+    @model_validator(mode="after")
+    def _plain_items_with_on_complete(self) -> JobBatchCreate:
+        if self.on_complete is not None:
+            for index, item in enumerate(self.jobs):
+                extra = sorted(item.model_fields_set & BATCH_ONLY_FIELDS)
+                if extra:
+                    raise ValueError(f"jobs[{index}]: {', '.join(extra)} cannot be given in a batch with on_complete "
+                                     "(its jobs are a workflow's steps)")  # fmt: skip
+        return self
+
+
+BATCH_ONLY_FIELDS = {"run_at", "delay_seconds", "unique_key", "callback_url", "idempotency_key"}
 
 
 class Progress(BaseModel):
@@ -107,6 +127,9 @@ class JobRead(BaseModel):
     schedule_id: uuid.UUID | None = Field(description="The schedule that made this job, if one did.")
     schedule_slot: datetime | None = Field(description="The schedule's slot this job runs for.")
     callback_url: str | None
+    workflow_id: uuid.UUID | None = Field(description="The workflow this job runs a step of (GET /v1/workflows/{id}).")
+    workflow_step: str | None = Field(description="That step's name.")
+    map_index: int | None = Field(description="In a mapped step: the item's place in the list (0, 1, …).")
     request_id: str | None = Field(
         description="The X-Request-ID of the request that submitted it (or the id the API made): every log line of "
         "the request and of the job's attempts carries it."
@@ -140,6 +163,9 @@ class JobRead(BaseModel):
             schedule_id=job.schedule_id,
             schedule_slot=job.schedule_slot,
             callback_url=job.callback_url,
+            workflow_id=job.workflow_id,
+            workflow_step=job.workflow_step,
+            map_index=job.map_index,
             request_id=job.request_id,
             created_at=job.created_at,
             started_at=job.started_at,
@@ -319,6 +345,9 @@ class BatchResult(BaseModel):
     accepted: int
     existing: int
     rejected: int
+    workflow_id: uuid.UUID | None = Field(
+        default=None, description="With on_complete: the workflow of the accepted jobs (GET /v1/workflows/{id})."
+    )
 
 
 class ScheduleRead(ScheduleDefinition):
@@ -398,7 +427,8 @@ class DatasetList(BaseModel):
 
 class DatasetAccepted(BaseModel):
     dataset: DatasetRead
-    job: JobRead
+    file_id: uuid.UUID = Field(description="The uploaded file (GET /v1/files/{id}), as its ingest job names it.")
+    job: JobRead | None = Field(description="The ingest job; null with `ingest=false` (a workflow's step loads it).")
 
 
 class DatasetListQuery(Strict):

@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "submit": ("cli.jobs:submit",
                "Submit a job of JOB_TYPE and print its id (with --wait, follow it to the end), or many with --batch."),
     "status": ("cli.jobs:status", "Show a job's status, progress and error."),
+    "workflow": ("cli.workflows:workflow", "Workflows: submit, show, list, cancel, retry."),
     "schedule": ("cli.schedules:schedule",
                  "Periodic jobs: list, show, create, update, pause, resume, trigger, runs, delete, sync."),
     "dataset": ("cli.datasets:dataset", "Datasets: upload, list, show, rows, rejects, aggregate, export, delete."),

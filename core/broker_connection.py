@@ -12,12 +12,24 @@ from __future__ import annotations
 from typing import Any
 
 import kombu.connection
+import redis
 from celery.app.amqp import AMQP
 from kombu.transport import redis as kombu_redis
 
 
 class RedisChannel(kombu_redis.Channel):
     _kept_client: Any = None
+
+    def _get_pool(self, asynchronous: bool = False) -> Any:
+        # A worker whose broker went away closes its consumer connection, and closing the channel restores the
+        # unacked messages through a new pool; when kombu has already detached the transport from its connection,
+        # building that pool raised AttributeError (celery/kombu#582), which Celery's `ignore_errors` does not
+        # catch, and the worker exited ("Unrecoverable error", tests/faults/test_workflow_faults.py). As a
+        # connection error it is ignored and the worker reconnects; the unacked messages come back by the
+        # visibility timeout, and the ledger's reconciler covers the rest.
+        if self.connection.client is None:
+            raise redis.exceptions.ConnectionError("the broker connection is closed")
+        return super()._get_pool(asynchronous)
 
     def _create_client(self, asynchronous: bool = False) -> Any:
         if asynchronous:  # the consumer loop's own client (BRPOP, pub/sub), already made once per channel

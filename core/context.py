@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
@@ -53,4 +53,19 @@ class JobContext(Protocol):
 
     def cancelled(self) -> bool:
         """True once cancellation was requested (no exception; for handlers that clean up themselves)."""
+        ...
+
+    def enqueue(
+        self,
+        job_type: str,
+        payload: dict[str, Any],
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        max_attempts: int | None = None,
+        delay_seconds: float | None = None,
+    ) -> uuid.UUID:
+        """A child job, made in the same transaction as this attempt's success: it exists only if this attempt
+        succeeds (an attempt that fails, is cancelled or is killed leaves none). Validated now: a bad type, payload
+        or queue raises here. Returns the child's id (its `parent_id` is this job)."""
         ...

@@ -67,8 +67,9 @@ def connection_autocommit(connection: Connection) -> bool:
 Sessions = Callable[[], Session]  # what makes a session of its own: a sessionmaker, in a caller that commits
 
 
-def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+def make_sessionmaker(engine: Engine, *, info: dict[str, Any] | None = None) -> sessionmaker[Session]:
+    """`info`: what every session of the process carries (the workflows' Releaser, core/workflows/advance.py)."""
+    return sessionmaker(engine, expire_on_commit=False, info=info)
 
 
 def is_sqlite(engine: Engine) -> bool:

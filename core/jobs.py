@@ -25,6 +25,7 @@ from core.statements import Claim, Completion
 from core.statements.shared import event_row, owned
 from core.status import TRANSITIONS, JobStatus
 from core.types import iso_or_none, utcnow
+from core.workflows import advance
 
 S = JobStatus
 
@@ -52,6 +53,8 @@ class ClaimedJob:
     max_attempts: int
     tenant_id: str
     request_id: str | None = None  # the API request that submitted it (on the worker's log lines)
+    workflow_id: uuid.UUID | None = None  # the workflow step it runs for: its success releases the next steps
+    workflow_step: str | None = None
 
 
 def record_event(
@@ -86,8 +89,8 @@ def _claimed(session: Session, job_id: uuid.UUID, row: Any, now: datetime) -> Cl
     metrics.count(session, metrics.STARTED, row.type, row.queue)
     metrics.observe(session, metrics.QUEUE_WAIT, row.type, value=max((now - row.due_at).total_seconds(), 0.0))
     return ClaimedJob(id=job_id, type=row.type, queue=row.queue, payload=row.payload, attempt=row.attempt,
-                      max_attempts=row.max_attempts, tenant_id=row.tenant_id,
-                      request_id=row.request_id)  # fmt: skip
+                      max_attempts=row.max_attempts, tenant_id=row.tenant_id, request_id=row.request_id,
+                      workflow_id=row.workflow_id, workflow_step=row.workflow_step)  # fmt: skip
 
 
 def _completed(session: Session, completed: statements.Completed | None) -> bool:
@@ -125,7 +128,8 @@ def renew_lease(
 def complete_job(
     session: Session, *, job_id: uuid.UUID, attempt: int, worker: str, data: dict[str, Any], now: datetime | None = None
 ) -> bool:
-    """Result and success together. False if this attempt no longer owns the job (nothing is written)."""
+    """Result and success together. False if this attempt no longer owns the job (nothing is written). A
+    workflow's job: the caller moves the workflow on in the same transaction (`workflow_job_finished`)."""
     done = Completion(job_id, attempt, worker, data, now or utcnow())
     return _completed(session, statements.of(session).complete(session.connection(), done))
 
@@ -192,6 +196,8 @@ def fail_attempt(
         if event == "lease_expired":
             metrics.count(session, metrics.LEASE_EXPIRED, job.type, job.queue)
     record_event(session, job_id, job.status, attempt=attempt, worker=worker, detail=detail, now=now)
+    if job.status == S.FAILED:
+        workflow_job_finished(session, job, S.FAILED, now)
     return JobStatus(job.status)
 
 
@@ -204,11 +210,12 @@ def mark_cancelled(
         update(Job)
         .where(owned(job_id, attempt))
         .values(status=S.CANCELLED.value, finished_at=now, updated_at=now, lease_until=None)
-        .returning(Job.type, Job.queue)
+        .returning(Job.id, Job.type, Job.queue, Job.error, Job.workflow_id, Job.workflow_step)
     ).one_or_none()
     if moved is not None:
         record_event(session, job_id, S.CANCELLED.value, attempt=attempt, worker=worker, now=now)
         metrics.count(session, metrics.CANCELLED, moved.type, moved.queue)
+        workflow_job_finished(session, moved, S.CANCELLED, now)
     return moved is not None
 
 
@@ -243,6 +250,7 @@ def cancel_job(
         metrics.count(session, metrics.CANCELLED, job.type, job.queue)
         record_event(session, job_id, S.CANCELLED.value, attempt=job.attempt,
                      detail={"from": status.value, "actor": actor}, now=now)  # fmt: skip
+        workflow_job_finished(session, job, S.CANCELLED, now)
     return job
 
 
@@ -256,6 +264,10 @@ def retry_job(
     job = locked_job(session, job_id, tenant_id)
     if job.status != S.FAILED.value:
         raise InvalidTransition(f"Job {job_id} is {job.status}; only failed jobs can be retried.")
+    if job.workflow_id is not None:
+        raise InvalidTransition(f"Job {job_id} is step {job.workflow_step!r} of workflow {job.workflow_id}: retry "
+                                f"the workflow (POST /v1/workflows/{job.workflow_id}/retry), which reruns its failed "
+                                "and skipped steps.")  # fmt: skip
     requeue_failed(session, job, by="retry", actor=actor, now=now)
     return job
 
@@ -275,6 +287,13 @@ def published_alone(job: Job, now: datetime) -> None:
     """The row is (about to be) published in a message of its own, as everything but a batch submit is: the
     reconciler weighs the broker's depth with `message_jobs`."""
     job.published_at, job.message_jobs = now, 1
+
+
+def workflow_job_finished(session: Session, job: Any, status: JobStatus, now: datetime) -> None:
+    """A job reached a final status in this transaction: if it runs for a workflow, the workflow moves on in the
+    same transaction (core/workflows/advance.py). `job` has the job's id, error, workflow_id and workflow_step."""
+    if job.workflow_id is not None:
+        advance.job_finished(session, job, status, now)
 
 
 def mark_unpublished(session: Session, job_ids: list[uuid.UUID]) -> None:

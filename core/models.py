@@ -23,6 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeEngine
 
 from core.status import TERMINAL, UNFINISHED_STATUSES, JobStatus
 from core.types import UTCDateTime, utcnow
@@ -35,8 +36,10 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-JSONType = JSON().with_variant(JSONB(), "postgresql")
-EventId = BigInteger().with_variant(Integer(), "sqlite")  # SQLite only autoincrements INTEGER PRIMARY KEY
+JSONType: TypeEngine[Any] = JSON().with_variant(JSONB(), "postgresql")
+EventId: TypeEngine[int] = BigInteger().with_variant(
+    Integer(), "sqlite"
+)  # SQLite only autoincrements INTEGER PRIMARY KEY
 
 STATUS_VALUES = ", ".join(f"'{s.value}'" for s in JobStatus)
 TERMINAL_VALUES = ", ".join(f"'{s.value}'" for s in sorted(TERMINAL))
@@ -46,13 +49,13 @@ UNFINISHED = f"status NOT IN ({TERMINAL_VALUES})"
 ACTIVE = f"status IN ({', '.join(map(repr, UNFINISHED_STATUSES))})"
 
 
-def _key_index(name: str, scope: str, key: str, *, also: str | None = None) -> Index:
+def key_index(name: str, scope: str, key: str, *, also: str | None = None) -> Index:
     """A unique index over the rows whose `key` is set (and that match `also`)."""
     where = text(f"{key} IS NOT NULL" + (f" AND {also}" if also else ""))
     return Index(name, scope, key, unique=True, postgresql_where=where, sqlite_where=where)
 
 
-def _where_index(name: str, *columns: str, where: str, unique: bool = False) -> Index:
+def where_index(name: str, *columns: str, where: str, unique: bool = False) -> Index:
     """A partial index: over the rows `where` holds for only (on both databases)."""
     return Index(name, *columns, unique=unique, postgresql_where=text(where), sqlite_where=text(where))
 
@@ -92,6 +95,10 @@ class Job(Base):
     request_id: Mapped[str | None] = mapped_column(String(128))  # the API request that made it: on its log lines
     callback_url: Mapped[str | None] = mapped_column(Text)  # POSTed (signed) when the job finishes: core/webhooks.py
     parent_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    # The workflow and step this job runs for (core/workflows), and its item's place in a mapped step's list.
+    workflow_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("workflows.id", ondelete="SET NULL"))
+    workflow_step: Mapped[str | None] = mapped_column(String(100))
+    map_index: Mapped[int | None] = mapped_column(Integer)
     progress_done: Mapped[int | None] = mapped_column(BigInteger)
     progress_total: Mapped[int | None] = mapped_column(BigInteger)
     progress_message: Mapped[str | None] = mapped_column(Text)
@@ -119,16 +126,19 @@ class Job(Base):
         Index("ix_jobs_status_finished", "status", "finished_at"),
         # The children of a job, which its deletion (the pruner's) sets free (ON DELETE SET NULL): without it each
         # deleted job read the whole table on PostgreSQL.
-        _where_index("ix_jobs_parent", "parent_id", where="parent_id IS NOT NULL"),
+        where_index("ix_jobs_parent", "parent_id", where="parent_id IS NOT NULL"),
+        # A workflow's jobs by step and item: a fan-in's results in order, a cancellation's unfinished jobs, and the
+        # deletion of a workflow (ON DELETE SET NULL).
+        where_index("ix_jobs_workflow", "workflow_id", "workflow_step", "map_index", where="workflow_id IS NOT NULL"),
         # A tenant's unfinished jobs, for its quota (core/quotas.py): counted whole by the maintenance tick, and since
         # that count by each submit. Finished rows leave it, so it stays the size of the backlog.
-        _where_index("ix_jobs_tenant_active", "tenant_id", "created_at", where=ACTIVE),
+        where_index("ix_jobs_tenant_active", "tenant_id", "created_at", where=ACTIVE),
         # The key indexes hold only the rows that have the key (most jobs have none): a status change writes an
         # entry in every index of the table on PostgreSQL, and NULL keys never enforced anything (migration 0005).
-        _key_index("uq_jobs_tenant_idempotency_key", "tenant_id", "idempotency_key"),
-        _key_index("uq_jobs_active_unique_key", "tenant_id", "unique_key", also=UNFINISHED),
+        key_index("uq_jobs_tenant_idempotency_key", "tenant_id", "idempotency_key"),
+        key_index("uq_jobs_active_unique_key", "tenant_id", "unique_key", also=UNFINISHED),
         # The database, not the scheduler, guarantees one job per slot: two beats or a clock jump cannot double it.
-        _key_index("uq_jobs_schedule_slot", "schedule_id", "schedule_slot"),
+        key_index("uq_jobs_schedule_slot", "schedule_id", "schedule_slot"),
     )
 
 
@@ -359,7 +369,7 @@ class Webhook(Base):
     __table_args__ = (
         CheckConstraint(f"kind IN ({', '.join(repr(k) for k in WEBHOOK_KINDS)})", name="kind"),
         Index("ix_webhooks_tenant_created", "tenant_id", "created_at"),
-        _where_index("uq_webhooks_tenant_callbacks", "tenant_id", where="kind = 'callbacks'", unique=True),
+        where_index("uq_webhooks_tenant_callbacks", "tenant_id", where="kind = 'callbacks'", unique=True),
     )
 
 
@@ -436,3 +446,9 @@ class Heartbeat(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)  # the tick: reconcile, schedules, prune
     host: Mapped[str | None] = mapped_column(String(255))
     beat_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# The workflow tables share this metadata (jobs.workflow_id references one): importing the models imports them.
+from core.workflows.models import Workflow as Workflow  # noqa: E402
+from core.workflows.models import WorkflowEvent as WorkflowEvent  # noqa: E402
+from core.workflows.models import WorkflowStep as WorkflowStep  # noqa: E402

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from core import metrics
 from core.db import Sessions
 from core.errors import ConveyorError
-from core.jobs import move, record_event, requeue_failed
+from core.jobs import move, record_event, requeue_failed, workflow_job_finished
 from core.models import ALL_TENANTS, Job, QueuePause
 from core.publish import messages_of, publish_committed
 from core.queue import Publisher
@@ -139,6 +139,7 @@ def drain_queue(
                 metrics.count(session, metrics.CANCELLED, job.type, job.queue)
                 detail = {"from": source.value, "by": "drain", "reason": reason, "actor": actor}
                 record_event(session, job.id, S.CANCELLED.value, attempt=job.attempt, detail=detail, now=at)
+                workflow_job_finished(session, job, S.CANCELLED, at)
         cancelled += len(jobs)
         if len(jobs) < CHUNK:
             return cancelled
@@ -160,7 +161,9 @@ class FailedFilter:
     failed_before: datetime | None = None
 
     def conditions(self) -> list[ColumnElement[bool]]:
-        found = [Job.status == S.FAILED.value, _of_tenant(self.tenant_id)]
+        # A workflow's failed job is retried with its workflow (POST /v1/workflows/{id}/retry), which reruns its
+        # skipped dependants too.
+        found = [Job.status == S.FAILED.value, _of_tenant(self.tenant_id), Job.workflow_id.is_(None)]
         if self.type is not None:
             found.append(Job.type == self.type)
         if self.queue is not None:

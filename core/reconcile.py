@@ -16,13 +16,14 @@ from sqlalchemy import Float, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from core import metrics
-from core.jobs import fail_attempt, move, published_alone, record_event
+from core.jobs import fail_attempt, move, published_alone, record_event, workflow_job_finished
 from core.models import Job
 from core.publish import wakeup_of
 from core.queue import Wakeup
 from core.statements.shared import paused
 from core.status import JobStatus
 from core.types import iso_or_none, utcnow
+from core.workflows.advance import sweep_cancellations
 
 S = JobStatus
 UNPUBLISHED_GRACE = timedelta(seconds=2)  # the API commits, then publishes: don't race it
@@ -36,6 +37,7 @@ class ReconcileReport:
     expired: int = 0
     leases_expired: int = 0
     republished: int = 0
+    workflows_swept: int = 0
 
 
 def _batch(session: Session, *conditions: object, limit: int, order: object = Job.created_at) -> list[Job]:
@@ -75,6 +77,7 @@ def reconcile(
         record_event(session, job.id, S.CANCELLED.value, attempt=job.attempt, detail=detail, now=now)
         metrics.count(session, metrics.CANCELLED, job.type, job.queue)
         job.error, job.finished_at = error, now
+        workflow_job_finished(session, job, S.CANCELLED, now)
         report.expired += 1
     session.flush()
 
@@ -103,6 +106,7 @@ def reconcile(
     unpublished = Job.published_at.is_(None) & (Job.updated_at < now - UNPUBLISHED_GRACE)
     for job in _batch(session, QUEUED_UNPAUSED, unpublished, limit=batch):
         _republish(session, job, report, now)
+    report.workflows_swept = sweep_cancellations(session, now)
     return report
 
 

@@ -2,7 +2,9 @@
 (the foreign keys cascade), and dataset exports' files past theirs, by the maintenance worker (worker/maintenance.py).
 
 Retention is per status (CONVEYOR_RETENTION_{SUCCEEDED,CANCELLED,FAILED}_DAYS; 0 keeps forever) unless a job type's
-JobSpec.retention_days says otherwise. The job a schedule last made is kept, whatever its age (the schedule shows it).
+JobSpec.retention_days says otherwise. The job a schedule last made is kept, whatever its age (the schedule shows it),
+and so are the jobs of a workflow that has not finished (its next steps read their results). A finished workflow
+(with its steps and events) goes after its status's retention; its jobs each follow their own.
 
 The pruner must never stall the hot path: it reads expired rows as a range of ix_jobs_status_finished, deletes them
 `batch` at a time, each batch a transaction of its own over rows nobody else holds (FOR UPDATE SKIP LOCKED on
@@ -23,7 +25,7 @@ from sqlalchemy import ColumnElement, delete, select, true
 
 from core import metrics
 from core.db import Sessions
-from core.models import Job, Schedule, StoredFile
+from core.models import Job, Schedule, StoredFile, Workflow
 from core.registry import Registry
 from core.settings import Settings
 from core.types import utcnow
@@ -70,6 +72,7 @@ class Retention:
 class PruneReport:
     jobs: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FINISHED, 0))
     files: int = 0
+    workflows: int = 0
     finished: bool = True  # False: the budget ran out before every expired row was deleted
 
 
@@ -93,6 +96,9 @@ def prune(
             if taken < batch:
                 break
             time.sleep(min(time.monotonic() - started, max(deadline - time.monotonic(), 0)))
+    for status in FINISHED:
+        if retention.days[status] > 0:
+            report.workflows += _delete_workflows(sessions, status, now - timedelta(days=retention.days[status]), batch)
     if retention.exports_days > 0:
         report.files = _delete_exports(sessions, now - timedelta(days=retention.exports_days), data_dir)
     return report
@@ -101,10 +107,12 @@ def prune(
 def _delete_batch(sessions: Sessions, rule: Rule, cutoff: datetime, batch: int) -> tuple[int, int]:
     """(rows taken, rows deleted): a row taken may have left its status before the DELETE."""
     kept = select(Schedule.last_job_id).where(Schedule.last_job_id.is_not(None))
+    unfinished = select(Workflow.id).where(Workflow.finished_at.is_(None))
+    free = Job.workflow_id.is_(None) | Job.workflow_id.not_in(unfinished)
     with sessions() as session, session.begin():
         expired = (
             select(Job.id)
-            .where(Job.status == rule.status, Job.finished_at < cutoff, rule.types, Job.id.not_in(kept))
+            .where(Job.status == rule.status, Job.finished_at < cutoff, rule.types, Job.id.not_in(kept), free)
             .order_by(Job.finished_at)
             .limit(batch)
             .with_for_update(skip_locked=True)
@@ -117,6 +125,19 @@ def _delete_batch(sessions: Sessions, rule: Rule, cutoff: datetime, batch: int) 
         ).all()  # events and result cascade
         metrics.count(session, metrics.PRUNED, rule.status, amount=len(gone))
     return len(ids), len(gone)
+
+
+def _delete_workflows(sessions: Sessions, status: str, cutoff: datetime, batch: int) -> int:
+    """Finished workflows of `status` past their retention, with their steps and events (their jobs stay, each
+    pruned by its own rule; ON DELETE SET NULL frees them)."""
+    with sessions() as session, session.begin():
+        expired = (
+            select(Workflow.id)
+            .where(Workflow.status == status, Workflow.finished_at < cutoff)
+            .limit(batch)
+            .with_for_update(skip_locked=True)
+        )
+        return len(session.execute(delete(Workflow).where(Workflow.id.in_(expired)).returning(Workflow.id)).all())
 
 
 def _delete_exports(sessions: Sessions, cutoff: datetime, data_dir: Path) -> int:

@@ -61,6 +61,9 @@ class Settings(BaseSettings):
         "channel (ADR 0008), which reach into Celery's and kombu's internals; false uses Celery's `send_task` and "
         "kombu's own transports, for a Celery or kombu outside the versions pyproject.toml pins.",
     )
+    workflow_map_limit: int = Field(
+        default=10_000, ge=1, le=100_000, description="Most jobs one mapped workflow step may fan out to."
+    )
     lease_seconds: float = Field(default=30.0, gt=0, description="A running job's lease; renewed by a heartbeat.")
     reconcile_interval: float = Field(default=2.0, gt=0, description="Seconds between reconciler ticks (beat).")
     schedule_tick: float = Field(

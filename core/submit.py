@@ -57,6 +57,11 @@ class JobRequest:
     actor: str | None = None  # the API key that asked, recorded in the job's first event
     request_id: str | None = None  # the API request that asked (api/request_log.py), on the worker's log lines
     callback_url: str | None = None  # checked by the caller (core.webhooks.check_callback_url)
+    workflow_id: uuid.UUID | None = None  # the workflow step it runs for (core/workflows), and its item's place
+    workflow_step: str | None = None
+    map_index: int | None = None
+    parent_id: uuid.UUID | None = None  # the job whose handler made it (ctx.enqueue)
+    job_id: uuid.UUID | None = None  # the new job's id, when the caller has already told it to someone
 
     @property
     def keyed(self) -> bool:
@@ -137,10 +142,7 @@ def submit_jobs(
             if existing is not None:
                 outcomes.append(Submitted(existing, created=False))
                 continue
-            job = build_job(registry, known_queues, request, now)
-            check = registry.get(request.type).check
-            if check is not None:  # with the tenant: a payload may name only the tenant's own objects
-                check(registry.get(request.type).payload.model_validate(job.payload), session, request.tenant_id)
+            job = check_request(session, registry, known_queues, request, now)
             over_quota = room.take(request.tenant_id)
             if over_quota is not None:
                 raise over_quota
@@ -180,6 +182,19 @@ def _insert(session: Session, plain: list[Job], created: list[Job], actors: list
     statements.of(session).insert_jobs(session.connection(), rows, events)
 
 
+def check_request(
+    session: Session, registry: Registry, known_queues: list[str], request: JobRequest, now: datetime
+) -> Job:
+    """The job a request makes (not added to the session), checked as a submit checks it: its type, payload and
+    queue, and its type's own check against the database (with the tenant: a payload may name only the tenant's
+    own objects). Raises the ConveyorError a submit answers with."""
+    job = build_job(registry, known_queues, request, now)
+    check = registry.get(request.type).check
+    if check is not None:
+        check(registry.get(request.type).payload.model_validate(job.payload), session, request.tenant_id)
+    return job
+
+
 def build_job(registry: Registry, known_queues: list[str], request: JobRequest, now: datetime) -> Job:
     """The job a request makes, validated against its type and the known queues (not added to any session)."""
     try:
@@ -199,7 +214,7 @@ def build_job(registry: Registry, known_queues: list[str], request: JobRequest, 
         raise UnknownQueue(f"No worker consumes queue {queue!r}. Known queues: {', '.join(known_queues)}.")
     due = request.run_at is None or request.run_at <= now
     given = dict(
-        id=uuid.uuid4(),
+        id=request.job_id or uuid.uuid4(),
         tenant_id=request.tenant_id,
         type=request.type,
         queue=queue,
@@ -219,6 +234,10 @@ def build_job(registry: Registry, known_queues: list[str], request: JobRequest, 
         schedule_slot=request.schedule_slot,
         callback_url=request.callback_url,
         request_id=request.request_id,
+        workflow_id=request.workflow_id,
+        workflow_step=request.workflow_step,
+        map_index=request.map_index,
+        parent_id=request.parent_id,
         cancel_requested=False,
         created_at=now,
         updated_at=now,

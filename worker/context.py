@@ -5,7 +5,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
@@ -13,6 +16,8 @@ from sqlalchemy.orm import Session
 from core.context import JobCancelled, LeaseLost
 from core.jobs import ClaimedJob, renew_lease
 from core.settings import Settings
+from core.submit import JobRequest, build_job
+from core.types import utcnow
 from worker.runtime import WorkerRuntime
 from worker.unit_of_work import JobUnitOfWork
 
@@ -31,6 +36,8 @@ class WorkerJobContext:
         self._cancel_requested = threading.Event()
         self._lease_lost = threading.Event()
         self._last_progress = 0.0
+        self.request_id = claimed.request_id
+        self.children: list[JobRequest] = []  # ctx.enqueue's, made with the success (worker/executor.py)
 
     @property
     def data_dir(self) -> Path:
@@ -57,6 +64,26 @@ class WorkerJobContext:
 
     def cancelled(self) -> bool:
         return self._cancel_requested.is_set()
+
+    def enqueue(
+        self,
+        job_type: str,
+        payload: dict[str, Any],
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        max_attempts: int | None = None,
+        delay_seconds: float | None = None,
+    ) -> uuid.UUID:
+        now = utcnow()
+        run_at = now + timedelta(seconds=delay_seconds) if delay_seconds else None
+        request = JobRequest(type=job_type, payload=payload, queue=queue, priority=priority,
+                             max_attempts=max_attempts, run_at=run_at, tenant_id=self.tenant_id,
+                             request_id=self.request_id, parent_id=self.job_id, job_id=uuid.uuid4())  # fmt: skip
+        build_job(self.runtime.registry, self.runtime.settings.queues, request, now)  # raises what a submit would
+        self.children.append(request)
+        assert request.job_id is not None  # noqa: S101 - given above
+        return request.job_id
 
     def lease_lost(self) -> bool:
         return self._lease_lost.is_set()

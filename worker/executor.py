@@ -17,10 +17,21 @@ from typing import Any
 from pydantic import ValidationError
 
 from core import logs, metrics
+from core.after_commit import publish_after_commit
 from core.context import JobCancelled, LeaseLost
-from core.jobs import ClaimedJob, claim_job, complete_and_claim, complete_job, fail_attempt, mark_cancelled
+from core.jobs import (
+    ClaimedJob,
+    claim_job,
+    complete_and_claim,
+    complete_job,
+    fail_attempt,
+    mark_cancelled,
+    workflow_job_finished,
+)
 from core.registry import JobSpec
 from core.status import JobStatus
+from core.submit import JobRequest, submit_jobs
+from core.types import utcnow
 from worker.context import WorkerJobContext
 from worker.runtime import WorkerRuntime
 from worker.unit_of_work import JobUnitOfWork
@@ -202,7 +213,7 @@ def _run_claimed(
                 data = spec.result.model_validate(result, from_attributes=True).model_dump(mode="json")
         finally:
             metrics.RUN_SECONDS.labels(claimed.type).observe(time.monotonic() - started)
-        completed, ahead = _complete(runtime, unit, claimed, worker, data, next_job_id)
+        completed, ahead = _complete(runtime, unit, claimed, worker, data, next_job_id, ctx.children)
         if completed:
             log.info("job %s succeeded", job_id, extra={"duration_ms": _ms_since(started)})
             return "succeeded", ahead
@@ -251,12 +262,31 @@ def _complete(
     worker: str,
     data: dict[str, Any],
     next_job_id: uuid.UUID | None,
+    children: Sequence[JobRequest] = (),
 ) -> tuple[bool, ClaimAhead | None]:
     """Record the success, claiming the next job in the same unit of work when there is one. If the handler wrote
     through ctx.session, its work, the result (and the claim) commit together; else the completion is one
     statement (in autocommit on PostgreSQL). A rolled-back unit (the lease was lost) claimed nothing: the next job
-    is then claimed on its own; in autocommit the statement's claim stands either way."""
+    is then claimed on its own; in autocommit the statement's claim stands either way. The jobs the handler made
+    (ctx.enqueue) and a workflow's steps this success releases are in the success's transaction: they exist if it
+    commits, and are published after it."""
     job_id, attempt, session = claimed.id, claimed.attempt, unit.session
+    if claimed.workflow_id is not None or children:
+        session = unit.transaction()
+        now = utcnow()
+        if children:
+            made = submit_jobs(session, registry=runtime.registry, known_queues=runtime.settings.queues,
+                               requests=list(children), now=now, jobs_per_message=runtime.settings.jobs_per_message,
+                               active_jobs_limit=runtime.settings.quota_active_jobs)  # fmt: skip
+            refused = next((o.error for o in made.outcomes if o.error is not None), None)
+            if refused is not None:  # e.g. the tenant's quota: the attempt fails (and is retried), making none
+                raise refused
+            publish_after_commit(session, made.messages)
+        completed = complete_job(session, job_id=job_id, attempt=attempt, worker=worker, data=data, now=now)
+        if completed:
+            workflow_job_finished(session, claimed, JobStatus.SUCCEEDED, now)
+        unit.finish(completed)  # what it released or made is published after its commit
+        return completed, None
     if next_job_id is None or next_job_id == claimed.id:
         completed, ahead = complete_job(session, job_id=job_id, attempt=attempt, worker=worker, data=data), None
     else:

@@ -86,8 +86,8 @@ def run_prune(runtime: WorkerRuntime) -> dict[str, Any]:
     report = prune(runtime.sessions, Retention.of(settings, runtime.registry), data_dir=settings.data_dir.resolve(),
                    batch=settings.prune_batch, budget_seconds=settings.prune_budget_seconds)  # fmt: skip
     _ticked(runtime, "prune")
-    summary = {"jobs": report.jobs, "files": report.files, "finished": report.finished}
-    if report.files or any(report.jobs.values()):
+    summary = {"jobs": report.jobs, "files": report.files, "workflows": report.workflows, "finished": report.finished}
+    if report.files or report.workflows or any(report.jobs.values()):
         log.info("prune: %s", summary)
     return summary
 

@@ -5,15 +5,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
+from typing import Any
 
 from celery import Celery
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import is_sqlite, make_engine, make_sessionmaker
-from core.queue import CeleryPublisher
+from core.publish import publish_committed
+from core.queue import CeleryPublisher, Message
 from core.registry import Registry
 from core.settings import Settings
+from core.workflows.advance import Releaser, session_info
 from worker.lease import LeaseKeeper
 from worker.unit_of_work import JobUnitOfWork
 
@@ -36,7 +39,17 @@ class WorkerRuntime:
 
     @cached_property
     def sessions(self) -> sessionmaker[Session]:
-        return make_sessionmaker(self.engine)
+        return make_sessionmaker(self.engine, info=self.session_info)
+
+    @cached_property
+    def session_info(self) -> dict[str, Any]:
+        """What this process's sessions carry: how a workflow's next steps are released and published."""
+        releaser = Releaser(self.registry, self.settings.queues, self.settings.workflow_map_limit,
+                            self.settings.jobs_per_message)  # fmt: skip
+        return session_info(releaser, self.publish_released)
+
+    def publish_released(self, batch: list[Message]) -> None:
+        publish_committed(self.publisher, self.sessions, batch)
 
     @cached_property
     def job_engine(self) -> Engine:
@@ -53,7 +66,7 @@ class WorkerRuntime:
         """A delivery's unit of work on one pooled connection (claim, handler, completion): one checkout, so one
         pre-ping round trip instead of one per transaction."""
         with self.job_engine.connect() as connection:
-            unit = JobUnitOfWork(connection)
+            unit = JobUnitOfWork(connection, self.session_info)
             try:
                 yield unit
             finally:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
@@ -25,9 +26,9 @@ from core.db import connection_autocommit
 
 
 class JobUnitOfWork:
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, info: dict[str, Any] | None = None) -> None:
         self._connection = connection
-        self._session = Session(bind=connection, expire_on_commit=False)
+        self._session = Session(bind=connection, expire_on_commit=False, info=info)
         self.autocommit = connection_autocommit(connection)  # each statement commits itself (PostgreSQL)
 
     @contextlib.contextmanager

@@ -77,7 +77,18 @@ def param(name: str, column: str) -> Any:
 
 
 # What a claim returns: the job as its handler needs it, and when it became due (for the queue-wait metric).
-CLAIMED = ("type", "queue", "payload", "attempt", "max_attempts", "tenant_id", "request_id", "due_at")
+CLAIMED = (
+    "type",
+    "queue",
+    "payload",
+    "attempt",
+    "max_attempts",
+    "tenant_id",
+    "request_id",
+    "workflow_id",
+    "workflow_step",
+    "due_at",
+)
 
 
 class Completed(NamedTuple):

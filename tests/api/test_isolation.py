@@ -43,6 +43,7 @@ class Tenant:
     key: str  # a key id of this tenant's
     webhook: str = MISSING  # subscribed to job.failed, with one delivery (of the failed job's event)
     delivery: str = "msg_" + "0" * 32
+    workflow: str = MISSING  # failed (a step could not be released), so that a retry of it would do something
 
 
 def run(app: APIFlask, job_id: str) -> None:
@@ -66,12 +67,20 @@ def make_tenant(app: APIFlask, make_key: KeyFactory, name: str) -> Tenant:
     assert uploaded.status_code == 202, uploaded.json
     run(app, uploaded.json["job"]["id"])
     key = client.post("/v1/keys", json={"scopes": ["jobs:read"], "name": "extra"}).json["id"]
+    # failed without a failed job (whose event would make a second delivery): its second step names a field absent
+    flow = client.post("/v1/workflows", json={"name": "flow", "steps": [
+        {"name": "only", "type": "echo", "payload": {"message": name}},
+        {"name": "next", "type": "echo", "payload": {"message": {"$ref": "steps.only.result.nope"}},
+         "depends_on": ["only"]}]})  # fmt: skip
+    assert flow.status_code == 202, flow.json
+    run(app, flow.json["steps"][0]["job_id"])
     ext = app.extensions["conveyor"]
     with ext.sessions() as session, session.begin():
         dispatch_events(session, registry=ext.registry, known_queues=ext.settings.queues)
     [delivery] = client.get(f"/v1/webhooks/{webhook.json['id']}/deliveries").json["items"]
     return Tenant(name, client, job, failed, schedule, uploaded.json["dataset"]["id"],
-                  uploaded.json["job"]["payload"]["file_id"], key, webhook.json["id"], delivery["id"])  # fmt: skip
+                  uploaded.json["job"]["payload"]["file_id"], key, webhook.json["id"], delivery["id"],
+                  flow.json["id"])  # fmt: skip
 
 
 @pytest.fixture
@@ -114,6 +123,11 @@ def by_id(owner: Tenant) -> dict[tuple[str, str], tuple[str, dict[str, Any]]]:
             f"/v1/webhooks/{owner.webhook}/deliveries/{owner.delivery}/redeliver",
             {},
         ),
+        ("GET", "/v1/workflows/<workflow_id>"): (f"/v1/workflows/{owner.workflow}", {}),
+        ("GET", "/v1/workflows/<workflow_id>/events"): (f"/v1/workflows/{owner.workflow}/events", {}),
+        ("GET", "/v1/workflows/<workflow_id>/stream"): (f"/v1/workflows/{owner.workflow}/stream", {}),
+        ("POST", "/v1/workflows/<workflow_id>/cancel"): (f"/v1/workflows/{owner.workflow}/cancel", {}),
+        ("POST", "/v1/workflows/<workflow_id>/retry"): (f"/v1/workflows/{owner.workflow}/retry", {}),
     }
 
 
@@ -124,6 +138,7 @@ LISTS = {
     "/v1/schedules": lambda t: {t.schedule},
     "/v1/keys": lambda t: {t.key},
     "/v1/webhooks": lambda t: {t.webhook},
+    "/v1/workflows": lambda t: {t.workflow},
 }
 # Routes that take no id and list nothing of a tenant's own (or are covered by LISTS / the create tests below).
 NO_OBJECT = {
@@ -133,6 +148,7 @@ NO_OBJECT = {
     ("POST", "/v1/datasets"),
     ("POST", "/v1/keys"),
     ("POST", "/v1/webhooks"),
+    ("POST", "/v1/workflows"),  # test_a_workflow_naming_another_tenants_dataset_is_refused
     ("GET", "/v1/job-types"),
     ("GET", "/v1/queues"),
     # a queue name, not a tenant's object: test_queue_operations_act_on_the_callers_jobs_only
@@ -191,6 +207,8 @@ def test_another_tenants_objects_are_404_like_missing_ones(tenants: tuple[Tenant
         [delivery] = client.get(f"/v1/webhooks/{owner.webhook}/deliveries").json["items"]
         assert delivery["id"] == owner.delivery
         assert len(client.get("/v1/jobs?type=webhook_delivery").json["items"]) == 1  # never redelivered
+        flow = client.get(f"/v1/workflows/{owner.workflow}").json
+        assert (flow["status"], flow["retries"], flow["steps"][0]["attempts"]) == ("failed", 0, 1)
 
 
 def test_lists_show_only_the_callers_objects(tenants: tuple[Tenant, Tenant]) -> None:
@@ -199,8 +217,8 @@ def test_lists_show_only_the_callers_objects(tenants: tuple[Tenant, Tenant]) -> 
             listed = {item["id"] for item in caller.client.get(path).json["items"]}
             assert listed and not listed & theirs(owner), (caller.name, path)
         queues = {q["name"]: q["counts"] for q in caller.client.get("/v1/queues").json["items"]}
-        # the caller's own jobs only: an echo that succeeded, one that failed, its dataset's ingest
-        assert sum(queues["default"].values()) == 3 and queues["default"]["failed"] == 1
+        # the caller's own jobs only: an echo that succeeded, one that failed, its dataset's ingest, its workflow's
+        assert sum(queues["default"].values()) == 4 and queues["default"]["failed"] == 1
 
 
 def test_usage_counts_only_the_callers_objects(tenants: tuple[Tenant, Tenant]) -> None:
@@ -240,6 +258,34 @@ def test_a_payload_naming_another_tenants_dataset_is_refused_like_a_missing_one(
         "/v1/jobs:batch", json={"jobs": [{"type": job_type, "payload": payloads[job_type](owner.dataset)}]}
     )
     assert batch.json["rejected"] == 1 and batch.json["items"][0]["status"] == 422  # fmt: skip
+
+
+def test_a_workflow_naming_another_tenants_dataset_is_refused(tenants: tuple[Tenant, Tenant], app: APIFlask) -> None:
+    """At submit, like a job's payload; and when a step is released with a dataset id taken from a parent's result
+    (a value no submit check saw), the step fails as one naming no dataset would, and no job is made."""
+    caller, owner = tenants
+    export = {"name": "export", "type": "dataset_export"}
+
+    def submit(dataset: str) -> Any:
+        steps = [{**export, "payload": {"dataset_id": dataset, "format": "csv"}}]
+        return caller.client.post("/v1/workflows", json={"name": "steal", "steps": steps})
+
+    theirs, missing = submit(owner.dataset), submit(MISSING)
+    assert theirs.status_code == missing.status_code == 422
+    assert theirs.json["detail"].replace(owner.dataset, MISSING) == missing.json["detail"]
+    assert theirs.json["errors"] == missing.json["errors"]
+    by_ref = caller.client.post("/v1/workflows", json={"name": "steal", "steps": [
+        {"name": "source", "type": "echo", "payload": {"message": owner.dataset}},
+        {**export, "depends_on": ["source"],
+         "payload": {"dataset_id": {"$ref": "steps.source.result.message"}, "format": "csv"}},
+    ]})  # fmt: skip
+    assert by_ref.status_code == 202, by_ref.json
+    run(app, by_ref.json["steps"][0]["job_id"])
+    flow = caller.client.get(f"/v1/workflows/{by_ref.json['id']}").json
+    step = flow["steps"][1]
+    assert (step["status"], step["job_id"], step["jobs"]["total"]) == ("failed", None, 0)
+    assert step["error"]["errors"] == [{"field": "payload.dataset_id", "message": "no such dataset"}]
+    assert caller.client.get("/v1/jobs?type=dataset_export").json["items"] == []
 
 
 def test_an_ingest_naming_another_tenants_file_is_refused(tenants: tuple[Tenant, Tenant]) -> None:

@@ -181,6 +181,23 @@ def test_a_connection_describes_itself_as_json(publisher: CeleryPublisher) -> No
         assert connection.clone().get_transport_cls() is connection.get_transport_cls()
 
 
+def test_a_channel_closed_after_its_connection_raises_a_connection_error(publisher: CeleryPublisher) -> None:
+    """A worker that lost its broker closes its consumer's channel after kombu detached the transport: restoring the
+    unacked messages then needed a new pool and raised AttributeError, which killed the worker (celery/kombu#582);
+    a connection error is what Celery ignores while it reconnects."""
+    if not publisher.redis or publisher.send != publisher.send_lean:
+        pytest.skip("Conveyor's Redis channel only (AMQP, and kombu's own transport, are kombu's)")
+    connection = publisher.app.connection_for_write()
+    channel = connection.default_channel
+    assert isinstance(channel, RedisChannel)
+    channel._pool = None  # as a disconnect leaves it
+    connection._do_close_transport()  # as kombu's close does before the channel's
+    with pytest.raises(redis.exceptions.ConnectionError), channel.conn_or_acquire():
+        pass
+    assert redis.exceptions.ConnectionError in connection.connection_errors  # what Celery's ignore_errors ignores
+    connection.maybe_close_channel(channel)  # kombu's own close of it raises nothing
+
+
 def count_redis_clients(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     made = [0]
     original = redis.Redis.__init__

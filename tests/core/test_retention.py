@@ -176,3 +176,40 @@ def test_submits_never_wait_on_the_pruner(clean_db: Engine, registry: Registry, 
     assert made and max(slowest) < 1.0, max(slowest)
     with sessions() as session:
         assert remaining(session, expired) == 0 and remaining(session, made) == len(made)
+
+
+def test_an_unfinished_workflows_jobs_stay_and_a_finished_one_goes_after_its_retention(
+    clean_db: Engine, registry: Registry, tmp_path: Path
+) -> None:
+    from core.workflows.models import Workflow, WorkflowStep
+
+    now = utcnow()
+    sessions = make_sessionmaker(clean_db)
+    flows = {}
+    for name, status, finished in (
+        ("running", "running", None),
+        ("old", "succeeded", now - 8 * DAY),
+        ("recent", "succeeded", now - 6 * DAY),
+        ("old_failed", "failed", now - 8 * DAY),
+    ):
+        flow = Workflow(tenant_id="default", name=name, status=status, failure_policy="fail_fast", steps_total=1,
+                        retries=0, sweep_pending=False, created_at=now - 9 * DAY, updated_at=now,
+                        finished_at=finished)  # fmt: skip
+        with sessions() as session, session.begin():
+            session.add(flow)
+            session.flush()
+            session.add(WorkflowStep(workflow_id=flow.id, name="a", position=0, type="echo", payload={},
+                                     depends_on=[], release_when="all_succeeded", parents_pending=0,
+                                     status="succeeded"))  # fmt: skip
+        rows = finished_rows(3, "succeeded", 8 * DAY)
+        for row in rows:
+            row |= {"workflow_id": flow.id, "workflow_step": "a"}
+        flows[name] = (flow.id, insert_finished(clean_db, rows))
+    report = prune(sessions, retention(registry), data_dir=tmp_path, batch=10, budget_seconds=60)
+    assert report.jobs["succeeded"] == 9 and report.workflows == 1
+    with sessions() as session:
+        assert remaining(session, flows["running"][1]) == 3  # its next steps may still read them
+        assert [remaining(session, flows[name][1]) for name in ("old", "recent", "old_failed")] == [0, 0, 0]
+        left = set(session.scalars(select(Workflow.name)))
+        assert left == {"running", "recent", "old_failed"}  # failed ones are kept 30 days
+        assert session.scalar(select(func.count()).select_from(WorkflowStep)) == 3  # the old one's went with it

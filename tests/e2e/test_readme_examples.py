@@ -24,6 +24,7 @@ pytestmark = pytest.mark.e2e
 
 README = ROOT / "README.md"
 BLOCK = re.compile(r"^```(sh|bash|console|yaml)\n(.*?)^```", re.MULTILINE | re.DOTALL)
+FILE_NAMED = re.compile(r"^# ([\w.-]+\.yaml)\n")  # a YAML block a later command reads by that name
 EXAMPLE_JOB = "0b6f5c0e-4f7e-4c1e-9a59-7b0a8f0f3b1d"
 FLIGHTS = "carrier,origin,dep_delay\nAA,JFK,10\nUA,JFK,-5\nDL,BOS,7\n"
 CLI = str(Path(sys.executable).parent / "conveyor")
@@ -57,7 +58,7 @@ def readme_commands() -> list[tuple[str, str]]:
     found: list[tuple[str, str]] = []
     for kind, text in BLOCK.findall(README.read_text(encoding="utf-8")):
         if kind == "yaml":
-            if text.startswith("schedules:"):
+            if text.startswith("schedules:") or FILE_NAMED.match(text):
                 found.append(("yaml", text))
             continue
         block = commands(kind, text)
@@ -71,6 +72,7 @@ def test_the_readme_has_the_examples_this_test_runs() -> None:
     assert any("POST http://127.0.0.1:8000/v1/jobs" in c for c in runs)  # the quickstart
     assert any("/v1/schedules" in c for c in runs) and any("/v1/datasets" in c for c in runs)
     assert any("/v1/webhooks" in c for c in runs) and any("/pause" in c for c in runs)
+    assert any("/v1/workflows" in c for c in runs) and any("conveyor workflow submit" in c for c in runs)
 
 
 def test_the_readme_examples_run_in_order(tmp_path: Path) -> None:
@@ -84,6 +86,9 @@ def test_the_readme_examples_run_in_order(tmp_path: Path) -> None:
         prelude = ""
         ran = 0
         for kind, command in readme_commands():
+            if kind == "yaml" and (named := FILE_NAMED.match(command)):  # a file the next commands read
+                (work / named.group(1)).write_text(command)
+                continue
             if kind == "yaml":  # the schedule file, synced with the CLI as the README says
                 (work / "schedules.yaml").write_text(command)
                 command = "conveyor schedule sync schedules.yaml"
@@ -95,6 +100,9 @@ def test_the_readme_examples_run_in_order(tmp_path: Path) -> None:
                 cluster.wait_job(job_id)  # a reader waits for the job before asking for its result
             if dataset_id and re.search(r"/rows|/rejects", script):
                 _wait_dataset(cluster, dataset_id)
+            if "workflow submit" in script:  # a reader runs the CLI's report once the curl one has finished
+                for flow in cluster.request("GET", "/v1/workflows").json()["items"]:
+                    _wait_workflow(cluster, flow["id"])
             patience = time.monotonic() + 30
             # the logs a reader greps are the processes' own files; the harness writes them as api.log, worker.log
             cwd = cluster.directory if script.startswith("grep ") else work
@@ -111,10 +119,13 @@ def test_the_readme_examples_run_in_order(tmp_path: Path) -> None:
             if script.startswith("grep "):  # the request's lines: the API's and the worker's, by one request id
                 lines = done.stdout.replace(" ", "")
                 assert '"logger":"conveyor.api"' in lines and '"logger":"worker.executor"' in lines, done.stdout
-        assert ran >= 15 and job_id is not None and dataset_id is not None
+        assert ran >= 20 and job_id is not None and dataset_id is not None
         names = {s["name"] for s in cluster.request("GET", "/v1/schedules").json()["items"]}
         assert {"nightly-import", "nightly-cleanup", "heartbeat"} <= names  # both schedule examples, side by side
         assert cluster.request("GET", f"/v1/datasets/{dataset_id}").json()["row_count"] == 3
+        flows = cluster.request("GET", "/v1/workflows").json()["items"]
+        assert [f["name"] for f in flows] == ["flights-report", "flights-report"]  # the CLI's, then curl's
+        assert [f["status"] for f in flows] == ["succeeded", "succeeded"]
 
 
 def _as_run_here(command: str, cluster: Cluster, *, job_id: str | None, dataset_id: str | None) -> str:
@@ -132,6 +143,14 @@ def _as_run_here(command: str, cluster: Cluster, *, job_id: str | None, dataset_
 def _run(script: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["bash", "-c", "set -eo pipefail\n" + script], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=60)  # fmt: skip
+
+
+def _wait_workflow(cluster: Cluster, workflow_id: str) -> None:
+    deadline = time.monotonic() + 90
+    while (flow := cluster.request("GET", f"/v1/workflows/{workflow_id}").json())["finished_at"] is None:
+        assert time.monotonic() < deadline, f"the workflow never finished: {flow}"
+        time.sleep(0.3)
+    assert flow["status"] == "succeeded", flow
 
 
 def _wait_dataset(cluster: Cluster, dataset_id: str) -> None:

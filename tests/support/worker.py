@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from typing import Protocol
 
 from core.models import Job
-from core.queue import make_celery
+from core.queue import Publisher, make_celery
 from core.registry import Registry
 from core.settings import Settings
 from worker.executor import Delivery, execute_message
@@ -21,9 +21,12 @@ class RunJob(Protocol):
 
 
 @contextmanager
-def job_runner(settings: Settings, registry: Registry) -> Iterator[RunJob]:
-    """`run(job_id)` delivers the job once and returns its row, which records a handler's failure."""
+def job_runner(settings: Settings, registry: Registry, publisher: Publisher | None = None) -> Iterator[RunJob]:
+    """`run(job_id)` delivers the job once and returns its row, which records a handler's failure. The jobs a
+    workflow's step releases are published to `publisher` (default: the settings' broker)."""
     runtime = WorkerRuntime(settings, registry, make_celery(settings, name="test"))
+    if publisher is not None:
+        runtime.publisher = publisher  # type: ignore[assignment]
 
     def run(job_id: uuid.UUID | str) -> Job:
         with runtime.sessions() as session:
