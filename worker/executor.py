@@ -11,10 +11,12 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 
 from core import logs, metrics
 from core.after_commit import publish_after_commit
@@ -270,7 +272,7 @@ def _complete(
     is then claimed on its own; in autocommit the statement's claim stands either way. The jobs the handler made
     (ctx.enqueue) and a workflow's steps this success releases are in the success's transaction: they exist if it
     commits, and are published after it."""
-    job_id, attempt, session = claimed.id, claimed.attempt, unit.session
+    session = unit.session
     if claimed.workflow_id is not None or children:
         session = unit.transaction()
         now = utcnow()
@@ -282,18 +284,31 @@ def _complete(
             if refused is not None:  # e.g. the tenant's quota: the attempt fails (and is retried), making none
                 raise refused
             publish_after_commit(session, made.messages)
-        completed = complete_job(session, job_id=job_id, attempt=attempt, worker=worker, data=data, now=now)
+        completed, ahead = _completion(runtime, session, claimed, worker, data, next_job_id, now)
         if completed:
             workflow_job_finished(session, claimed, JobStatus.SUCCEEDED, now)
         unit.finish(completed)  # what it released or made is published after its commit
-        return completed, None
-    if next_job_id is None or next_job_id == claimed.id:
-        completed, ahead = complete_job(session, job_id=job_id, attempt=attempt, worker=worker, data=data), None
-    else:
-        lease = runtime.settings.lease_seconds
-        completed, next_claimed = complete_and_claim(session, job_id=job_id, attempt=attempt, worker=worker,
-                                                     data=data, next_job_id=next_job_id,
-                                                     lease_seconds=lease)  # fmt: skip
-        ahead = ClaimAhead(next_job_id, next_claimed) if completed or unit.autocommit else None
+        return completed, ahead if completed else None  # (rolled back: nothing was claimed)
+    completed, ahead = _completion(runtime, session, claimed, worker, data, next_job_id, utcnow())
     unit.finish(completed)
-    return completed, ahead
+    # A rolled-back unit (the lease was lost) claimed nothing; in autocommit the statement's claim stands either way
+    return completed, ahead if completed or unit.autocommit else None
+
+
+def _completion(
+    runtime: WorkerRuntime,
+    session: Session,
+    claimed: ClaimedJob,
+    worker: str,
+    data: dict[str, Any],
+    next_job_id: uuid.UUID | None,
+    now: datetime,
+) -> tuple[bool, ClaimAhead | None]:
+    """The success, and the claim of the message's next job in the same statement (PostgreSQL) or transaction."""
+    job_id, attempt = claimed.id, claimed.attempt
+    if next_job_id is None or next_job_id == claimed.id:
+        return complete_job(session, job_id=job_id, attempt=attempt, worker=worker, data=data, now=now), None
+    completed, next_claimed = complete_and_claim(session, job_id=job_id, attempt=attempt, worker=worker, data=data,
+                                                 next_job_id=next_job_id, lease_seconds=runtime.settings.lease_seconds,
+                                                 now=now)  # fmt: skip
+    return completed, ClaimAhead(next_job_id, next_claimed)

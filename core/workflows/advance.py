@@ -17,13 +17,14 @@ needs (job types, queues) and how the released jobs' messages are published once
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from core import metrics
@@ -107,23 +108,55 @@ def locked(session: Session, workflow_id: uuid.UUID, now: datetime, *, tenant_id
 def job_finished(session: Session, job: Job | Any, status: JobStatus, now: datetime) -> None:
     """A workflow job reached `status` (succeeded, failed or cancelled) in this transaction: count it on its step,
     apply the failure policy, release what it was the last parent of. `job` has the workflow's columns."""
-    run = locked(session, job.workflow_id, now) if job.workflow_id is not None else None
-    if run is None or job.workflow_step not in run.steps:
+    if job.workflow_id is None:
+        return
+    if status is JobStatus.SUCCEEDED:
+        # The common case, each item of a map: one statement takes the workflow's lock and counts the job on its
+        # step; only the step's last job goes on. (None: the workflow was deleted.)
+        counted = session.connection().execute(_succeeded_on_step(), {"w": job.workflow_id, "s": job.workflow_step})
+        left = counted.scalar()
+        if left is None or left > 0:
+            return
+    elif not _lock(session, job.workflow_id):
         return  # the workflow was deleted
+    run = locked(session, job.workflow_id, now)
+    if run is None or job.workflow_step not in run.steps:
+        return
     step = run.steps[job.workflow_step]
-    _count_job(run, step, job, status)
-    if status is not JobStatus.SUCCEEDED and run.running and run.workflow.failure_policy == "fail_fast":
-        fail(run, step, step.error or {})
+    if status is not JobStatus.SUCCEEDED:
+        _count_job(run, step, job, status)
+        if run.running and run.workflow.failure_policy == "fail_fast":
+            fail(run, step, step.error or {})
     if step.status == ST.RUNNING and step.jobs_unfinished == 0:
         finish_step(run, step)
     settle(run)
     flush(run)
 
 
+def _lock(session: Session, workflow_id: uuid.UUID) -> bool:
+    """The workflow row's lock, first: the order every transaction that changes a workflow takes its rows in."""
+    query = select(Workflow.id).where(Workflow.id == workflow_id).with_for_update()
+    return session.execute(query).first() is not None
+
+
+@functools.cache
+def _succeeded_on_step() -> Any:
+    """Lock the workflow (bind w), then count one more succeeded job on its step (bind s): returns how many of the
+    step's jobs are left unfinished, or no row if the workflow is gone. The lock first, as every transaction that
+    changes a workflow takes it (the module's docstring)."""
+    steps = cast(Table, WorkflowStep.__table__)
+    locked_workflow = select(Workflow.id).where(Workflow.id == bindparam("w")).with_for_update().cte("locked_workflow")
+    unfinished = steps.c.jobs_total - steps.c.jobs_succeeded - steps.c.jobs_failed - steps.c.jobs_cancelled
+    return (
+        update(steps)
+        .where(steps.c.workflow_id == locked_workflow.c.id, steps.c.name == bindparam("s"))
+        .values(jobs_succeeded=steps.c.jobs_succeeded + 1)
+        .returning(unfinished)
+    )
+
+
 def _count_job(run: Run, step: WorkflowStep, job: Job | Any, status: JobStatus) -> None:
-    if status is JobStatus.SUCCEEDED:
-        step.jobs_succeeded += 1
-        return
+    """A job that failed or was cancelled, on its step (with the first one's error); a success is one UPDATE."""
     if status is JobStatus.FAILED:
         step.jobs_failed += 1
     else:
