@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from core import metrics, statements
 from core.errors import InvalidTransition, JobNotFound
 from core.models import Job, JobEvent
-from core.statements import Claim, Completion
+from core.statements import Claim, Completion, StepCount
 from core.statements.shared import event_row, owned
 from core.status import TRANSITIONS, JobStatus
 from core.types import iso_or_none, utcnow
@@ -153,6 +153,31 @@ def complete_and_claim(
         session.connection(), done, _claim(next_job_id, worker, lease_seconds, now)
     )
     return _completed(session, completed), None if row is None else _claimed(session, next_job_id, row, now)
+
+
+def complete_counted(
+    session: Session,
+    *,
+    job: ClaimedJob,
+    worker: str,
+    data: dict[str, Any],
+    next_job_id: uuid.UUID | None,
+    lease_seconds: float,
+    now: datetime,
+) -> tuple[ClaimedJob | None] | None:
+    """A workflow's job that is not its step's last unfinished one (an item of a map, most often): its success and
+    its count on the step (and the claim of the message's next job) in one statement on PostgreSQL, so it costs what
+    a plain job's completion does. None: nothing was written (it is the step's last job, or this attempt lost it),
+    and the caller completes it in the transaction that moves the workflow on (`workflow_job_finished`). Otherwise
+    a 1-tuple of the next job's claim (None if there was none to make)."""
+    assert job.workflow_id is not None and job.workflow_step is not None  # noqa: S101 - a workflow's job
+    done = Completion(job.id, job.attempt, worker, data, now)
+    count = StepCount(job.workflow_id, job.workflow_step)
+    to_claim = None if next_job_id is None or next_job_id == job.id else _claim(next_job_id, worker, lease_seconds, now)
+    completed, row = statements.of(session).complete_counted(session.connection(), done, count, to_claim)
+    if not _completed(session, completed):
+        return None
+    return (None if row is None or to_claim is None else _claimed(session, to_claim.job_id, row, now),)
 
 
 def backoff_delay(attempt: int, base: float, cap: float) -> float:

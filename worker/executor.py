@@ -25,6 +25,7 @@ from core.jobs import (
     ClaimedJob,
     claim_job,
     complete_and_claim,
+    complete_counted,
     complete_job,
     fail_attempt,
     mark_cancelled,
@@ -274,9 +275,9 @@ def _complete(
     commits, and are published after it."""
     session = unit.session
     if claimed.workflow_id is not None or children:
-        session = unit.transaction()
         now = utcnow()
         if children:
+            session = unit.transaction()
             made = submit_jobs(session, registry=runtime.registry, known_queues=runtime.settings.queues,
                                requests=list(children), now=now, jobs_per_message=runtime.settings.jobs_per_message,
                                active_jobs_limit=runtime.settings.quota_active_jobs)  # fmt: skip
@@ -284,6 +285,14 @@ def _complete(
             if refused is not None:  # e.g. the tenant's quota: the attempt fails (and is retried), making none
                 raise refused
             publish_after_commit(session, made.messages)
+        elif claimed.workflow_id is not None:  # most of a map's items: counted on their step in one statement
+            counted = complete_counted(session, job=claimed, worker=worker, data=data, next_job_id=next_job_id,
+                                       lease_seconds=runtime.settings.lease_seconds, now=now)  # fmt: skip
+            if counted is not None:
+                unit.finish(True)
+                [next_claimed] = counted
+                return True, None if next_claimed is None else ClaimAhead(next_claimed.id, next_claimed)
+        session = unit.transaction()  # the step's last job: its success and the release of what follows, together
         completed, ahead = _completion(runtime, session, claimed, worker, data, next_job_id, now)
         if completed:
             workflow_job_finished(session, claimed, JobStatus.SUCCEEDED, now)

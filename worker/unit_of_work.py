@@ -45,7 +45,9 @@ class JobUnitOfWork:
     def transaction(self) -> Session:
         """The session for a handler's own writes (`ctx.session`): from now on the unit is one transaction, which
         `finish` commits with the result."""
-        if self.autocommit and not self._session.in_transaction():
+        if self.autocommit:
+            if self._session.in_transaction():  # statements ran in autocommit, each committed already: this only
+                self._session.commit()  # ends the session's own bookkeeping, which must not span the switch
             self._connection.execution_options(isolation_level=self._connection.default_isolation_level)
             self.autocommit = False
         return self._session

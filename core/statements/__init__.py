@@ -3,6 +3,8 @@
     claim(connection, to_claim)                     the claim of a queued job and its `running` event
     complete(connection, done)                      success, its result and its `succeeded` event
     complete_and_claim(connection, done, to_claim)  both, in one unit of work (a shared message's next job)
+    complete_counted(connection, done, count, to_claim)  a workflow job's success counted on its step (and the
+                                                    claim of the next job), unless it is the step's last
     insert_jobs(connection, jobs, events)           a submit's rows: plain jobs and every created job's event
     ONE_STATEMENT_SUBMIT                            whether insert_jobs is a single statement (may run in autocommit)
 
@@ -21,7 +23,7 @@ from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from core.statements import postgresql, sqlite
-from core.statements.shared import Claim, Completed, Completion
+from core.statements.shared import Claim, Completed, Completion, StepCount
 
 
 class Statements(Protocol):
@@ -35,6 +37,10 @@ class Statements(Protocol):
         self, connection: Connection, done: Completion, to_claim: Claim
     ) -> tuple[Completed | None, Any | None]: ...
 
+    def complete_counted(
+        self, connection: Connection, done: Completion, count: StepCount, to_claim: Claim | None
+    ) -> tuple[Completed | None, Any | None]: ...
+
     def insert_jobs(self, connection: Connection, jobs: list[dict[str, Any]], events: list[dict[str, Any]]) -> None: ...
 
 
@@ -43,4 +49,4 @@ def of(session: Session) -> Statements:
     return postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
 
 
-__all__ = ["Claim", "Completed", "Completion", "Statements", "of"]
+__all__ = ["Claim", "Completed", "Completion", "Statements", "StepCount", "of"]

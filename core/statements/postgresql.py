@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, Table, bindparam, insert, literal, select, true
+from sqlalchemy import Connection, Dialect, Table, bindparam, exists, insert, literal, select, true
 
 from core.statements.shared import (
     CLAIMED,
@@ -18,20 +18,25 @@ from core.statements.shared import (
     JOB_COLUMN_KEYS,
     JOBS,
     RESULTS,
+    STEPS,
     Claim,
     Completed,
     Completion,
+    StepCount,
     claim_update,
     complete_update,
+    count_succeeded_on_step,
     driver_values,
     insert_into,
     param,
     sql_type,
+    step_left_locked,
 )
 from core.status import JobStatus
 
 S = JobStatus
 ONE_STATEMENT_SUBMIT = True
+STEPS_NAME = STEPS.c.name
 
 
 def claim(connection: Connection, to_claim: Claim) -> Any | None:
@@ -54,6 +59,19 @@ def complete_and_claim(
         return None, None
     completed = None if row.done_id is None else Completed(row.done_type, row.done_queue)
     return completed, None if row.attempt is None else row
+
+
+def complete_counted(
+    connection: Connection, done: Completion, count: StepCount, to_claim: Claim | None
+) -> tuple[Completed | None, Any | None]:
+    """A workflow job's success counted on its step, with the next job's claim, in one statement, only if it is not
+    the step's last unfinished job: (None, None) and nothing written otherwise (or if the attempt lost its job),
+    and the caller takes the transaction that releases what follows (core/workflows/advance.py)."""
+    params = done.params() | count.params() | (to_claim.params() if to_claim else {})
+    row = connection.execute(_complete_counted(to_claim is not None), params).one_or_none()
+    if row is None or row.done_id is None:
+        return None, None
+    return Completed(row.done_type, row.done_queue), None if to_claim is None or row.attempt is None else row
 
 
 def insert_jobs(connection: Connection, jobs: list[dict[str, Any]], events: list[dict[str, Any]]) -> None:
@@ -94,9 +112,27 @@ def _complete_and_claim() -> Any:
     return query.add_cte(result).add_cte(done_event).add_cte(claim_event)
 
 
-def _completion() -> tuple[Any, Any, Any]:
-    """Success, its result and its event as CTEs."""
-    done = complete_update().cte("done")
+@functools.cache
+def _complete_counted(with_claim: bool) -> Any:
+    """The workflow's and the step's locks (in that order), then the success if the step has other unfinished jobs,
+    its count on the step, and the next job's claim, each only if the success happened."""
+    step = step_left_locked().cte("step")
+    done, result, done_event = _completion(select(step.c.left).scalar_subquery() > 1)
+    happened = exists(select(done.c.id))
+    counted = count_succeeded_on_step().where(happened).returning(STEPS_NAME).cte("counted")
+    done_columns = (done.c.id.label("done_id"), done.c.type.label("done_type"), done.c.queue.label("done_queue"))
+    if not with_claim:
+        return select(*done_columns).add_cte(result).add_cte(done_event).add_cte(counted)
+    claimed = claim_update().where(happened).cte("claimed")
+    claim_event = _event_of(claimed, S.RUNNING.value, claimed.c.attempt).cte("claim_event")
+    query = select(*done_columns, *_claimed_columns(claimed)).select_from(done.join(claimed, true(), full=True))
+    return query.add_cte(result).add_cte(done_event).add_cte(counted).add_cte(claim_event)
+
+
+def _completion(condition: Any = None) -> tuple[Any, Any, Any]:
+    """Success (if `condition` holds too), its result and its event as CTEs."""
+    update = complete_update() if condition is None else complete_update().where(condition)
+    done = update.cte("done")
     result = insert(RESULTS).from_select(
         ["job_id", "data", "created_at"],
         select(done.c.id, bindparam("b_data", type_=RESULTS.c.data.type), param("now", "updated_at")),

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple, cast
 from sqlalchemy import Dialect, Table, bindparam, func, literal, or_, select, update
 from sqlalchemy import inspect as sa_inspect
 
-from core.models import ALL_TENANTS, Job, JobEvent, JobResult, QueuePause
+from core.models import ALL_TENANTS, Job, JobEvent, JobResult, QueuePause, Workflow, WorkflowStep
 from core.status import JobStatus, sources_of
 from core.types import utcnow
 
@@ -23,6 +23,8 @@ JOBS = cast(Table, Job.__table__)
 EVENTS = cast(Table, JobEvent.__table__)
 RESULTS = cast(Table, JobResult.__table__)
 PAUSES = cast(Table, QueuePause.__table__)
+WORKFLOWS = cast(Table, Workflow.__table__)
+STEPS = cast(Table, WorkflowStep.__table__)
 JOB_COLUMNS = tuple((attribute.key, attribute.columns[0].key) for attribute in sa_inspect(Job).column_attrs)
 JOB_COLUMN_KEYS = tuple(column for _, column in JOB_COLUMNS)  # the jobs table's columns, in insert order
 EVENT_COLUMNS = ("job_id", "kind", "attempt", "worker", "detail", "created_at")
@@ -69,6 +71,45 @@ class Completion:
     def params(self) -> dict[str, Any]:
         return {"b_job_id": self.job_id, "b_attempt": self.attempt, "b_now": self.now, "b_worker": self.worker,
                 "b_data": self.data}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class StepCount:
+    """The workflow step a job's success counts on (core/workflows/advance.py)."""
+
+    workflow_id: uuid.UUID
+    step: str
+
+    def params(self) -> dict[str, Any]:
+        return {"b_workflow": self.workflow_id, "b_step": self.step}
+
+
+def unfinished_on_step() -> Any:
+    """A step row's jobs not finished yet."""
+    return STEPS.c.jobs_total - STEPS.c.jobs_succeeded - STEPS.c.jobs_failed - STEPS.c.jobs_cancelled
+
+
+@functools.cache
+def step_left_locked() -> Any:
+    """The workflow's lock, then its step's row lock, in that order (the order every writer of a workflow takes them,
+    core/workflows/advance.py): how many of the step's jobs are unfinished (binds: StepCount.params). A locking read
+    returns the newest committed row, whoever held the locks before."""
+    locked = select(WORKFLOWS.c.id).where(WORKFLOWS.c.id == bindparam("b_workflow")).with_for_update().cte("locked")
+    return (
+        select(unfinished_on_step().label("left"))
+        .where(STEPS.c.workflow_id == locked.c.id, STEPS.c.name == bindparam("b_step"))
+        .with_for_update(of=STEPS)
+    )
+
+
+@functools.cache
+def count_succeeded_on_step() -> Any:
+    """One more succeeded job on the step (binds: StepCount.params); its row already locked by step_left_locked."""
+    return (
+        update(STEPS)
+        .where(STEPS.c.workflow_id == bindparam("b_workflow"), STEPS.c.name == bindparam("b_step"))
+        .values(jobs_succeeded=STEPS.c.jobs_succeeded + 1)
+    )
 
 
 def param(name: str, column: str) -> Any:

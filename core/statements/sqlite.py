@@ -17,11 +17,14 @@ from core.statements.shared import (
     Claim,
     Completed,
     Completion,
+    StepCount,
     claim_update,
     complete_update,
+    count_succeeded_on_step,
     driver_values,
     event_row,
     insert_into,
+    step_left_locked,
 )
 from core.status import JobStatus
 
@@ -56,6 +59,22 @@ def complete_and_claim(
 ) -> tuple[Completed | None, Any | None]:
     """`complete`, then `claim` of another job: (what was completed, the claimed row)."""
     return complete(connection, done), claim(connection, to_claim)
+
+
+def complete_counted(
+    connection: Connection, done: Completion, count: StepCount, to_claim: Claim | None
+) -> tuple[Completed | None, Any | None]:
+    """A workflow job's success counted on its step, with the next job's claim, only if it is not the step's last
+    unfinished job: (None, None) and nothing written otherwise (or if the attempt lost its job). The caller's
+    transaction holds SQLite's write lock, which is the workflow's lock here."""
+    left = connection.execute(step_left_locked(), count.params()).scalar()
+    if left is None or left <= 1:
+        return None, None
+    completed = complete(connection, done)
+    if completed is None:
+        return None, None
+    connection.execute(count_succeeded_on_step(), count.params())
+    return completed, None if to_claim is None else claim(connection, to_claim)
 
 
 def insert_jobs(connection: Connection, jobs: list[dict[str, Any]], events: list[dict[str, Any]]) -> None:

@@ -38,33 +38,62 @@ def runtime(clean_db: Engine, database_url: str, tmp_path: Path) -> Iterator[Wor
     runtime.close()
 
 
-def diamond_bottom(runtime: WorkerRuntime) -> tuple[uuid.UUID, list[uuid.UUID]]:
-    """A workflow whose step `join` waits for `left` and `right`; their jobs claimed, as two workers' would be."""
-    definition = WorkflowDefinition.model_validate({"name": "race", "steps": [
+RACES = {
+    # two steps: each parent is its step's last job
+    "two parents": [
         {"name": "left", "type": "collect", "payload": {"value": "l"}},
         {"name": "right", "type": "collect", "payload": {"value": "r"}},
         {"name": "join", "type": "collect", "depends_on": ["left", "right"],
          "payload": {"items": [{"$ref": "steps.left.result.value"}, {"$ref": "steps.right.result.value"}]}},
-    ]})  # fmt: skip
+    ],
+    # one mapped step: both items take the one-statement count, and exactly one must find it was the last
+    "two items of a map": [
+        {"name": "fan", "type": "collect", "map": ["l", "r"], "payload": {"value": {"$ref": "item"}}},
+        {"name": "join", "type": "collect", "depends_on": ["fan"],
+         "payload": {"items": [{"$ref": "steps.fan.result[0].value"}, {"$ref": "steps.fan.result[1].value"}]}},
+    ],
+}  # fmt: skip
+
+
+def diamond_bottom(runtime: WorkerRuntime, steps: list[dict[str, Any]]) -> tuple[uuid.UUID, list[uuid.UUID]]:
+    """A workflow whose step `join` waits for two jobs; their jobs claimed, as two workers' would be."""
+    definition = WorkflowDefinition.model_validate({"name": "race", "steps": steps})
     with runtime.sessions() as session, session.begin():
         workflow, _ = submit_workflow(session, WorkflowRequest(definition, tenant_id="default"), now=utcnow())
         parents = list(session.scalars(select(Job.id).where(Job.workflow_id == workflow.id)))
     return workflow.id, parents
 
 
+@pytest.mark.parametrize("race", list(RACES))
 def test_two_parents_finishing_together_release_their_dependant_once(
-    runtime: WorkerRuntime, monkeypatch: pytest.MonkeyPatch
+    runtime: WorkerRuntime, monkeypatch: pytest.MonkeyPatch, race: str
 ) -> None:
     registry: Registry = runtime.registry
     spec = registry.get("collect")
     barrier = threading.Barrier(2, timeout=30)
-    real_complete = executor.complete_job
+    real_complete, real_counted = executor.complete_job, executor.complete_counted
 
     def complete_together(*args: Any, **kwargs: Any) -> bool:
         barrier.wait()  # both attempts have run their handlers; now both finish at once
         return real_complete(*args, **kwargs)
 
-    monkeypatch.setattr(executor, "complete_job", complete_together)
+    def counted_together(*args: Any, **kwargs: Any) -> Any:
+        barrier.wait()
+        counted = real_counted(*args, **kwargs)
+        if counted is None:  # the last item: it goes on to complete_job, which must not wait for the other again
+            waived.add(threading.get_ident())
+        return counted
+
+    waived: set[int] = set()
+
+    def complete_after_count(*args: Any, **kwargs: Any) -> bool:
+        if threading.get_ident() in waived:
+            waived.discard(threading.get_ident())
+            return real_complete(*args, **kwargs)
+        return complete_together(*args, **kwargs)
+
+    monkeypatch.setattr(executor, "complete_job", complete_after_count)
+    monkeypatch.setattr(executor, "complete_counted", counted_together)
     errors: list[BaseException] = []
 
     def deliver(job_id: uuid.UUID) -> None:
@@ -76,7 +105,7 @@ def test_two_parents_finishing_together_release_their_dependant_once(
 
     joins: list[uuid.UUID] = []
     for _ in range(ROUNDS):
-        workflow_id, parents = diamond_bottom(runtime)
+        workflow_id, parents = diamond_bottom(runtime, RACES[race])
         threads = [threading.Thread(target=deliver, args=(job_id,)) for job_id in parents]
         for thread in threads:
             thread.start()
