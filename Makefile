@@ -55,7 +55,7 @@ $(BENCH_VENV)/bin/python:
 	$(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/pip install --quiet -c constraints.txt pandas sqlalchemy 'psycopg[binary]'
 
-## bench: ingest vs psql \copy and pandas; throughput vs bare Celery (single, batch); latency; scaling 1→2→4
+## bench: ingest vs psql \copy and pandas; throughput vs bare Celery (single, batch); latency; scaling 1→2→4; pruner; fan-in vs a Celery chord
 bench: install-test $(BENCH_VENV)/bin/python
 	$(BIN)/python bench/ingest.py --pandas-python $(BENCH_VENV)/bin/python
 	$(BIN)/python bench/api_load.py
@@ -63,6 +63,7 @@ bench: install-test $(BENCH_VENV)/bin/python
 	$(BIN)/python bench/latency.py
 	$(BIN)/python bench/queue_throughput.py --backends services --concurrency 1,2,4 --jobs 2000 --name scaling
 	$(BIN)/python bench/prune.py
+	$(BIN)/python bench/fan_in.py
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) var .pytest_cache .mypy_cache .ruff_cache

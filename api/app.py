@@ -34,13 +34,12 @@ from api.request_log import install_request_log
 from core import tracing
 from core.db import make_engine, make_sessionmaker, reading
 from core.group_commit import GroupCommit
-from core.publish import publish_committed
-from core.queue import CeleryPublisher, Message, Publisher, broker_reachable, make_celery
+from core.publish import process_sessions
+from core.queue import CeleryPublisher, Publisher, broker_reachable, make_celery
 from core.quotas import UsageCache
 from core.registry import Registry, load_registry
 from core.server_secret import server_secret
 from core.settings import Settings
-from core.workflows.advance import Releaser, session_info
 
 BODY_METHODS = {"POST", "PUT", "PATCH"}
 UPLOAD_ENDPOINTS = {"datasets.create", "datasets.ingest"}
@@ -77,11 +76,7 @@ def create_app(
     publisher = publisher or CeleryPublisher(celery, lean=settings.celery_lean)
     registry = registry or load_registry()
 
-    def publish_released(batch: list[Message]) -> None:  # a workflow's released jobs, after the commit
-        publish_committed(publisher, sessions, batch)
-
-    releaser = Releaser(registry, settings.queues, settings.workflow_map_limit, settings.jobs_per_message)
-    sessions = make_sessionmaker(engine, info=session_info(releaser, publish_released))
+    sessions = process_sessions(engine, settings, registry, publisher)
     read_sessions = make_sessionmaker(reading(engine))
     app.extensions["conveyor"] = Conveyor(
         settings=settings,

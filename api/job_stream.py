@@ -1,14 +1,17 @@
-"""/v1/jobs/{id}/stream: a job's status as Server-Sent Events, one event per change, until it finishes."""
+"""/v1/jobs/{id}/stream: a job's status as Server-Sent Events, one event per change, until it finishes; `follow`
+serves a workflow's stream too."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from apiflask import APIBlueprint
 from flask import Response, stream_with_context
+from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from api.auth import requires, tenant
 from api.extension import close_db, conveyor, db
@@ -31,6 +34,9 @@ STREAM_RESPONSE: Any = {  # an OpenAPI response object, which apiflask's annotat
 }
 
 
+Read = TypeVar("Read", bound=BaseModel)
+
+
 def sse(event: str, data: str) -> str:
     return f"event: {event}\ndata: {data}\n\n"
 
@@ -43,26 +49,34 @@ def stream(job_id: str, _access: ReadTokenQuery) -> Any:
     job_uuid = parse_job_id(job_id)
     tenant_id = tenant()
     first = JobRead.of(get_job(db(), job_uuid, tenant_id=tenant_id))  # a 404 is answered before the stream starts
-    close_db()  # don't hold the request's connection for the life of the stream
+    return follow("job", first, lambda session: JobRead.of(get_job(session, job_uuid, tenant_id=tenant_id)),
+                  lambda job: job.status.terminal)  # fmt: skip
+
+
+def follow(event: str, first: Read, read: Callable[[Session], Read], finished: Callable[[Read], bool]) -> Response:
+    """`first`, then `read` again every POLL_SECONDS, as `event` events whenever its JSON changes, until `finished`
+    says so (or MAX_STREAM_SECONDS pass: EventSource clients reconnect). The request's connection is given back
+    first: each read takes one from the pool for its moment only."""
+    close_db()
     sessions = conveyor().read_sessions
 
     def events() -> Iterator[str]:
-        job, sent, started = first, "", time.monotonic()
+        current, sent, started = first, "", time.monotonic()
         last_write = started
         while True:
-            body = job.model_dump_json()
+            body = current.model_dump_json()
             if body != sent:
-                yield sse("job", body)
+                yield sse(event, body)
                 sent, last_write = body, time.monotonic()
             elif time.monotonic() - last_write > KEEPALIVE_SECONDS:
                 yield ": keep-alive\n\n"
                 last_write = time.monotonic()
-            if job.status.terminal or time.monotonic() - started > MAX_STREAM_SECONDS:
+            if finished(current) or time.monotonic() - started > MAX_STREAM_SECONDS:
                 return
             time.sleep(POLL_SECONDS)
             try:
                 with sessions() as session:
-                    job = JobRead.of(get_job(session, job_uuid, tenant_id=tenant_id))
+                    current = read(session)
             except (ConveyorError, SQLAlchemyError) as exc:
                 yield sse("error", f'{{"detail": "stream interrupted: {type(exc).__name__}; reconnect to resume"}}')
                 return

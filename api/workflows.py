@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 from apiflask import APIBlueprint
-from flask import Response, request, stream_with_context
-from sqlalchemy.exc import SQLAlchemyError
+from flask import Response, request
 
 from api.auth import principal, requires, tenant
-from api.extension import close_db, conveyor, db
-from api.job_stream import KEEPALIVE_SECONDS, MAX_STREAM_SECONDS, POLL_SECONDS, sse
+from api.extension import conveyor, db
+from api.job_stream import follow
 from api.jobs import idempotency_key
 from api.request_log import request_id
 from api.workflow_schemas import (
@@ -26,7 +23,6 @@ from api.workflow_schemas import (
     WorkflowRead,
     WorkflowSummary,
 )
-from core.errors import ConveyorError
 from core.keys import Scope
 from core.submit import request_fingerprint
 from core.types import utcnow
@@ -125,32 +121,9 @@ def events(workflow_id: str, query: WorkflowEventQuery) -> Any:
 def stream(workflow_id: str) -> Any:
     workflow_uuid, tenant_id = parse_workflow_id(workflow_id), tenant()
     first = WorkflowRead.of_view(workflow_view(db(), workflow_uuid, tenant_id=tenant_id))  # a 404 before the stream
-    close_db()  # don't hold the request's connection for the life of the stream
-    sessions = conveyor().read_sessions
-
-    def changes() -> Iterator[str]:
-        current, sent, started = first, "", time.monotonic()
-        last_write = started
-        while True:
-            body = current.model_dump_json()
-            if body != sent:
-                yield sse("workflow", body)
-                sent, last_write = body, time.monotonic()
-            elif time.monotonic() - last_write > KEEPALIVE_SECONDS:
-                yield ": keep-alive\n\n"
-                last_write = time.monotonic()
-            if current.finished_at is not None or time.monotonic() - started > MAX_STREAM_SECONDS:
-                return
-            time.sleep(POLL_SECONDS)
-            try:
-                with sessions() as session:
-                    current = WorkflowRead.of_view(workflow_view(session, workflow_uuid, tenant_id=tenant_id))
-            except (ConveyorError, SQLAlchemyError) as exc:
-                yield sse("error", f'{{"detail": "stream interrupted: {type(exc).__name__}; reconnect to resume"}}')
-                return
-
-    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    return Response(stream_with_context(changes()), mimetype="text/event-stream", headers=headers)
+    return follow("workflow", first,
+                  lambda session: WorkflowRead.of_view(workflow_view(session, workflow_uuid, tenant_id=tenant_id)),
+                  lambda flow: flow.finished_at is not None)  # fmt: skip
 
 
 @bp.post("/<workflow_id>/cancel")

@@ -22,11 +22,11 @@ def make_chord_app(broker_url: str, backend_url: str) -> tuple[Celery, redis.Red
     app.conf.update(result_backend=backend_url, result_expires=600)
     stamps = redis.Redis.from_url(backend_url.replace("redis+socket://", "unix://"))
 
-    @app.task(name="bench.item")
+    @app.task(name="bench.item", shared=False)
     def item(value: int) -> dict[str, Any]:
         return {"value": value}
 
-    @app.task(name="bench.gather")
+    @app.task(name="bench.gather", shared=False)
     def gather(results: list[dict[str, Any]]) -> int:
         stamps.rpush(STARTED_KEY, f"{time.time()} {len(results)}")  # when the callback started, and what it got
         return len(results)

@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta
 import click
 from sqlalchemy import select
 
-from core.db import Sessions, make_engine, make_sessionmaker
+from core.db import Sessions, make_engine
 from core.models import ALL_TENANTS, QueuePause
+from core.publish import process_sessions
 from core.queries import backlog
 from core.queue import CeleryPublisher, make_celery
 from core.queue_ops import (
@@ -22,6 +23,7 @@ from core.queue_ops import (
     resume_queue,
     retry_failed,
 )
+from core.registry import load_registry
 from core.settings import Settings
 
 CLI_ACTOR = "cli"
@@ -32,7 +34,9 @@ tenant_option = click.option(
 
 
 def _sessions(settings: Settings) -> Sessions:
-    return make_sessionmaker(make_engine(settings.resolved_database_url))
+    """A drain may finish a workflow's jobs, whose next steps it then releases and publishes (ADR 0014)."""
+    publisher = CeleryPublisher(make_celery(settings, producer=True), lean=settings.celery_lean)
+    return process_sessions(make_engine(settings.resolved_database_url), settings, load_registry(), publisher)
 
 
 def _known(queue: str, settings: Settings) -> None:

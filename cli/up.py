@@ -13,9 +13,12 @@ from cli.keys import ensure_admin_key, ensure_flower_auth
 from cli.processes import NoRedisServer, fresh_metrics_dir, process_commands, process_env, running_as_root
 from cli.schedules import sync_file
 from cli.supervisor import BrokerFailed, GracefulManager, start_broker, stop_broker
-from core.db import make_engine, make_sessionmaker
+from core.db import make_engine
 from core.migrate import upgrade_database
+from core.publish import process_sessions
+from core.queue import CeleryPublisher, make_celery
 from core.reconcile import release_jobs_of
+from core.registry import load_registry
 from core.settings import Settings, redacted
 
 
@@ -90,7 +93,10 @@ def release_killed_workers(settings: Settings) -> int:
     host = socket.gethostname()
     engine = make_engine(settings.resolved_database_url)
     try:
-        with make_sessionmaker(engine)() as session, session.begin():
+        # a workflow's job failed for good here moves its workflow on; what that releases is published when the
+        # broker still answers, else by the reconciler at the next start
+        publisher = CeleryPublisher(make_celery(settings, producer=True), lean=settings.celery_lean)
+        with process_sessions(engine, settings, load_registry(), publisher)() as session, session.begin():
             return release_jobs_of(session, [f"jobs@{host}:", f"maintenance@{host}:"],
                                    backoff_cap=settings.retry_backoff_max)  # fmt: skip
     finally:

@@ -11,14 +11,18 @@ import logging
 import uuid
 from collections.abc import Sequence
 
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
 
-from core.db import Sessions
+from core.db import Sessions, make_sessionmaker
 from core.jobs import mark_unpublished
 from core.models import Job
 from core.queue import Message, Publisher, Wakeup, messages
 from core.registry import JobSpec, Registry
+from core.settings import Settings
 from core.status import JobStatus
+from core.workflows.advance import Releaser, session_info
 
 log = logging.getLogger(__name__)
 
@@ -58,3 +62,17 @@ def publish_committed(publisher: Publisher, sessions: Sessions, batch: Sequence[
             # accepted (an API client that saw an error would submit them a second time).
             log.warning("could not mark %s unpublished; the reconciler re-publishes them later", failed, exc_info=True)
     return failed
+
+
+def process_sessions(
+    engine: Engine, settings: Settings, registry: Registry, publisher: Publisher
+) -> sessionmaker[Session]:
+    """The sessions of a process that changes jobs (the API, a worker, the CLI): a workflow's job that one of them
+    finishes releases the next steps, whose messages the session publishes once it has committed (ADR 0014)."""
+    releaser = Releaser(registry, settings.queues, settings.workflow_map_limit, settings.jobs_per_message)
+
+    def publish(batch: list[Message]) -> None:
+        publish_committed(publisher, sessions, batch)
+
+    sessions = make_sessionmaker(engine, info=session_info(releaser, publish))
+    return sessions

@@ -65,3 +65,37 @@ def test_queues_pause_resume_drain_and_retry_failed(
             assert refused.exit_code == 1 and "Known queues: default, webhooks" in refused.output, args
         not_paused = runner.invoke(main, ["queues", "resume", "default"], env=env)
         assert not_paused.exit_code == 1 and "is not paused" in not_paused.output
+
+
+def test_a_drain_moves_the_workflows_of_the_jobs_it_cancels(
+    clean_db: Engine, database_url: str, registry: Registry, tmp_path: Path
+) -> None:
+    """The CLI's sessions release and publish like the API's: draining a workflow's queued job fails the workflow
+    (fail_fast) and releases its on_complete step, published to the broker."""
+    from core.publish import process_sessions
+    from core.queue import RecordingPublisher
+    from core.settings import Settings
+    from core.types import utcnow
+    from core.workflows.definition import WorkflowDefinition
+    from core.workflows.models import Workflow
+    from core.workflows.submit import WorkflowRequest, submit_workflow
+
+    with ExitStack() as stack:
+        broker = broker_redis("embedded", tmp_path, stack)
+        env = {"CONVEYOR_DATABASE_URL": database_url, "CONVEYOR_DATA_DIR": str(tmp_path), "CONVEYOR_BROKER_URL": broker}
+        settings = Settings(database_url=database_url, data_dir=tmp_path, broker_url=broker)
+        sessions = process_sessions(clean_db, settings, registry, RecordingPublisher())
+        definition = WorkflowDefinition.model_validate({"name": "drained", "steps": [
+            {"name": "a", "type": "echo", "payload": {"message": "m"}}],
+            "on_complete": {"type": "echo", "payload": {"message": "done"}}})  # fmt: skip
+        with sessions() as session, session.begin():
+            flow, _ = submit_workflow(session, WorkflowRequest(definition, tenant_id="acme"), now=utcnow())
+        result = CliRunner().invoke(main, ["queues", "drain", "default", "--reason", "incident", "--yes"], env=env)
+        assert result.exit_code == 0, result.output
+        with sessions() as session:
+            workflow = session.get_one(Workflow, flow.id)
+            assert (workflow.status, workflow.failed_step) == ("failed", "a")
+            [callback] = session.scalars(
+                select(Job).where(Job.workflow_id == flow.id, Job.workflow_step == "on_complete")
+            )
+            assert callback.status == "queued" and callback.published_at is not None  # the CLI published it

@@ -11,12 +11,11 @@ from celery import Celery
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.db import is_sqlite, make_engine, make_sessionmaker
-from core.publish import publish_committed
-from core.queue import CeleryPublisher, Message
+from core.db import is_sqlite, make_engine
+from core.publish import process_sessions
+from core.queue import CeleryPublisher
 from core.registry import Registry
 from core.settings import Settings
-from core.workflows.advance import Releaser, session_info
 from worker.lease import LeaseKeeper
 from worker.unit_of_work import JobUnitOfWork
 
@@ -39,17 +38,13 @@ class WorkerRuntime:
 
     @cached_property
     def sessions(self) -> sessionmaker[Session]:
-        return make_sessionmaker(self.engine, info=self.session_info)
+        return process_sessions(self.engine, self.settings, self.registry, self.publisher)
 
-    @cached_property
+    @property
     def session_info(self) -> dict[str, Any]:
-        """What this process's sessions carry: how a workflow's next steps are released and published."""
-        releaser = Releaser(self.registry, self.settings.queues, self.settings.workflow_map_limit,
-                            self.settings.jobs_per_message)  # fmt: skip
-        return session_info(releaser, self.publish_released)
-
-    def publish_released(self, batch: list[Message]) -> None:
-        publish_committed(self.publisher, self.sessions, batch)
+        """What this process's sessions carry (how a workflow's next steps are released and published): a job's
+        unit of work gets it too."""
+        return dict(self.sessions.kw["info"])
 
     @cached_property
     def job_engine(self) -> Engine:

@@ -66,9 +66,9 @@ def ledger(cluster: Cluster, workflow_id: str) -> tuple[int, int, int, dict[str,
     return jobs, results, succeeded, {str(k): v for k, v in releases.items()}
 
 
-def test_a_diamond_with_a_mapped_fan_out_runs_each_job_once(cluster: Cluster) -> None:
+def test_a_diamond_with_a_1000_way_fan_out_runs_each_job_once(cluster: Cluster) -> None:
     made = submit(cluster, [
-        {"name": "source", "type": "collect", "payload": {"items": list(range(200))}},
+        {"name": "source", "type": "collect", "payload": {"items": list(range(1000))}},
         {"name": "double", "type": "collect", "depends_on": ["source"], "map": ref("steps.source.result.items"),
          "payload": {"value": ref("item")}},
         {"name": "side", "type": "echo", "depends_on": ["source"], "payload": {"message": "side"}},
@@ -78,9 +78,9 @@ def test_a_diamond_with_a_mapped_fan_out_runs_each_job_once(cluster: Cluster) ->
     flow = wait_workflow(cluster, made["id"])
     assert flow["status"] == "succeeded", flow
     result = cluster.request("GET", f"/v1/jobs/{step(flow, 'join')['job_id']}/result").json()["data"]
-    assert [item["value"] for item in result["items"]] == list(range(200)) and result["value"] == "side"
+    assert [item["value"] for item in result["items"]] == list(range(1000)) and result["value"] == "side"
     jobs, results, succeeded, releases = ledger(cluster, made["id"])
-    assert (jobs, results, succeeded) == (203, 203, 203)
+    assert (jobs, results, succeeded) == (1003, 1003, 1003)
     assert releases == {"source": 1, "double": 1, "side": 1, "join": 1}
 
 

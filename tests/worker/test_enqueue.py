@@ -4,30 +4,16 @@ succeeds, in the same transaction as the success, and are published once it has 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
-import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import func, select
 
 from core.models import Job
-from core.queue import RecordingPublisher, make_celery
-from core.registry import load_registry
-from core.settings import Settings
+from core.queue import RecordingPublisher
 from core.submit import JobRequest, submit_job
 from core.types import utcnow
 from worker.executor import Delivery, execute_message
 from worker.runtime import WorkerRuntime
-
-
-@pytest.fixture
-def runtime(clean_db: Engine, database_url: str, tmp_path: Path) -> Iterator[WorkerRuntime]:
-    settings = Settings(data_dir=tmp_path, database_url=database_url)
-    runtime = WorkerRuntime(settings, load_registry(), make_celery(settings, name="test"))
-    runtime.publisher = RecordingPublisher()  # type: ignore[assignment]
-    yield runtime
-    runtime.close()
 
 
 def spawn(runtime: WorkerRuntime, **payload: object) -> uuid.UUID:

@@ -6,18 +6,14 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import func, select
 
 from core.jobs import claim_job
 from core.models import Job
-from core.queue import RecordingPublisher, make_celery
-from core.registry import Registry, load_registry
-from core.settings import Settings
+from core.registry import Registry
 from core.types import utcnow
 from core.workflows.definition import WorkflowDefinition
 from core.workflows.models import Workflow, WorkflowEvent, WorkflowStep
@@ -27,15 +23,6 @@ from worker.executor import Delivery, execute_message
 from worker.runtime import WorkerRuntime
 
 ROUNDS = 200
-
-
-@pytest.fixture
-def runtime(clean_db: Engine, database_url: str, tmp_path: Path) -> Iterator[WorkerRuntime]:
-    settings = Settings(data_dir=tmp_path, database_url=database_url)
-    runtime = WorkerRuntime(settings, load_registry(), make_celery(settings, name="test"))
-    runtime.publisher = RecordingPublisher()  # type: ignore[assignment]
-    yield runtime
-    runtime.close()
 
 
 RACES = {
