@@ -73,7 +73,7 @@ def _with_on_complete(body: JobBatchCreate, requests: list[JobRequest]) -> Batch
     refused: dict[int, ConveyorError] = {}
     for index, request_ in enumerate(requests):
         try:
-            check_request(session, ext.registry, ext.settings.queues, request_, now)
+            check_request(session, ext.registry, ext.settings.queues, request_)
         except ConveyorError as exc:
             refused[index] = exc
     steps = [StepDefinition(name=f"job-{index}", type=r.type, payload=r.payload, queue=r.queue, priority=r.priority,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import Select, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, make_transient_to_detached
@@ -24,7 +24,7 @@ from core.models import UNFINISHED, Job
 from core.publish import messages_of
 from core.queue import Message
 from core.quotas import JobRoom, UsageCache
-from core.registry import Registry, UnknownJobType
+from core.registry import JobSpec, Registry, UnknownJobType
 from core.statements.shared import JOB_COLUMNS, event_row
 from core.status import JobStatus
 from core.types import iso_or_none, utcnow
@@ -142,7 +142,10 @@ def submit_jobs(
             if existing is not None:
                 outcomes.append(Submitted(existing, created=False))
                 continue
-            job = check_request(session, registry, known_queues, request, now)
+            spec, payload, queue = _validated(registry, known_queues, request)
+            if spec.check is not None:  # with the tenant: a payload may name only the tenant's own objects
+                spec.check(payload, session, request.tenant_id)
+            job = _job_of(request, spec, payload, queue, now)
             over_quota = room.take(request.tenant_id)
             if over_quota is not None:
                 raise over_quota
@@ -182,28 +185,30 @@ def _insert(session: Session, plain: list[Job], created: list[Job], actors: list
     statements.of(session).insert_jobs(session.connection(), rows, events)
 
 
-def check_request(
-    session: Session, registry: Registry, known_queues: list[str], request: JobRequest, now: datetime
-) -> Job:
-    """The job a request makes (not added to the session), checked as a submit checks it: its type, payload and
-    queue, and its type's own check against the database (with the tenant: a payload may name only the tenant's
-    own objects). Raises the ConveyorError a submit answers with."""
-    job = build_job(registry, known_queues, request, now)
-    check = registry.get(request.type).check
-    if check is not None:
-        check(registry.get(request.type).payload.model_validate(job.payload), session, request.tenant_id)
-    return job
+def check_request(session: Session, registry: Registry, known_queues: list[str], request: JobRequest) -> BaseModel:
+    """A request checked as a submit checks it, without making its job: its type, payload and queue, and its type's
+    own check against the database (with the tenant: a payload may name only the tenant's own objects). Returns the
+    payload; raises the ConveyorError a submit answers with."""
+    spec, payload, _ = _validated(registry, known_queues, request)
+    if spec.check is not None:
+        spec.check(payload, session, request.tenant_id)
+    return payload
 
 
 def build_job(registry: Registry, known_queues: list[str], request: JobRequest, now: datetime) -> Job:
     """The job a request makes, validated against its type and the known queues (not added to any session)."""
+    return _job_of(request, *_validated(registry, known_queues, request), now)
+
+
+def _validated(registry: Registry, known_queues: list[str], request: JobRequest) -> tuple[JobSpec, BaseModel, str]:
+    """The request's job type, its payload validated by the type's model, and its queue (known to a worker)."""
     try:
         spec = registry.get(request.type)
     except UnknownJobType:
         known = ", ".join(s.name for s in registry)
         raise UnknownType(f"No job type named {request.type!r}. Known types: {known}.") from None
     try:
-        model = spec.payload.model_validate(request.payload)
+        payload = spec.payload.model_validate(request.payload)
     except ValidationError as exc:
         raise PayloadInvalid(
             f"The payload does not match the {request.type!r} job type's schema (GET /v1/job-types shows it).",
@@ -212,6 +217,10 @@ def build_job(registry: Registry, known_queues: list[str], request: JobRequest, 
     queue = request.queue or spec.queue
     if queue not in known_queues:
         raise UnknownQueue(f"No worker consumes queue {queue!r}. Known queues: {', '.join(known_queues)}.")
+    return spec, payload, queue
+
+
+def _job_of(request: JobRequest, spec: JobSpec, payload: BaseModel, queue: str, now: datetime) -> Job:
     due = request.run_at is None or request.run_at <= now
     given = dict(
         id=request.job_id or uuid.uuid4(),
@@ -220,7 +229,7 @@ def build_job(registry: Registry, known_queues: list[str], request: JobRequest, 
         queue=queue,
         priority=spec.priority if request.priority is None else request.priority,
         status=(S.QUEUED if due else S.SCHEDULED).value,
-        payload=model.model_dump(mode="json"),
+        payload=payload.model_dump(mode="json"),
         attempt=0,
         max_attempts=request.max_attempts or spec.max_attempts,
         run_at=request.run_at,

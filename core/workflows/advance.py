@@ -327,7 +327,7 @@ def release(run: Run, step: WorkflowStep, *, active_jobs_limit: int = 0) -> None
     ]  # fmt: skip
     try:  # every job of the step is checked before any is made: all of them, or none
         for request in requests:
-            check_request(run.session, releaser.registry, releaser.known_queues, request, run.now)
+            check_request(run.session, releaser.registry, releaser.known_queues, request)
     except ConveyorError as exc:
         _not_released(run, step, {"type": type(exc).__name__, "message": exc.detail, "errors": exc.errors})
         return
