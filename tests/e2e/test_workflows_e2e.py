@@ -1,5 +1,5 @@
-"""Workflows through real api/worker/beat processes over HTTP, on each backend: a diamond with a mapped fan-out, a
-worker killed mid-step and during a fan-in, child jobs of a killed attempt, and the CLI."""
+"""Workflows through real api/worker/beat processes over HTTP, on each backend: a chain, a diamond with a 1,000-way
+fan-out, a worker killed mid-step and during a fan-in, child jobs of a killed attempt, and the CLI."""
 
 from __future__ import annotations
 
@@ -64,6 +64,22 @@ def ledger(cluster: Cluster, workflow_id: str) -> tuple[int, int, int, dict[str,
                                                            WorkflowEvent.kind == "step_released")
             .group_by(WorkflowEvent.step)).all())  # fmt: skip
     return jobs, results, succeeded, {str(k): v for k, v in releases.items()}
+
+
+def test_a_chain_of_three_passes_each_result_on(cluster: Cluster) -> None:
+    made = submit(cluster, [
+        {"name": "first", "type": "echo", "payload": {"message": "one"}},
+        {"name": "second", "type": "collect", "depends_on": ["first"],
+         "payload": {"value": ref("steps.first.result.message")}},
+        {"name": "third", "type": "collect", "depends_on": ["second"],
+         "payload": {"items": [ref("steps.second.result.value"), "three"]}},
+    ])  # fmt: skip
+    flow = wait_workflow(cluster, made["id"])
+    assert flow["status"] == "succeeded" and [s["status"] for s in flow["steps"]] == ["succeeded"] * 3
+    result = cluster.request("GET", f"/v1/jobs/{step(flow, 'third')['job_id']}/result").json()["data"]
+    assert result["items"] == ["one", "three"]
+    jobs, results, succeeded, releases = ledger(cluster, made["id"])
+    assert (jobs, results, succeeded, releases) == (3, 3, 3, {"first": 1, "second": 1, "third": 1})
 
 
 def test_a_diamond_with_a_1000_way_fan_out_runs_each_job_once(cluster: Cluster) -> None:
