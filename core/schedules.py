@@ -21,7 +21,7 @@ from core.models import Job, Schedule
 from core.queries import page_of_jobs
 from core.registry import Registry
 from core.slot_template import render_payload
-from core.submit import JobRequest, build_job, submit_job
+from core.submit import JobRequest, submit_job, validated_request
 from core.types import utcnow
 
 MAX_INTERVAL_SECONDS = 366 * 24 * 3600
@@ -193,7 +193,7 @@ def _check_job_template(schedule: Schedule, registry: Registry, known_queues: li
     """Refuse now what would fail at every slot: unknown type or queue, a payload the type rejects."""
     slot = schedule.next_fire_at or now
     try:
-        build_job(registry, known_queues, job_request_for(schedule, slot, now), now)
+        validated_request(registry, known_queues, job_request_for(schedule, slot, now))
     except PayloadInvalid as exc:
         exc.detail = f"{exc.detail} (checked with the payload rendered for the slot {slot.isoformat()})"
         raise

@@ -142,7 +142,7 @@ def submit_jobs(
             if existing is not None:
                 outcomes.append(Submitted(existing, created=False))
                 continue
-            spec, payload, queue = _validated(registry, known_queues, request)
+            spec, payload, queue = validated_request(registry, known_queues, request)
             if spec.check is not None:  # with the tenant: a payload may name only the tenant's own objects
                 spec.check(payload, session, request.tenant_id)
             job = _job_of(request, spec, payload, queue, now)
@@ -189,7 +189,7 @@ def check_request(session: Session, registry: Registry, known_queues: list[str],
     """A request checked as a submit checks it, without making its job: its type, payload and queue, and its type's
     own check against the database (with the tenant: a payload may name only the tenant's own objects). Returns the
     payload; raises the ConveyorError a submit answers with."""
-    spec, payload, _ = _validated(registry, known_queues, request)
+    spec, payload, _ = validated_request(registry, known_queues, request)
     if spec.check is not None:
         spec.check(payload, session, request.tenant_id)
     return payload
@@ -197,11 +197,14 @@ def check_request(session: Session, registry: Registry, known_queues: list[str],
 
 def build_job(registry: Registry, known_queues: list[str], request: JobRequest, now: datetime) -> Job:
     """The job a request makes, validated against its type and the known queues (not added to any session)."""
-    return _job_of(request, *_validated(registry, known_queues, request), now)
+    return _job_of(request, *validated_request(registry, known_queues, request), now)
 
 
-def _validated(registry: Registry, known_queues: list[str], request: JobRequest) -> tuple[JobSpec, BaseModel, str]:
-    """The request's job type, its payload validated by the type's model, and its queue (known to a worker)."""
+def validated_request(
+    registry: Registry, known_queues: list[str], request: JobRequest
+) -> tuple[JobSpec, BaseModel, str]:
+    """The request's job type, its payload validated by the type's model, and its queue (known to a worker): what a
+    submit checks of a request without the database. Raises the ConveyorError a submit answers with."""
     try:
         spec = registry.get(request.type)
     except UnknownJobType:

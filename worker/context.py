@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from core.context import JobCancelled, LeaseLost
 from core.jobs import ClaimedJob, renew_lease
 from core.settings import Settings
-from core.submit import JobRequest, build_job
+from core.submit import JobRequest, validated_request
 from core.types import utcnow
 from worker.runtime import WorkerRuntime
 from worker.unit_of_work import JobUnitOfWork
@@ -80,7 +80,7 @@ class WorkerJobContext:
         request = JobRequest(type=job_type, payload=payload, queue=queue, priority=priority,
                              max_attempts=max_attempts, run_at=run_at, tenant_id=self.tenant_id,
                              request_id=self.request_id, parent_id=self.job_id, job_id=uuid.uuid4())  # fmt: skip
-        build_job(self.runtime.registry, self.runtime.settings.queues, request, now)  # raises what a submit would
+        validated_request(self.runtime.registry, self.runtime.settings.queues, request)  # raises what a submit would
         self.children.append(request)
         assert request.job_id is not None  # noqa: S101 - given above
         return request.job_id

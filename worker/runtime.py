@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
-from typing import Any
 
 from celery import Celery
 from sqlalchemy import Engine
@@ -40,12 +39,6 @@ class WorkerRuntime:
     def sessions(self) -> sessionmaker[Session]:
         return process_sessions(self.engine, self.settings, self.registry, self.publisher)
 
-    @property
-    def session_info(self) -> dict[str, Any]:
-        """What this process's sessions carry (how a workflow's next steps are released and published): a job's
-        unit of work gets it too."""
-        return dict(self.sessions.kw["info"])
-
     @cached_property
     def job_engine(self) -> Engine:
         """The engine of job deliveries. On PostgreSQL its connections stay in autocommit, where a job's claim and
@@ -61,7 +54,7 @@ class WorkerRuntime:
         """A delivery's unit of work on one pooled connection (claim, handler, completion): one checkout, so one
         pre-ping round trip instead of one per transaction."""
         with self.job_engine.connect() as connection:
-            unit = JobUnitOfWork(connection, self.session_info)
+            unit = JobUnitOfWork(connection, self.sessions)
             try:
                 yield unit
             finally:

@@ -15,8 +15,8 @@ The pool puts a connection back in its engine's isolation level when it is retur
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from typing import Any
+import functools
+from collections.abc import Callable, Iterator
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
@@ -24,11 +24,14 @@ from sqlalchemy.orm import Session
 
 from core.db import connection_autocommit
 
+PLAIN_SESSIONS = functools.partial(Session, expire_on_commit=False)
+
 
 class JobUnitOfWork:
-    def __init__(self, connection: Connection, info: dict[str, Any] | None = None) -> None:
+    def __init__(self, connection: Connection, sessions: Callable[..., Session] = PLAIN_SESSIONS) -> None:
+        """`sessions`: the process's sessionmaker (core.publish.process_sessions), bound here to the connection."""
         self._connection = connection
-        self._session = Session(bind=connection, expire_on_commit=False, info=info)
+        self._session = sessions(bind=connection)
         self.autocommit = connection_autocommit(connection)  # each statement commits itself (PostgreSQL)
 
     @contextlib.contextmanager

@@ -89,12 +89,17 @@ def unfinished_on_step() -> Any:
     return STEPS.c.jobs_total - STEPS.c.jobs_succeeded - STEPS.c.jobs_failed - STEPS.c.jobs_cancelled
 
 
+def workflow_locked() -> Any:
+    """The workflow's row, locked (bind b_workflow): taken before its steps' rows by every writer of them."""
+    return select(WORKFLOWS.c.id).where(WORKFLOWS.c.id == bindparam("b_workflow")).with_for_update().cte("locked")
+
+
 @functools.cache
 def step_left_locked() -> Any:
     """The workflow's lock, then its step's row lock, in that order (the order every writer of a workflow takes them,
     core/workflows/advance.py): how many of the step's jobs are unfinished (binds: StepCount.params). A locking read
     returns the newest committed row, whoever held the locks before."""
-    locked = select(WORKFLOWS.c.id).where(WORKFLOWS.c.id == bindparam("b_workflow")).with_for_update().cte("locked")
+    locked = workflow_locked()
     return (
         select(unfinished_on_step().label("left"))
         .where(STEPS.c.workflow_id == locked.c.id, STEPS.c.name == bindparam("b_step"))
@@ -110,6 +115,14 @@ def count_succeeded_on_step() -> Any:
         .where(STEPS.c.workflow_id == bindparam("b_workflow"), STEPS.c.name == bindparam("b_step"))
         .values(jobs_succeeded=STEPS.c.jobs_succeeded + 1)
     )
+
+
+@functools.cache
+def count_succeeded_locked() -> Any:
+    """The workflow's lock, then one more succeeded job on its step (binds: StepCount.params), returning how many of
+    the step's jobs are left unfinished; no row if the workflow is gone."""
+    locked = workflow_locked()
+    return count_succeeded_on_step().where(STEPS.c.workflow_id == locked.c.id).returning(unfinished_on_step())
 
 
 def param(name: str, column: str) -> Any:

@@ -17,14 +17,13 @@ needs (job types, queues) and how the released jobs' messages are published once
 
 from __future__ import annotations
 
-import functools
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core import metrics
@@ -33,6 +32,7 @@ from core.errors import ConveyorError
 from core.models import Job, JobResult
 from core.queue import Message
 from core.registry import Registry
+from core.statements.shared import StepCount, count_succeeded_locked
 from core.status import UNFINISHED_STATUSES, JobStatus
 from core.workflows import refs
 from core.workflows.models import StepStatus, Workflow, WorkflowEvent, WorkflowStatus, WorkflowStep
@@ -113,15 +113,14 @@ def job_finished(session: Session, job: Job | Any, status: JobStatus, now: datet
     if status is JobStatus.SUCCEEDED:
         # The common case, each item of a map: one statement takes the workflow's lock and counts the job on its
         # step; only the step's last job goes on. (None: the workflow was deleted.)
-        counted = session.connection().execute(_succeeded_on_step(), {"w": job.workflow_id, "s": job.workflow_step})
-        left = counted.scalar()
+        assert job.workflow_step is not None  # noqa: S101 - a workflow's job runs for one of its steps
+        count = StepCount(job.workflow_id, job.workflow_step)
+        left = session.connection().execute(count_succeeded_locked(), count.params()).scalar()
         if left is None or left > 0:
             return
-    elif not _lock(session, job.workflow_id):
-        return  # the workflow was deleted
     run = locked(session, job.workflow_id, now)
     if run is None or job.workflow_step not in run.steps:
-        return
+        return  # the workflow was deleted
     step = run.steps[job.workflow_step]
     if status is not JobStatus.SUCCEEDED:
         _count_job(run, step, job, status)
@@ -131,28 +130,6 @@ def job_finished(session: Session, job: Job | Any, status: JobStatus, now: datet
         finish_step(run, step)
     settle(run)
     flush(run)
-
-
-def _lock(session: Session, workflow_id: uuid.UUID) -> bool:
-    """The workflow row's lock, first: the order every transaction that changes a workflow takes its rows in."""
-    query = select(Workflow.id).where(Workflow.id == workflow_id).with_for_update()
-    return session.execute(query).first() is not None
-
-
-@functools.cache
-def _succeeded_on_step() -> Any:
-    """Lock the workflow (bind w), then count one more succeeded job on its step (bind s): returns how many of the
-    step's jobs are left unfinished, or no row if the workflow is gone. The lock first, as every transaction that
-    changes a workflow takes it (the module's docstring)."""
-    steps = cast(Table, WorkflowStep.__table__)
-    locked_workflow = select(Workflow.id).where(Workflow.id == bindparam("w")).with_for_update().cte("locked_workflow")
-    unfinished = steps.c.jobs_total - steps.c.jobs_succeeded - steps.c.jobs_failed - steps.c.jobs_cancelled
-    return (
-        update(steps)
-        .where(steps.c.workflow_id == locked_workflow.c.id, steps.c.name == bindparam("s"))
-        .values(jobs_succeeded=steps.c.jobs_succeeded + 1)
-        .returning(unfinished)
-    )
 
 
 def _count_job(run: Run, step: WorkflowStep, job: Job | Any, status: JobStatus) -> None:
@@ -218,20 +195,12 @@ def cancel_unfinished(run: Run, *, spare_all_done: bool) -> None:
             step.finished_at = run.now
             run.event("step_cancelled", step.name)
     flush(run)
-    query = (
-        select(Job)
-        .where(Job.workflow_id == run.workflow.id, Job.status.in_(UNFINISHED_STATUSES), ~Job.cancel_requested)
-        .with_for_update(skip_locked=True)
-        .execution_options(populate_existing=True)
-    )
+    uncancelled = (Job.workflow_id == run.workflow.id, Job.status.in_(UNFINISHED_STATUSES), ~Job.cancel_requested)
+    query = select(Job).where(*uncancelled).with_for_update(skip_locked=True)
     reason = {"type": "WorkflowCancelled", "message": f"workflow {run.workflow.id} {run.workflow.status}"}
-    for job in run.session.scalars(query).all():
+    for job in run.session.scalars(query.execution_options(populate_existing=True)).all():
         _cancel_job(run, job, reason)
-    left = run.session.scalar(
-        select(func.count())
-        .select_from(Job)
-        .where(Job.workflow_id == run.workflow.id, Job.status.in_(UNFINISHED_STATUSES), ~Job.cancel_requested)
-    )
+    left = run.session.scalar(select(func.count()).select_from(Job).where(*uncancelled))  # the rows skipped
     run.workflow.sweep_pending = bool(left)
 
 
@@ -286,11 +255,8 @@ def flush(run: Run) -> None:
 # --- release -----------------------------------------------------------------------------------------------------
 
 
-class StepNotReleased(ConveyorError):
-    """Why a step could not make its jobs: a reference to an absent value, a payload its type refuses, a map that
-    is not a list or is too long. The step fails with it."""
-
-    slug, status, title = "step-not-released", 422, "The step could not be released"
+class StepNotReleased(Exception):
+    """Why a step's map could not make its jobs (not a list, or too long): the step fails with it."""
 
 
 def release(run: Run, step: WorkflowStep, *, active_jobs_limit: int = 0) -> None:
@@ -317,7 +283,7 @@ def release(run: Run, step: WorkflowStep, *, active_jobs_limit: int = 0) -> None
         _not_released(run, step, {"type": "ReferenceMissing", "message": str(exc)})
         return
     except StepNotReleased as exc:
-        _not_released(run, step, {"type": "StepNotReleased", "message": exc.detail})
+        _not_released(run, step, {"type": "StepNotReleased", "message": str(exc)})
         return
     requests = [
         JobRequest(type=step.type, payload=payload, priority=step.priority, queue=step.queue,
