@@ -9,6 +9,7 @@ from flask import request
 
 from api import (
     datasets,
+    failures,
     files,
     health,
     job_batches,
@@ -42,6 +43,7 @@ from core.server_secret import server_secret
 from core.settings import Settings
 
 BODY_METHODS = {"POST", "PUT", "PATCH"}
+SWAGGER_UI = "/static/vendor/swagger-ui"
 UPLOAD_ENDPOINTS = {"datasets.create", "datasets.ingest"}
 
 
@@ -63,7 +65,13 @@ def create_app(
         HTTP_ERROR_SCHEMA=PROBLEM_SCHEMA,
         VALIDATION_ERROR_SCHEMA=PROBLEM_SCHEMA,
         SYNC_LOCAL_SPEC=False,
-        DOCS_FAVICON=None,
+        # /docs from the Swagger UI files vendored in api/static/vendor (their versions and licences: its README),
+        # never from a CDN: the machine may have no internet. No validator badge (it calls validator.swagger.io).
+        SWAGGER_UI_CSS=f"{SWAGGER_UI}/swagger-ui.css",
+        SWAGGER_UI_BUNDLE_JS=f"{SWAGGER_UI}/swagger-ui-bundle.js",
+        SWAGGER_UI_STANDALONE_PRESET_JS=f"{SWAGGER_UI}/swagger-ui-standalone-preset.js",
+        SWAGGER_UI_CONFIG={"validatorUrl": None},
+        DOCS_FAVICON=f"{SWAGGER_UI}/favicon-32x32.png",
         INFO={"description": "Submit background jobs, poll their status, read their results and audit trail."},
         SECURITY_SCHEMES=SECURITY_SCHEMES,
     )
@@ -122,6 +130,7 @@ def create_app(
         usage.bp,
         webhooks.bp,
         workflows.bp,
+        failures.bp,
         health.bp,
         metrics.bp,
     )

@@ -122,6 +122,10 @@ class JobRead(BaseModel):
     progress: Progress | None
     cancel_requested: bool
     error: dict[str, Any] | None
+    error_fingerprint: str | None = Field(
+        description="The cause of its last failed attempt: its failure group (GET /v1/failures/{fingerprint})."
+    )
+    failed_at: datetime | None = Field(description="When its last attempt failed.")
     worker: str | None
     expires_at: datetime | None = Field(description="Not started by then: cancelled as expired.")
     schedule_id: uuid.UUID | None = Field(description="The schedule that made this job, if one did.")
@@ -158,6 +162,8 @@ class JobRead(BaseModel):
             progress=progress,
             cancel_requested=job.cancel_requested,
             error=job.error,
+            error_fingerprint=job.error_fingerprint,
+            failed_at=job.failed_at,
             worker=job.worker,
             expires_at=job.expires_at,
             schedule_id=job.schedule_id,

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
-from core import metrics, statements
+from core import failures, metrics, statements
 from core.errors import InvalidTransition, JobNotFound
 from core.models import Job, JobEvent
 from core.statements import Claim, Completion, StepCount
@@ -214,6 +214,7 @@ def fail_attempt(
         move(job, S.FAILED, now)
         job.finished_at, next_at = now, None
     job.error, job.lease_until = error, None
+    job.error_fingerprint, job.failed_at = failures.fingerprint(job.type, error), now
     detail = {"error": error, "next_attempt_at": iso_or_none(next_at)}
     metrics.count(session, metrics.RETRIED if job.status == S.RETRYING else metrics.FAILED, job.type, job.queue)
     if event is not None:  # the cause, when it is not the handler's own exception (e.g. lease_expired)
@@ -302,7 +303,7 @@ def requeue_failed(session: Session, job: Job, *, by: str, actor: str | None, no
     move(job, S.QUEUED, now)
     job.max_attempts = max(job.max_attempts, job.attempt + 1)
     # next_attempt_at: when it became due again (the claim measures its queue wait from it)
-    job.finished_at, job.next_attempt_at, job.error = None, now, None
+    job.finished_at, job.next_attempt_at, job.error, job.error_fingerprint = None, now, None, None
     published_alone(job, now)
     record_event(session, job.id, S.QUEUED.value, attempt=job.attempt,
                  detail={"from": "failed", "by": by, "actor": actor}, now=now)  # fmt: skip

@@ -47,6 +47,9 @@ UNFINISHED = f"status NOT IN ({TERMINAL_VALUES})"
 # The same rows named by the statuses they may have: the quota's index uses this form so that PostgreSQL cannot
 # prove a unique-key lookup (which says UNFINISHED) fits it, and never plans that lookup on it instead of its key's.
 ACTIVE = f"status IN ({', '.join(map(repr, UNFINISHED_STATUSES))})"
+# A failure group's jobs (core/failures.py): given up on, or waiting to retry.
+FAILING_STATUSES = (JobStatus.FAILED.value, JobStatus.RETRYING.value)
+FAILING = f"status IN ({', '.join(map(repr, FAILING_STATUSES))})"
 
 
 def key_index(name: str, scope: str, key: str, *, also: str | None = None) -> Index:
@@ -104,6 +107,9 @@ class Job(Base):
     progress_message: Mapped[str | None] = mapped_column(Text)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     error: Mapped[dict[str, Any] | None]
+    # The cause of the last failed attempt (core/failures.py) and when it failed: the failure groups.
+    error_fingerprint: Mapped[str | None] = mapped_column(String(16))
+    failed_at: Mapped[datetime | None]
     expires_at: Mapped[datetime | None]  # not started by then → cancelled as expired (the reconciler)
     schedule_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("schedules.id", ondelete="SET NULL"))
     schedule_slot: Mapped[datetime | None]  # the slot of schedule_id this job runs for: one job per slot
@@ -133,6 +139,9 @@ class Job(Base):
         # A tenant's unfinished jobs, for its quota (core/quotas.py): counted whole by the maintenance tick, and since
         # that count by each submit. Finished rows leave it, so it stays the size of the backlog.
         where_index("ix_jobs_tenant_active", "tenant_id", "created_at", where=ACTIVE),
+        # The failure groups (core/failures.py): the failed and retrying jobs by tenant and cause, grouped and counted
+        # from the index alone. Succeeding jobs never enter it.
+        where_index("ix_jobs_failures", "tenant_id", "error_fingerprint", "status", "failed_at", where=FAILING),
         # The key indexes hold only the rows that have the key (most jobs have none): a status change writes an
         # entry in every index of the table on PostgreSQL, and NULL keys never enforced anything (migration 0005).
         key_index("uq_jobs_tenant_idempotency_key", "tenant_id", "idempotency_key"),

@@ -115,34 +115,56 @@ def drain_queue(
     """Cancel the queue's pending jobs (queued, scheduled, retrying) of the tenant (or all), those made before the
     call; running jobs finish. Each gets a `cancelled` event with the reason. Returns how many were cancelled."""
     started = now or utcnow()
+    pending = [Job.queue == queue, Job.status.in_(PENDING), _of_tenant(tenant_id), Job.created_at <= started]
+    error = {"type": "Drained", "message": reason}
+    return cancel_matching(sessions, pending, error=error, by="drain", actor=actor, limit=None).cancelled
+
+
+@dataclass(frozen=True)
+class CancelReport:
+    cancelled: int
+    more: bool  # matching jobs are left (the limit was reached): call again
+
+
+def cancel_matching(
+    sessions: Sessions,
+    conditions: list[ColumnElement[bool]],
+    *,
+    error: dict[str, str] | None,
+    by: str,
+    actor: str | None,
+    limit: int | None,
+) -> CancelReport:
+    """Cancel up to `limit` (or all) not yet running jobs matching `conditions`, oldest first, in chunks; each gets a
+    `cancelled` event saying by what (`by`) and whom (`actor`), and `error` when given."""
     cancelled = 0
-    while True:
+    while limit is None or cancelled < limit:
+        wanted = CHUNK if limit is None else min(CHUNK, limit - cancelled)
         with sessions() as session, session.begin():
             at = utcnow()
             query = (
                 select(Job)
-                .where(
-                    Job.queue == queue,
-                    Job.status.in_(PENDING),
-                    _of_tenant(tenant_id),
-                    Job.created_at <= started,
-                )
+                .where(*conditions)
                 .order_by(Job.created_at)
-                .limit(CHUNK)
+                .limit(wanted)
                 .with_for_update(skip_locked=True)
                 .execution_options(populate_existing=True)
             )
             jobs = list(session.scalars(query))
             for job in jobs:
                 source = move(job, S.CANCELLED, at)
-                job.finished_at, job.error = at, {"type": "Drained", "message": reason}
+                job.finished_at = at
+                detail = {"from": source.value, "by": by, "actor": actor}
+                if error is not None:
+                    job.error, detail["reason"] = error, error["message"]
                 metrics.count(session, metrics.CANCELLED, job.type, job.queue)
-                detail = {"from": source.value, "by": "drain", "reason": reason, "actor": actor}
                 record_event(session, job.id, S.CANCELLED.value, attempt=job.attempt, detail=detail, now=at)
                 workflow_job_finished(session, job, S.CANCELLED, at)
         cancelled += len(jobs)
-        if len(jobs) < CHUNK:
-            return cancelled
+        if len(jobs) < wanted:
+            return CancelReport(cancelled, more=False)
+    with sessions() as session:
+        return CancelReport(cancelled, more=session.scalar(select(Job.id).where(*conditions).limit(1)) is not None)
 
 
 # --- retry -----------------------------------------------------------------------------------------------------
@@ -157,6 +179,7 @@ class FailedFilter:
     type: str | None = None
     queue: str | None = None
     error_type: str | None = None
+    fingerprint: str | None = None  # a failure group (core/failures.py)
     failed_after: datetime | None = None
     failed_before: datetime | None = None
 
@@ -170,6 +193,8 @@ class FailedFilter:
             found.append(Job.queue == self.queue)
         if self.error_type is not None:
             found.append(Job.error["type"].as_string() == self.error_type)
+        if self.fingerprint is not None:
+            found.append(Job.error_fingerprint == self.fingerprint)
         if self.failed_after is not None:
             found.append(Job.finished_at >= self.failed_after)
         if self.failed_before is not None:

@@ -11,6 +11,9 @@ from core.registry import JobSpec
 class FailPayload(BaseModel):
     model_config = ConfigDict(extra="forbid")
     times: int = Field(ge=0, le=100)
+    message: str | None = Field(
+        default=None, min_length=1, max_length=500, description="The error's message (default: which attempt failed)."
+    )
 
 
 class FailResult(BaseModel):
@@ -23,7 +26,9 @@ class DeliberateFailure(RuntimeError):
 
 def run(payload: FailPayload, ctx: JobContext) -> FailResult:
     if ctx.attempt <= payload.times:
-        raise DeliberateFailure(f"failing on purpose: attempt {ctx.attempt} of the first {payload.times}")
+        raise DeliberateFailure(
+            payload.message or f"failing on purpose: attempt {ctx.attempt} of the first {payload.times}"
+        )
     ctx.logger.info("succeeding after %s failed attempts", payload.times)
     return FailResult(attempts=ctx.attempt)
 

@@ -9,7 +9,7 @@ import time
 import traceback
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -44,10 +44,14 @@ TRACEBACK_FRAMES = 20
 WORKER_PACKAGE = Path(__file__).resolve().parent
 
 
-def error_info(exc: BaseException) -> dict[str, Any]:
+def error_info(exc: BaseException, handler: Callable[..., Any] | None = None) -> dict[str, Any]:
     """What a failed attempt records, and its API clients see: the error's type and message, and a traceback of the
     handler's frames (the executor's left out), each file as a path inside its package, so nothing of this host's
-    layout reaches a client. The full traceback is in the worker's log line of the failure."""
+    layout reaches a client. The full traceback is in the worker's log line of the failure.
+
+    `where` names the frame that raised, as `path:function`: the innermost one in the handler's own file when there
+    is one (an error raised inside a library the handler called is grouped by the handler's call), else the
+    innermost of all. It is part of the failure's fingerprint (core/failures.py)."""
     frames = [frame for frame in traceback.extract_tb(exc.__traceback__) if not _in_worker(frame.filename)]
     shown = traceback.StackSummary.from_list(
         [(_inside_package(f.filename), f.lineno or 0, f.name, f.line) for f in frames[-TRACEBACK_FRAMES:]]
@@ -57,7 +61,15 @@ def error_info(exc: BaseException) -> dict[str, Any]:
         "type": type(exc).__name__,
         "message": str(exc)[:2000],
         "traceback": ("Traceback (most recent call last):\n" + "".join(shown.format()) + summary)[-8000:],
+        "where": _raised_in(frames, handler),
     }
+
+
+def _raised_in(frames: list[traceback.FrameSummary], handler: Callable[..., Any] | None) -> str | None:
+    code = getattr(handler, "__code__", None)
+    own = [f for f in frames if code is not None and f.filename == code.co_filename]
+    frame = (own or frames)[-1] if own or frames else None
+    return None if frame is None else f"{_inside_package(frame.filename)}:{frame.name}"
 
 
 def _in_worker(filename: str) -> bool:
@@ -235,7 +247,7 @@ def _run_claimed(
         # 4. Failure: a fresh session (the handler's may be broken), retrying with backoff or failed.
         unit.discard()
         retryable = isinstance(exc, spec.retry_on) and not isinstance(exc, ValidationError)
-        error = error_info(exc)
+        error = error_info(exc, spec.handler)
         with runtime.sessions() as fresh, fresh.begin():
             status = fail_attempt(
                 fresh,

@@ -44,6 +44,7 @@ class Tenant:
     webhook: str = MISSING  # subscribed to job.failed, with one delivery (of the failed job's event)
     delivery: str = "msg_" + "0" * 32
     workflow: str = MISSING  # failed (a step could not be released), so that a retry of it would do something
+    failure: str = "f" * 16  # the fingerprint of failed_job's group
 
 
 def run(app: APIFlask, job_id: str) -> None:
@@ -59,7 +60,9 @@ def make_tenant(app: APIFlask, make_key: KeyFactory, name: str) -> Tenant:
     assert webhook.status_code == 201, webhook.json
     job = client.post("/v1/jobs", json={"type": "echo", "payload": {"message": name}}).json["id"]
     run(app, job)
-    failed = client.post("/v1/jobs", json={"type": "fail", "payload": {"times": 5}, "max_attempts": 1}).json["id"]
+    # its own cause (a failure group of its own: the same error in both tenants would share a fingerprint)
+    payload = {"times": 5, "message": f"{name} broke"}
+    failed = client.post("/v1/jobs", json={"type": "fail", "payload": payload, "max_attempts": 1}).json["id"]
     run(app, failed)
     schedule = client.post("/v1/schedules", json={"name": "nightly", "type": "echo", "cron": "0 2 * * *",
                                                   "payload": {"message": name}}).json["id"]  # fmt: skip
@@ -80,7 +83,7 @@ def make_tenant(app: APIFlask, make_key: KeyFactory, name: str) -> Tenant:
     [delivery] = client.get(f"/v1/webhooks/{webhook.json['id']}/deliveries").json["items"]
     return Tenant(name, client, job, failed, schedule, uploaded.json["dataset"]["id"],
                   uploaded.json["job"]["payload"]["file_id"], key, webhook.json["id"], delivery["id"],
-                  flow.json["id"])  # fmt: skip
+                  flow.json["id"], client.get(f"/v1/jobs/{failed}").json["error_fingerprint"])  # fmt: skip
 
 
 @pytest.fixture
@@ -128,6 +131,9 @@ def by_id(owner: Tenant) -> dict[tuple[str, str], tuple[str, dict[str, Any]]]:
         ("GET", "/v1/workflows/<workflow_id>/stream"): (f"/v1/workflows/{owner.workflow}/stream", {}),
         ("POST", "/v1/workflows/<workflow_id>/cancel"): (f"/v1/workflows/{owner.workflow}/cancel", {}),
         ("POST", "/v1/workflows/<workflow_id>/retry"): (f"/v1/workflows/{owner.workflow}/retry", {}),
+        ("GET", "/v1/failures/<fingerprint>"): (f"/v1/failures/{owner.failure}", {}),
+        ("POST", "/v1/failures/<fingerprint>/retry"): (f"/v1/failures/{owner.failure}/retry", {"json": {}}),
+        ("POST", "/v1/failures/<fingerprint>/cancel"): (f"/v1/failures/{owner.failure}/cancel", {"json": {}}),
     }
 
 
@@ -139,6 +145,7 @@ LISTS = {
     "/v1/keys": lambda t: {t.key},
     "/v1/webhooks": lambda t: {t.webhook},
     "/v1/workflows": lambda t: {t.workflow},
+    "/v1/failures": lambda t: {t.failure},
 }
 # Routes that take no id and list nothing of a tenant's own (or are covered by LISTS / the create tests below).
 NO_OBJECT = {
@@ -214,7 +221,7 @@ def test_another_tenants_objects_are_404_like_missing_ones(tenants: tuple[Tenant
 def test_lists_show_only_the_callers_objects(tenants: tuple[Tenant, Tenant]) -> None:
     for caller, owner in (tenants, tenants[::-1]):
         for path, theirs in LISTS.items():
-            listed = {item["id"] for item in caller.client.get(path).json["items"]}
+            listed = {item.get("id", item.get("fingerprint")) for item in caller.client.get(path).json["items"]}
             assert listed and not listed & theirs(owner), (caller.name, path)
         queues = {q["name"]: q["counts"] for q in caller.client.get("/v1/queues").json["items"]}
         # the caller's own jobs only: an echo that succeeded, one that failed, its dataset's ingest, its workflow's

@@ -49,3 +49,17 @@ def test_job_create_schema_comes_from_the_pydantic_model(client: FlaskClient) ->
 def test_docs_page(client: FlaskClient) -> None:
     response = client.get("/docs")
     assert response.status_code == 200 and b"openapi.json" in response.data
+
+
+def test_docs_page_loads_nothing_from_another_host(client: FlaskClient) -> None:
+    """Every script, stylesheet and icon of /docs is served by the API (offline machines rendered a blank page when
+    they came from a CDN), and each answers 200 with its type."""
+    page = client.get("/docs").get_data(as_text=True)
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page)
+    assert len(assets) == 4 and all(asset.startswith("/static/vendor/swagger-ui/") for asset in assets), assets
+    assert re.findall(r'\burl: "([^"]+)"', page) == ["/openapi.json"]
+    types = {".js": "text/javascript", ".css": "text/css", ".png": "image/png"}
+    for asset in assets:
+        response = client.get(asset)
+        assert response.status_code == 200 and response.mimetype == types[asset[asset.rindex(".") :]], asset
+        assert len(response.get_data()) > 500

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from contextlib import ExitStack
 from datetime import UTC, datetime
@@ -14,8 +15,9 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect, select, text
 
 from core.db import make_engine, make_sessionmaker
+from core.failures import fingerprint
 from core.migrate import alembic_config, upgrade_database
-from core.models import Base, Dataset
+from core.models import Base, Dataset, Job
 from tests.support.backends import postgres_database
 
 
@@ -68,3 +70,33 @@ def test_repeated_dataset_names_are_kept_apart_when_names_become_unique(backend:
         assert names[first] == ("a", "flights") and names[other_tenant] == ("b", "flights")  # the oldest keeps it
         assert names[second] == ("a", f"flights ({second})") and names[fourth] == ("a", f"flights ({fourth})")
         assert names[other] == ("a", "other")
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_failed_and_retrying_jobs_get_their_failure_group_when_groups_arrive(backend: str, tmp_path: Path) -> None:
+    """Migration 0013 fingerprints the failures already in the ledger, as the worker would have."""
+    with ExitStack() as stack:
+        url = f"sqlite:///{tmp_path / 'f.db'}" if backend == "sqlite" else stack.enter_context(postgres_database())
+        command.upgrade(alembic_config(url), "0012")
+        engine = make_engine(url)
+        stack.callback(engine.dispose)
+        error = {"type": "TimeoutError", "message": "order 17 timed out", "where": "tasks/orders.py:run"}
+        finished, updated = datetime(2026, 1, 2, tzinfo=UTC), datetime(2026, 1, 3, tzinfo=UTC)
+        made = {status: uuid.uuid4() for status in ("failed", "retrying", "succeeded")}
+        with engine.begin() as connection:
+            for status, job_id in made.items():
+                connection.execute(
+                    text("INSERT INTO jobs (id, tenant_id, type, queue, priority, status, payload, attempt, "
+                         "max_attempts, message_jobs, cancel_requested, error, finished_at, created_at, updated_at) "
+                         "VALUES (:id, 'a', 'orders', 'default', 0, :status, '{}', 1, 3, 1, false, :error, :finished, "
+                         ":updated, :updated)"),
+                    {"id": job_id if backend == "postgresql" else job_id.hex, "status": status,
+                     "error": json.dumps(error), "finished": None if status == "retrying" else finished,
+                     "updated": updated},
+                )  # fmt: skip
+        upgrade_database(url)
+        with make_sessionmaker(engine)() as session:
+            jobs = {job.status: job for job in session.scalars(select(Job))}
+        assert jobs["failed"].error_fingerprint == jobs["retrying"].error_fingerprint == fingerprint("orders", error)
+        assert (jobs["failed"].failed_at, jobs["retrying"].failed_at) == (finished, updated)
+        assert (jobs["succeeded"].error_fingerprint, jobs["succeeded"].failed_at) == (None, None)

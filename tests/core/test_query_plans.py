@@ -13,6 +13,7 @@ from sqlalchemy import Engine, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from core.db import make_engine, make_sessionmaker
+from core.failures import GroupFilter, group_counts
 from core.jobs import claim_job, complete_and_claim, complete_job
 from core.migrate import upgrade_database
 from core.models import Job
@@ -144,3 +145,17 @@ def test_the_quota_counts_read_the_unfinished_jobs_index(clean_db: Engine, state
     """Both counts read only unfinished jobs (ix_jobs_tenant_active), never the whole ledger (core/quotas.py)."""
     plan = plan_of(clean_db, QUOTA_COUNTS[statement](clean_db.dialect.name))
     assert "ix_jobs_tenant_active" in plan, plan
+
+
+FAILURE_QUERIES = {
+    "the groups": lambda: group_counts("default", GroupFilter()),
+    "the groups of the retrying jobs": lambda: group_counts("default", GroupFilter(status="retrying")),
+    "a group's jobs": lambda: select(Job.id).where(*GroupFilter().where("default"), Job.error_fingerprint == "0" * 16),
+}
+
+
+@pytest.mark.parametrize("statement", list(FAILURE_QUERIES))
+def test_the_failure_groups_read_their_index(clean_db: Engine, statement: str) -> None:
+    """Grouping a tenant's failures reads ix_jobs_failures (the failed and retrying jobs only), never the ledger."""
+    plan = plan_of(clean_db, FAILURE_QUERIES[statement]())
+    assert "ix_jobs_failures" in plan, plan

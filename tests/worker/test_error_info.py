@@ -44,3 +44,21 @@ def test_a_librarys_frames_are_relative_to_site_packages() -> None:
     error = error_info(raised(lambda: Strict.model_validate({"n": "x"})))
     assert error["type"] == "ValidationError"
     assert 'File "pydantic/main.py"' in error["traceback"] and "site-packages" not in error["traceback"]
+
+
+def helper_that_raises() -> None:
+    Strict.model_validate({"n": "x"})
+
+
+def handler(payload: object, ctx: object) -> None:
+    helper_that_raises()
+
+
+def test_where_names_the_innermost_frame_in_the_handlers_file() -> None:
+    """A library's error raised through the handler's file is placed at the handler file's innermost frame; without
+    a handler (or outside its file), at the innermost frame of all."""
+    exc = raised(lambda: handler(None, None))
+    assert error_info(exc, handler)["where"] == "tests/worker/test_error_info.py:helper_that_raises"
+    assert error_info(exc)["where"] == "pydantic/main.py:model_validate"
+    failed = raised(lambda: fail(FailPayload(times=1), Ctx()))  # type: ignore[arg-type]
+    assert error_info(failed, fail)["where"] == "tasks/fail.py:run"
