@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 BENCH_VENV := .venv-bench
 
-.PHONY: up install install-test test test-fast chaos lint fmt bench clean
+.PHONY: up install install-test browser test test-fast chaos lint fmt bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,13 @@ install-test: $(TEST_STAMP)
 up: install
 	$(BIN)/conveyor up
 
+## browser: Debian's Chromium, which the console's browser tests drive (Playwright cannot download its own browsers here)
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
+		|| echo "No Chromium, and no root to install it (apt-get install -y chromium): the browser tests skip." >&2
+
 ## test: the suite, on the embedded default and (when they answer) PostgreSQL + Redis, with the fault-injection smoke subset
-test: install-test
+test: install-test browser
 	$(BIN)/python -m pytest -q -m "not chaos"
 
 ## chaos: every fault-injection scenario; prints the ledger table and writes var/chaos/*.json

@@ -25,6 +25,7 @@ from api import (
     workflows,
 )
 from api.auth import SECURITY_SCHEMES, Authenticator, authenticate
+from api.console import install_console
 from api.extension import Conveyor, close_db
 from api.headers import install_headers
 from api.jsonio import JSONRequest, StrictJSONProvider
@@ -109,8 +110,8 @@ def create_app(
     @app.before_request
     def require_json_body():  # type: ignore[no-untyped-def]
         has_body = request.content_length or request.headers.get("Transfer-Encoding")
-        if request.endpoint in UPLOAD_ENDPOINTS:
-            return None  # files, checked by api/uploads.py
+        if request.endpoint in UPLOAD_ENDPOINTS or not request.path.startswith("/v1/"):
+            return None  # files, checked by api/uploads.py; the console's HTML forms
         if request.method in BODY_METHODS and has_body and not request.is_json:
             return problem(
                 415, detail=f"Send JSON with `Content-Type: application/json` (got {request.mimetype or 'none'})."
@@ -136,6 +137,7 @@ def create_app(
     )
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
+    install_console(app, settings, app.extensions["conveyor"].authenticator.server_secret)
     if settings.tracing:
         instrument(app)
     return app

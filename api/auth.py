@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from flask import Response, current_app, g, request
@@ -21,7 +21,7 @@ from api.extension import conveyor, db
 from api.problems import problem
 from core import logs
 from core.audit import record_audit
-from core.keys import KeyInvalid, KeyRecord, Principal, Scope, key_id_of, load_key, touch_key, verify
+from core.keys import KeyInvalid, KeyRecord, Principal, Scope, key_id_of, load_key, touch_key, usable, verify
 from core.read_tokens import verify_read_token
 from core.types import utcnow
 
@@ -85,6 +85,14 @@ class Authenticator:
         principal = verify(self._record(key_id), token, server_secret=self.server_secret, now=now)
         self._touch(key_id)
         return principal
+
+    def session_principal(self, key_id: str, *, now: datetime) -> Principal:
+        """The principal of a console session's key, signed in earlier with its token: KeyInvalid once the key is
+        revoked, expired or deleted (a cached row is at most `cache_seconds` old)."""
+        record = self._record(key_id)
+        if record is None:
+            raise KeyInvalid(f"The API key {key_id} is not known here.")
+        return usable(record, now=now)
 
     def forget(self, key_id: str) -> None:
         with self._lock:

@@ -21,7 +21,6 @@ from api.failure_schemas import (
 from api.schemas import JobRead
 from core.failures import (
     FailureGroupNotFound,
-    GroupFilter,
     get_group,
     group_has_jobs,
     jobs_of_group,
@@ -30,9 +29,7 @@ from core.failures import (
     workflow_jobs_failed,
 )
 from core.keys import Scope
-from core.models import Job
-from core.queue_ops import FailedFilter, cancel_matching, retry_failed
-from core.status import JobStatus
+from core.queue_ops import FailedFilter, cancel_group, retry_failed
 
 bp = APIBlueprint("failures", __name__, url_prefix="/v1/failures", tag="Failures")
 
@@ -67,12 +64,12 @@ def get_one(fingerprint: str, query: FailureGroupListQuery) -> Any:
                             next_cursor=next_cursor)  # fmt: skip
 
 
-def existing_group(raw: str) -> str:
+def existing_group(raw: str, tenant_id: str) -> str:
     """The fingerprint of a group the tenant has failed or retrying jobs in, else 404. Read in a session of its own:
     the request's would hold SQLite's write lock while the bulk operation's chunks wait for it."""
     fingerprint = parse_fingerprint(raw)
     with conveyor().read_sessions() as session:
-        found = group_has_jobs(session, fingerprint, tenant_id=tenant())
+        found = group_has_jobs(session, fingerprint, tenant_id=tenant_id)
     if not found:
         raise FailureGroupNotFound(f"No failure group with id {raw}: none of your failed or retrying jobs has it.")
     return fingerprint
@@ -90,7 +87,7 @@ def existing_group(raw: str) -> str:
     responses={404: "No such group"},
 )
 def retry(fingerprint: str, body: GroupActionCreate) -> Any:
-    found, ext = existing_group(fingerprint), conveyor()
+    found, ext = existing_group(fingerprint, tenant()), conveyor()
     report = retry_failed(ext.sessions, ext.publisher, FailedFilter(tenant(), fingerprint=found), limit=body.limit,
                           actor=principal().key_id)  # fmt: skip
     with ext.read_sessions() as session:
@@ -109,8 +106,6 @@ def retry(fingerprint: str, body: GroupActionCreate) -> Any:
     responses={404: "No such group"},
 )
 def cancel(fingerprint: str, body: GroupActionCreate) -> Any:
-    found = existing_group(fingerprint)
-    retrying = [*GroupFilter(status=JobStatus.RETRYING.value).where(tenant()), Job.error_fingerprint == found]
-    report = cancel_matching(conveyor().sessions, retrying, error=None, by=f"failure group {found}",
-                             actor=principal().key_id, limit=body.limit)  # fmt: skip
+    found = existing_group(fingerprint, tenant())
+    report = cancel_group(conveyor().sessions, found, tenant_id=tenant(), actor=principal().key_id, limit=body.limit)
     return GroupCancelled(cancelled=report.cancelled, more=report.more)

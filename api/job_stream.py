@@ -34,11 +34,17 @@ STREAM_RESPONSE: Any = {  # an OpenAPI response object, which apiflask's annotat
 }
 
 
-Read = TypeVar("Read", bound=BaseModel)
+Read = TypeVar("Read")
 
 
 def sse(event: str, data: str) -> str:
-    return f"event: {event}\ndata: {data}\n\n"
+    """One event; each line of `data` its own `data:` field (a client joins them with newlines again)."""
+    lines = "".join(f"data: {line}\n" for line in data.split("\n"))
+    return f"event: {event}\n{lines}\n"
+
+
+def as_json(read: BaseModel) -> str:
+    return read.model_dump_json()
 
 
 @bp.get("/<job_id>/stream")
@@ -53,9 +59,18 @@ def stream(job_id: str, _access: ReadTokenQuery) -> Any:
                   lambda job: job.status.terminal)  # fmt: skip
 
 
-def follow(event: str, first: Read, read: Callable[[Session], Read], finished: Callable[[Read], bool]) -> Response:
-    """`first`, then `read` again every POLL_SECONDS, as `event` events whenever its JSON changes, until `finished`
-    says so (or MAX_STREAM_SECONDS pass: EventSource clients reconnect). The request's connection is given back
+def follow(
+    event: str,
+    first: Read,
+    read: Callable[[Session], Read],
+    finished: Callable[[Read], bool],
+    *,
+    render: Callable[[Read], str] = as_json,  # type: ignore[assignment]
+    closing_event: str | None = None,
+) -> Response:
+    """`first`, then `read` again every POLL_SECONDS, as `event` events whenever its rendering (JSON by default)
+    changes, until `finished` says so (or MAX_STREAM_SECONDS pass: EventSource clients reconnect), then
+    `closing_event` if given (the console's pages close their stream on it). The request's connection is given back
     first: each read takes one from the pool for its moment only."""
     close_db()
     sessions = conveyor().read_sessions
@@ -64,14 +79,18 @@ def follow(event: str, first: Read, read: Callable[[Session], Read], finished: C
         current, sent, started = first, "", time.monotonic()
         last_write = started
         while True:
-            body = current.model_dump_json()
+            body = render(current)
             if body != sent:
                 yield sse(event, body)
                 sent, last_write = body, time.monotonic()
             elif time.monotonic() - last_write > KEEPALIVE_SECONDS:
                 yield ": keep-alive\n\n"
                 last_write = time.monotonic()
-            if finished(current) or time.monotonic() - started > MAX_STREAM_SECONDS:
+            if finished(current):
+                if closing_event is not None:
+                    yield sse(closing_event, "")
+                return
+            if time.monotonic() - started > MAX_STREAM_SECONDS:
                 return
             time.sleep(POLL_SECONDS)
             try:

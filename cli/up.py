@@ -42,7 +42,8 @@ def up() -> None:
     click.echo(
         f"Conveyor starting on {settings.resolved_database_url.split('://')[0]} + "
         f"{redacted(settings.resolved_broker_url)}\n"
-        f"  API     {api}/v1/jobs\n  Docs    {api}/docs\n  Data    {data}"
+        f"  API     {api}/v1/jobs\n  Console {api}/console (sign in with the key)\n  Docs    {api}/docs\n"
+        f"  Data    {data}"
     )
     if settings.auth == "off":
         click.secho(

@@ -181,6 +181,12 @@ def verify(record: KeyRecord | None, token: str, *, server_secret: bytes, now: d
     """The principal of `token` given its row; KeyInvalid saying why not."""
     if record is None or not hmac.compare_digest(record.secret_hash, hash_token(server_secret, token)):
         raise KeyInvalid("The API key is not known here: check it, or create one with `conveyor keys create`.")
+    return usable(record, now=now)
+
+
+def usable(record: KeyRecord, *, now: datetime) -> Principal:
+    """The principal of a key whose token was checked (now, or at a console sign-in): KeyInvalid once it is revoked
+    or expired."""
     if record.revoked_at is not None:
         raise KeyInvalid(f"The API key {record.id} was revoked; use another key.")
     if record.expires_at is not None and record.expires_at <= now:

@@ -183,3 +183,34 @@ def _aware(value: datetime | str | None) -> datetime | None:
     if value is not None and value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return value
+
+
+@dataclass(frozen=True)
+class MinuteCounts:
+    """One queue's finished jobs per minute of the last hour, oldest minute first."""
+
+    succeeded: list[int]
+    failed: list[int]
+
+
+def last_hour_by_minute(session: Session, *, tenant_id: str, now: datetime | None = None) -> dict[str, MinuteCounts]:
+    """Per queue, the tenant's succeeded and failed jobs in each of the last 60 minutes (a range of
+    ix_jobs_status_finished), for the console's throughput and failure charts."""
+    now = (now or utcnow()).replace(second=0, microsecond=0) + timedelta(minutes=1)
+    start = now - timedelta(hours=1)
+    if session.get_bind().dialect.name == "postgresql":
+        minute: Any = func.date_trunc("minute", Job.finished_at)
+    else:  # SQLite keeps naive UTC text: cut it at the minute
+        minute = func.strftime("%Y-%m-%d %H:%M:00", Job.finished_at)
+    rows = session.execute(
+        select(Job.queue, Job.status, minute, func.count())
+        .where(Job.status.in_(["succeeded", "failed"]), Job.finished_at >= start, Job.tenant_id == tenant_id)
+        .group_by(Job.queue, Job.status, minute)
+    )
+    found: dict[str, MinuteCounts] = {}
+    for queue, status, at, count in rows:
+        counts = found.setdefault(queue, MinuteCounts([0] * 60, [0] * 60))
+        index = int((_aware(at) - start).total_seconds() // 60)  # type: ignore[operator]
+        if 0 <= index < 60:
+            getattr(counts, status)[index] += count
+    return found

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from core import metrics
 from core.db import Sessions
 from core.errors import ConveyorError
+from core.failures import GroupFilter
 from core.jobs import move, record_event, requeue_failed, workflow_job_finished
 from core.models import ALL_TENANTS, Job, QueuePause
 from core.publish import messages_of, publish_committed
@@ -165,6 +166,14 @@ def cancel_matching(
             return CancelReport(cancelled, more=False)
     with sessions() as session:
         return CancelReport(cancelled, more=session.scalar(select(Job.id).where(*conditions).limit(1)) is not None)
+
+
+def cancel_group(
+    sessions: Sessions, fingerprint: str, *, tenant_id: str, actor: str | None, limit: int
+) -> CancelReport:
+    """Cancel up to `limit` retrying jobs of a failure group (core/failures.py): a cause that will not go away."""
+    retrying = [*GroupFilter(status=S.RETRYING.value).where(tenant_id), Job.error_fingerprint == fingerprint]
+    return cancel_matching(sessions, retrying, error=None, by=f"failure group {fingerprint}", actor=actor, limit=limit)
 
 
 # --- retry -----------------------------------------------------------------------------------------------------

@@ -174,6 +174,14 @@ class Settings(BaseSettings):
     webhook_timeout_seconds: float = Field(
         default=10.0, gt=0, le=120, description="Seconds a webhook receiver has to answer one delivery attempt."
     )
+    console_session_hours: float = Field(
+        default=12, gt=0, le=720, description="How long a console sign-in lasts (a revoked key ends it at once)."
+    )
+    console_cookie_secure: bool = Field(
+        default=True,
+        description="Send the console's session cookie over HTTPS only. Browsers count http://127.0.0.1 and "
+        "localhost as secure, so `make up` works with it; turn it off only for plain HTTP on another host.",
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default=[],
         description="Browser origins allowed to call the API (comma-separated, e.g. https://app.example.com); "
