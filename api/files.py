@@ -23,8 +23,13 @@ bp = APIBlueprint("files", __name__, url_prefix="/v1/files", tag="Files")
     responses={200: "The file", 304: "Not modified", 404: "No such file"},
 )
 def download(file_id: str) -> Any:
+    return send_stored(file_id, tenant())
+
+
+def send_stored(file_id: str, tenant_id: str) -> Any:
+    """The tenant's file as a download (the API's and the console's)."""
     try:
-        stored = get_file(db(), uuid.UUID(file_id), tenant_id=tenant())
+        stored = get_file(db(), uuid.UUID(file_id), tenant_id=tenant_id)
     except ValueError:
         raise FileNotFound(f"No file with id {file_id!r} (file ids are UUIDs).") from None
     path = path_of(conveyor().settings.data_dir.resolve(), stored)

@@ -13,6 +13,7 @@ from api.extension import conveyor, db, publish_job
 from api.jobs import job_response
 from api.schemas import JobPage, JobRead, RunListQuery, ScheduleList, ScheduleRead, ScheduleUpdate
 from core.keys import Scope
+from core.models import Job, Schedule
 from core.quotas import check_schedules
 from core.schedules import (
     ScheduleDefinition,
@@ -111,12 +112,17 @@ def delete(schedule_id: str) -> Any:
     return ""
 
 
-def _set_enabled(schedule_id: str, enabled: bool) -> ScheduleRead:
+def enable(schedule_id: str, enabled: bool) -> Schedule:
+    """Pause or resume the caller's schedule, audited and committed (the API's and the console's)."""
     session = db()
     schedule = set_enabled(session, parse_schedule_id(schedule_id), enabled, tenant_id=tenant())
     audit("schedule.resumed" if enabled else "schedule.paused", "schedule", schedule.id)
     session.commit()
-    return ScheduleRead.of(schedule)
+    return schedule
+
+
+def _set_enabled(schedule_id: str, enabled: bool) -> ScheduleRead:
+    return ScheduleRead.of(enable(schedule_id, enabled))
 
 
 @bp.post("/<schedule_id>/pause")
@@ -140,6 +146,11 @@ def resume(schedule_id: str) -> Any:
 @bp.output(JobRead, status_code=202)
 @bp.doc(summary="Run the schedule's job now, outside its slots", responses={404: "No such schedule", 422: INVALID})
 def trigger(schedule_id: str) -> Any:
+    return job_response(trigger_now(schedule_id), 202)
+
+
+def trigger_now(schedule_id: str) -> Job:
+    """Run the caller's schedule's job now, audited, committed and published (the API's and the console's)."""
     ext, session = conveyor(), db()
     job = trigger_schedule(
         session,
@@ -152,7 +163,7 @@ def trigger(schedule_id: str) -> Any:
     audit("schedule.triggered", "schedule", parse_schedule_id(schedule_id), {"job_id": str(job.id)})
     session.commit()
     publish_job(job)
-    return job_response(job, 202)
+    return job
 
 
 @bp.get("/<schedule_id>/runs")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -91,25 +92,18 @@ def test_signing_out_needs_the_token_and_ends_the_session(app: APIFlask, make_ke
 def test_every_console_post_refuses_a_missing_or_forged_csrf_token(
     app: APIFlask, make_key: KeyFactory, client: FlaskClient, run_job: RunJob
 ) -> None:
-    failed = client.post("/v1/jobs", json={"type": "fail", "payload": {"times": 5}, "max_attempts": 1}).json["id"]
-    run_job(failed)
-    fingerprint = client.get(f"/v1/jobs/{failed}").json["error_fingerprint"]
+    mine = make_objects(app, client, run_job, "acme")
     console = signed_in(app, make_key())
-    posts = {rule.rule for rule in app.url_map.iter_rules() if rule.rule.startswith("/console")
-             and "POST" in (rule.methods or ())} - {"/console/sign-in"}  # fmt: skip
-    paths = {
-        "/console/sign-out": "/console/sign-out",
-        "/console/jobs/<job_id>/cancel": f"/console/jobs/{failed}/cancel",
-        "/console/jobs/<job_id>/retry": f"/console/jobs/{failed}/retry",
-        "/console/failures/<fingerprint>/retry": f"/console/failures/{fingerprint}/retry",
-        "/console/failures/<fingerprint>/cancel": f"/console/failures/{fingerprint}/cancel",
-    }
-    assert posts == set(paths), "a new console form: add it here"
+    paths = {**object_actions(mine), "/console/sign-out": "/console/sign-out",
+             **{rule: rule.replace("<queue>", "default") for rule in QUEUE_ACTIONS}}  # fmt: skip
+    assert console_rules(app, "POST") - {"/console/sign-in"} == set(paths), "a new console form: add it here"
     for path in paths.values():
-        for data in ({}, {"csrf_token": "forged"}):
+        for data in ({"format": "csv"}, {"csrf_token": "forged", "format": "csv"}):
             response = console.post(path, data=data)
             assert response.status_code == 403 and "security token" in response.get_data(as_text=True), path
-    assert client.get(f"/v1/jobs/{failed}").json["status"] == "failed"  # nothing was retried
+    assert client.get(f"/v1/jobs/{mine.job}").json["status"] == "failed"  # nothing was retried
+    assert client.get(f"/v1/schedules/{mine.schedule}").json["enabled"] is True
+    assert client.get("/v1/queues").json["items"][0]["paused"] is None
     assert console.get("/console").status_code == 200  # still signed in
 
 
@@ -155,39 +149,166 @@ def test_a_group_is_retried_and_cancelled_from_its_page(
     assert statuses == ["queued"] * 3 + ["cancelled"] * 2
 
 
-def console_paths(job: str, fingerprint: str) -> dict[str, str]:
+CSV = "carrier,delay\nAA,5\nUA,x\nAA,1\n"
+# ?schema={"carrier": "string", "delay": "integer"}: line 3's delay is a reject
+TYPED = "schema=%7B%22carrier%22%3A%20%22string%22%2C%20%22delay%22%3A%20%22integer%22%7D"
+
+
+@dataclass
+class Objects:
+    job: str
+    fingerprint: str
+    schedule: str
+    dataset: str
+    file: str
+
+
+def make_objects(app: APIFlask, client: FlaskClient, run_job: RunJob, name: str) -> Objects:
+    job = client.post("/v1/jobs", json={"type": "fail", "payload": {"times": 5, "message": f"{name} broke"},
+                                        "max_attempts": 1}).json["id"]  # fmt: skip
+    run_job(job)
+    schedule = client.post("/v1/schedules", json={"name": f"{name}-nightly", "type": "echo", "cron": "0 2 * * *",
+                                                  "payload": {"message": name}}).json["id"]  # fmt: skip
+    uploaded = client.post(f"/v1/datasets?name={name}-flights&{TYPED}", data=CSV, content_type="text/csv").json
+    run_job(uploaded["job"]["id"])
+    fingerprint = client.get(f"/v1/jobs/{job}").json["error_fingerprint"]
+    return Objects(job, fingerprint, schedule, uploaded["dataset"]["id"], uploaded["job"]["payload"]["file_id"])
+
+
+def object_pages(o: Objects) -> dict[str, str]:
     return {
-        "/console/jobs/<job_id>": f"/console/jobs/{job}",
-        "/console/jobs/<job_id>/live": f"/console/jobs/{job}/live",
-        "/console/failures/<fingerprint>": f"/console/failures/{fingerprint}",
+        "/console/jobs/<job_id>": f"/console/jobs/{o.job}",
+        "/console/jobs/<job_id>/live": f"/console/jobs/{o.job}/live",
+        "/console/failures/<fingerprint>": f"/console/failures/{o.fingerprint}",
+        "/console/schedules/<schedule_id>": f"/console/schedules/{o.schedule}",
+        "/console/datasets/<dataset_id>": f"/console/datasets/{o.dataset}",
+        "/console/datasets/files/<file_id>": f"/console/datasets/files/{o.file}",
     }
 
 
+def object_actions(o: Objects) -> dict[str, str]:
+    return {
+        "/console/jobs/<job_id>/cancel": f"/console/jobs/{o.job}/cancel",
+        "/console/jobs/<job_id>/retry": f"/console/jobs/{o.job}/retry",
+        "/console/failures/<fingerprint>/retry": f"/console/failures/{o.fingerprint}/retry",
+        "/console/failures/<fingerprint>/cancel": f"/console/failures/{o.fingerprint}/cancel",
+        "/console/schedules/<schedule_id>/pause": f"/console/schedules/{o.schedule}/pause",
+        "/console/schedules/<schedule_id>/resume": f"/console/schedules/{o.schedule}/resume",
+        "/console/schedules/<schedule_id>/trigger": f"/console/schedules/{o.schedule}/trigger",
+        "/console/datasets/<dataset_id>/export": f"/console/datasets/{o.dataset}/export",
+    }
+
+
+QUEUE_ACTIONS = {"/console/queues/<queue>/pause", "/console/queues/<queue>/resume", "/console/queues/<queue>/drain"}
+MISSING = Objects(MISSING_JOB, "f" * 16, MISSING_JOB, MISSING_JOB, MISSING_JOB)
+
+
+def console_rules(app: APIFlask, method: str) -> set[str]:
+    return {rule.rule for rule in app.url_map.iter_rules() if rule.rule.startswith("/console")
+            and method in (rule.methods or ())}  # fmt: skip
+
+
 def test_another_tenants_objects_are_404_in_the_console(app: APIFlask, make_key: KeyFactory, run_job: RunJob) -> None:
+    """Every console page and action that names an object, against another tenant's: 404 exactly as a missing one,
+    and nothing of theirs changes. A new console route fails here until it is added."""
     theirs = client_with(app, make_key(tenant="globex"))
-    job = theirs.post("/v1/jobs", json={"type": "fail", "payload": {"times": 5, "message": "globex broke"},
-                                        "max_attempts": 1}).json["id"]  # fmt: skip
-    run_job(job)
-    fingerprint = theirs.get(f"/v1/jobs/{job}").json["error_fingerprint"]
+    owner = make_objects(app, theirs, run_job, "globex")
     console = signed_in(app, make_key(tenant="acme"))
-    gets = {rule.rule for rule in app.url_map.iter_rules() if rule.rule.startswith("/console") and "<" in rule.rule
-            and "GET" in (rule.methods or ())}  # fmt: skip
-    assert gets == set(console_paths(job, fingerprint)), "a new console page of an object: add it here"
-    for theirs_path, missing_path in zip(console_paths(job, fingerprint).values(),
-                                         console_paths(MISSING_JOB, "f" * 16).values(), strict=True):  # fmt: skip
+    with_ids = {rule for rule in console_rules(app, "GET") if "<" in rule}
+    assert with_ids == set(object_pages(owner)), "a new console page of an object: add it here"
+    posts = console_rules(app, "POST") - {"/console/sign-in", "/console/sign-out"}
+    assert posts == set(object_actions(owner)) | QUEUE_ACTIONS, "a new console action: add it here"
+    for theirs_path, missing_path in zip(object_pages(owner).values(), object_pages(MISSING).values(), strict=True):
         response, missing = console.get(theirs_path), console.get(missing_path)
         assert response.status_code == missing.status_code == 404, theirs_path
-        assert response.get_data(as_text=True).replace(job, MISSING_JOB).replace(fingerprint, "f" * 16) == (
-            missing.get_data(as_text=True)
-        )
+        shown, expected = response.get_data(as_text=True), missing.get_data(as_text=True)
+        for mine, placeholder in zip(vars(owner).values(), vars(MISSING).values(), strict=True):
+            shown = shown.replace(mine, placeholder)
+        assert shown == expected, theirs_path
     token = csrf(console, "/console")
-    for action in (f"/console/jobs/{job}/retry", f"/console/jobs/{job}/cancel",
-                   f"/console/failures/{fingerprint}/retry", f"/console/failures/{fingerprint}/cancel"):  # fmt: skip
-        assert console.post(action, data={"csrf_token": token}).status_code == 404, action
-    for page in ("/console/jobs", "/console/failures", "/console"):
+    for action in object_actions(owner).values():
+        assert console.post(action, data={"csrf_token": token, "format": "csv"}).status_code == 404, action
+    for page in ("/console", "/console/jobs", "/console/failures", "/console/schedules", "/console/datasets",
+                 "/console/queues"):  # fmt: skip
         html = console.get(page).get_data(as_text=True)
-        assert job not in html and job[:8] not in html and fingerprint not in html and "globex" not in html, page
-    assert theirs.get(f"/v1/jobs/{job}").json["status"] == "failed"
+        assert page and "globex" not in html and owner.job[:8] not in html and owner.fingerprint not in html, page
+    assert theirs.get(f"/v1/jobs/{owner.job}").json["status"] == "failed"
+    assert theirs.get(f"/v1/schedules/{owner.schedule}").json["enabled"] is True
+    assert theirs.get("/v1/jobs?type=dataset_export").json["items"] == []
+    assert [j["id"] for j in theirs.get("/v1/jobs?type=echo").json["items"]] == []  # never triggered
+
+
+def test_a_schedule_shows_its_fire_ledger_and_is_paused_and_triggered(
+    app: APIFlask, make_key: KeyFactory, client: FlaskClient
+) -> None:
+    made = client.post("/v1/schedules", json={"name": "often", "type": "echo", "interval_seconds": 3600,
+                                              "payload": {"message": "hi"}}).json  # fmt: skip
+    console = signed_in(app, make_key())
+    assert "often" in console.get("/console/schedules").get_data(as_text=True)
+    page = console.get(f"/console/schedules/{made['id']}").get_data(as_text=True)
+    assert page.count("◷ upcoming") == 3 and "every 3600 s" in page
+    token = csrf(console, "/console")
+    assert console.post(f"/console/schedules/{made['id']}/pause", data={"csrf_token": token}).status_code == 302
+    assert client.get(f"/v1/schedules/{made['id']}").json["enabled"] is False
+    assert "◷ upcoming" not in console.get(f"/console/schedules/{made['id']}").get_data(as_text=True)
+    triggered = console.post(f"/console/schedules/{made['id']}/trigger", data={"csrf_token": token})
+    assert triggered.status_code == 302 and triggered.location.startswith("/console/jobs/")
+    job_id = triggered.location.rsplit("/", 1)[1]
+    assert client.get(f"/v1/jobs/{job_id}").json["schedule_id"] == made["id"]
+    assert "▶ triggered by hand" in console.get(f"/console/schedules/{made['id']}").get_data(as_text=True)
+    assert console.post(f"/console/schedules/{made['id']}/resume", data={"csrf_token": token}).status_code == 302
+    assert client.get(f"/v1/schedules/{made['id']}").json["enabled"] is True
+
+
+def test_a_dataset_shows_its_schema_rows_and_rejects_and_exports(
+    app: APIFlask, make_key: KeyFactory, client: FlaskClient, run_job: RunJob
+) -> None:
+    uploaded = client.post(f"/v1/datasets?name=flights&{TYPED}", data=CSV, content_type="text/csv").json
+    run_job(uploaded["job"]["id"])
+    dataset = uploaded["dataset"]["id"]
+    console = signed_in(app, make_key())
+    page = console.get(f"/console/datasets/{dataset}").get_data(as_text=True)
+    assert "<code>carrier</code>" in page and "<code>delay</code>" in page  # the schema
+    reject = re.search(
+        r"<tr><td>(\d+)</td><td><code>(\w+)</code></td><td><code>(\w+)</code></td><td>([^<]+)</td>", page
+    )
+    assert reject and reject.groups()[:3] == ("3", "delay", "x"), page  # line 3, its column and value, and why
+    assert page.count("<td>AA</td>") == 2  # the first rows
+    token = csrf(console, "/console")
+    exported = console.post(f"/console/datasets/{dataset}/export", data={"csrf_token": token, "format": "csv"})
+    assert exported.status_code == 302
+    job_id = exported.location.rsplit("/", 1)[1]
+    run_job(job_id)
+    job_page = console.get(f"/console/jobs/{job_id}").get_data(as_text=True)
+    link = re.search(r'href="(/console/datasets/files/[0-9a-f-]+)"', job_page)
+    assert link, job_page
+    download = console.get(link.group(1))
+    assert download.status_code == 200 and download.get_data(as_text=True).splitlines()[0] == '"carrier","delay"'
+    bad = console.post(f"/console/datasets/{dataset}/export", data={"csrf_token": token, "format": "xls"})
+    assert bad.status_code == 422 and "Export as one of csv, jsonl, parquet" in bad.get_data(as_text=True)
+
+
+def test_queues_are_paused_resumed_and_drained_from_the_console(
+    app: APIFlask, make_key: KeyFactory, client: FlaskClient
+) -> None:
+    later = client.post("/v1/jobs", json={"type": "echo", "payload": {"message": "x"}, "delay_seconds": 600}).json
+    console = signed_in(app, make_key())
+    token = csrf(console, "/console")
+    paused = console.post("/console/queues/default/pause", data={"csrf_token": token, "reason": "provider down"})
+    assert paused.status_code == 302
+    [default] = [q for q in client.get("/v1/queues").json["items"] if q["name"] == "default"]
+    assert default["paused"]["reason"] == "provider down"
+    assert "⏸ paused: provider down" in console.get("/console/queues").get_data(as_text=True)
+    assert console.post("/console/queues/default/resume", data={"csrf_token": token}).status_code == 302
+    drained = console.post("/console/queues/default/drain", data={"csrf_token": token, "reason": "cleanup"})
+    assert drained.status_code == 302 and "1 pending jobs cancelled" in console.get("/console").get_data(as_text=True)
+    job = client.get(f"/v1/jobs/{later['id']}").json
+    assert job["status"] == "cancelled" and job["error"] == {"type": "Drained", "message": "cleanup"}
+    assert console.post("/console/queues/nope/drain", data={"csrf_token": token}).status_code == 404
+    too_long = console.post("/console/queues/default/pause", data={"csrf_token": token, "reason": "x" * 501})
+    assert too_long.status_code == 422
+    reader = signed_in(app, make_key(scopes=["jobs:read"]))
+    assert "Drain default" not in reader.get("/console/queues").get_data(as_text=True)
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ from core.jobs import claim_job
 from core.models import Job, JobEvent, Schedule
 from core.reconcile import reconcile
 from core.registry import Registry
+from core.schedule_ledger import LEDGER_SLOTS, fire_ledger
 from core.schedules import (
     ScheduleDefinition,
     ScheduleNameTaken,
@@ -277,3 +278,49 @@ def test_a_clock_jumping_back_makes_no_second_job(session: Session, registry: Re
     for seconds in (60, 119, 120, 121):  # a maintenance worker whose clock runs behind, or was set back
         assert tick(session, registry, T0 + timedelta(seconds=seconds)) == []
     assert slots(session, schedule) == [T0 + timedelta(seconds=120)]
+
+
+def test_the_fire_ledger_marks_fired_missed_expired_due_and_triggered_slots(
+    session: Session, registry: Registry
+) -> None:
+    """Beat fires two slots, is down for three, fires the latest (skip: the two before are missed); a fired job
+    expires unstarted; a trigger runs outside the slots; the slot after the last tick is due, the next ones upcoming."""
+    schedule = make(session, registry, expires_after_seconds=30)
+    minute = timedelta(seconds=60)
+    for at in (minute, 2 * minute):  # fired and started in time
+        [job] = tick(session, registry, T0 + at)
+        assert claim_job(session, job_id=job.id, worker="w", lease_seconds=3600, now=T0 + at) is not None
+        session.commit()
+    [late] = tick(session, registry, T0 + 5 * minute)  # 3 and 4 were never fired
+    expired_at = T0 + 5 * minute + timedelta(seconds=31)
+    reconcile(session, republish_after=60, backoff_cap=60, now=expired_at)  # its job expires unstarted
+    triggered = trigger_schedule(session, schedule.id, registry=registry, known_queues=QUEUES,
+                                 now=T0 + 5 * minute + timedelta(seconds=40))  # fmt: skip
+    session.commit()
+    session.refresh(schedule)
+    ledger = fire_ledger(session, schedule, now=T0 + 6 * minute + timedelta(seconds=5))
+    assert [(r.slot - T0, r.outcome) for r in ledger] == [
+        (9 * minute, "upcoming"),
+        (8 * minute, "upcoming"),
+        (7 * minute, "upcoming"),
+        (6 * minute, "due"),  # no tick since it came
+        (5 * minute + timedelta(seconds=40), "triggered"),
+        (5 * minute, "expired"),
+        (4 * minute, "missed"),
+        (3 * minute, "missed"),
+        (2 * minute, "fired"),
+        (minute, "fired"),
+    ]
+    assert ledger[5].job is not None and ledger[5].job.id == late.id and ledger[4].job.id == triggered.id
+    assert schedule.missed_slots == 2
+    set_enabled(session, schedule.id, False)
+    session.commit()
+    paused = fire_ledger(session, schedule, now=T0 + 6 * minute + timedelta(seconds=5))
+    assert [r.outcome for r in paused][:2] == ["missed", "triggered"]  # paused: not due, nothing upcoming
+
+
+def test_the_fire_ledger_keeps_to_a_window_of_recent_slots(session: Session, registry: Registry) -> None:
+    schedule = make(session, registry, interval_seconds=1)
+    ledger = fire_ledger(session, schedule, now=T0 + timedelta(days=7))  # a week of 1-second slots, none fired
+    missed = [r for r in ledger if r.outcome in ("missed", "due")]
+    assert len(missed) == LEDGER_SLOTS and missed[0].slot == T0 + timedelta(days=7)

@@ -278,3 +278,55 @@ def test_a_form_posted_without_its_csrf_token_is_refused(page: Any, console: Con
     page.goto(f"/console/jobs/{job_id}")
     page.get_by_role("button", name="Cancel job").click()  # the page's own form carries it
     assert console.wait(job_id, {"cancelled"}, timeout=10)["status"] == "cancelled"
+
+
+def beat_pid(console: Console) -> int:
+    """The beat process that `conveyor up` started (for this data directory)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:  # gone meanwhile
+            continue
+        if b"beat" in args and any(str(console.data_dir).encode() in arg for arg in args):
+            found.append(int(cmdline.parent.name))
+    [pid] = found
+    return pid
+
+
+def test_a_schedules_fire_ledger_shows_the_slots_missed_while_beat_was_stopped(page: Any, console: Console) -> None:
+    made = console.api("POST", "/v1/schedules", json={"name": "every-2s", "type": "echo", "interval_seconds": 2,
+                                                      "payload": {"message": "tick"}})  # fmt: skip
+    deadline = time.monotonic() + 30
+    while console.api("GET", f"/v1/schedules/{made['id']}")["last_slot_at"] is None:
+        assert time.monotonic() < deadline, "beat never fired the schedule"
+        time.sleep(0.3)
+    beat = beat_pid(console)
+    os.kill(beat, signal.SIGSTOP)  # beat stops ticking; its slots pass unfired
+    try:
+        time.sleep(7)
+    finally:
+        os.kill(beat, signal.SIGCONT)
+    until(lambda: console.api("GET", f"/v1/schedules/{made['id']}")["missed_slots"] >= 2, what="missed slots")
+    page.goto("/console/schedules")
+    page.get_by_role("link", name="every-2s").click()
+    ledger = page.locator("table.ledger tbody")
+    assert ledger.locator("tr.slot-missed").count() >= 2
+    assert ledger.locator("tr.slot-fired").count() >= 2  # before the stop, and the latest slot after it
+    checked(page, "schedule")
+
+
+def test_a_dataset_shows_its_rejects(page: Any, console: Console) -> None:
+    schema = '{"carrier": "string", "delay": "integer"}'
+    headers = {"Authorization": f"Bearer {console.key}", "Content-Type": "text/csv"}
+    response = requests.post(f"{console.base}/v1/datasets", params={"name": "flights", "schema": schema},
+                             data="carrier,delay\nAA,5\nUA,late\nAA,1\n", headers=headers, timeout=10)  # fmt: skip
+    assert response.status_code == 202, response.text
+    console.wait(response.json()["job"]["id"], {"succeeded"})
+    page.goto("/console/datasets")
+    page.get_by_role("link", name="flights").click()
+    [reject] = page.locator("table.rejects tbody tr").all()
+    assert reject.inner_text().split("\t") == ["3", "delay", "late", "not an integer"]
+    checked(page, "dataset")
+    page.goto("/console/queues")
+    checked(page, "queues")
