@@ -32,8 +32,14 @@ browser:
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
 		|| echo "No Chromium, and no root to install it (apt-get install -y chromium): the browser tests skip." >&2
 
+# The TypeScript client generator and tsc that tests/api/test_openapi_clients.py runs (tests/clients/package-lock.json).
+CLIENT_TOOLS := tests/clients/node_modules/.installed
+$(CLIENT_TOOLS): tests/clients/package.json tests/clients/package-lock.json
+	@if command -v npm >/dev/null; then npm ci --prefix tests/clients --no-audit --no-fund --silent && touch $@; \
+		else echo "No npm: the TypeScript client check skips (install Node.js 20+)." >&2; fi
+
 ## test: the suite, on the embedded default and (when they answer) PostgreSQL + Redis, with the fault-injection smoke subset
-test: install-test browser
+test: install-test browser $(CLIENT_TOOLS)
 	$(BIN)/python -m pytest -q -m "not chaos"
 
 ## chaos: every fault-injection scenario; prints the ledger table and writes var/chaos/*.json

@@ -30,6 +30,7 @@ from api.extension import Conveyor, close_db
 from api.headers import install_headers
 from api.jsonio import JSONRequest, StrictJSONProvider
 from api.metrics import install_request_metrics
+from api.openapi import install_openapi
 from api.problems import PROBLEM_SCHEMA, problem, register_problem_handlers
 from api.rate_limits import install_rate_limits
 from api.request_log import install_request_log
@@ -138,6 +139,7 @@ def create_app(
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
     install_console(app, settings, app.extensions["conveyor"].authenticator.server_secret)
+    install_openapi(app)
     if settings.tracing:
         instrument(app)
     return app

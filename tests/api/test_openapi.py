@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 from apiflask import APIFlask
@@ -63,3 +64,23 @@ def test_docs_page_loads_nothing_from_another_host(client: FlaskClient) -> None:
         response = client.get(asset)
         assert response.status_code == 200 and response.mimetype == types[asset[asset.rindex(".") :]], asset
         assert len(response.get_data()) > 500
+
+
+def test_one_component_per_model_and_readable_operation_ids(client: FlaskClient) -> None:
+    """No nested copy (`JobPage.JobRead`) beside its model, errors as problem+json, and an operationId per operation
+    that reads as a method name (api/openapi.py's table), none twice."""
+    spec = client.get("/openapi.json").json
+    names = set(spec["components"]["schemas"])
+    assert [name for name in names if "." in name] == []
+    assert {"JobRead", "Problem", "FailureGroupRead"} <= names and not {"HTTPError", "ValidationError"} & names
+    ids = [op["operationId"] for path in spec["paths"].values() for op in path.values()]
+    assert len(ids) == len(set(ids)) and all(re.fullmatch(r"[a-z]+(?:[A-Z][a-z]+)*", i) for i in ids), ids
+    refs = set(re.findall(r'"#/components/schemas/([^"]+)"', json.dumps(spec)))
+    assert refs <= names, refs - names
+    for path, operations in spec["paths"].items():
+        for method, op in operations.items():
+            for status, response in op["responses"].items():
+                if status[0] in "45":
+                    assert list(response["content"]) == ["application/problem+json"], (method, path, status)
+            if path.startswith("/v1/"):
+                assert {"401", "429", "503"} <= set(op["responses"]), (method, path)
