@@ -95,8 +95,8 @@ class SpecError(RuntimeError):
 
 def install_openapi(app: APIFlask) -> None:
     @app.spec_processor
-    def _finish(spec: dict[str, Any]) -> dict[str, Any]:
-        return finish(spec, endpoints_of(app))
+    def _finish(spec: dict[Any, Any] | str) -> dict[Any, Any] | str:
+        return finish(spec, endpoints_of(app)) if isinstance(spec, dict) else spec  # a str: already rendered
 
 
 def endpoints_of(app: APIFlask) -> dict[tuple[str, str], str]:
