@@ -29,7 +29,7 @@ from core.failures import (
     workflow_jobs_failed,
 )
 from core.keys import Scope
-from core.queue_ops import FailedFilter, cancel_group, retry_failed
+from core.queue_ops import cancel_group, retry_group
 
 bp = APIBlueprint("failures", __name__, url_prefix="/v1/failures", tag="Failures")
 
@@ -88,8 +88,8 @@ def existing_group(raw: str, tenant_id: str) -> str:
 )
 def retry(fingerprint: str, body: GroupActionCreate) -> Any:
     found, ext = existing_group(fingerprint, tenant()), conveyor()
-    report = retry_failed(ext.sessions, ext.publisher, FailedFilter(tenant(), fingerprint=found), limit=body.limit,
-                          actor=principal().key_id)  # fmt: skip
+    report = retry_group(ext.sessions, ext.publisher, found, tenant_id=tenant(), actor=principal().key_id,
+                         limit=body.limit)  # fmt: skip
     with ext.read_sessions() as session:
         left = workflow_jobs_failed(session, found, tenant_id=tenant())
     return GroupRetried(retried=report.retried, more=report.more, left_to_workflows=left)

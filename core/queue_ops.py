@@ -247,3 +247,10 @@ def retry_failed(
     with sessions() as session:
         more = session.scalar(select(Job.id).where(*matching.conditions()).limit(1)) is not None
     return RetryReport(len(retried), more, retried)
+
+
+def retry_group(
+    sessions: Sessions, publisher: Publisher, fingerprint: str, *, tenant_id: str, actor: str | None, limit: int
+) -> RetryReport:
+    """Re-queue up to `limit` failed jobs of a failure group (its workflows' jobs are left to their workflows)."""
+    return retry_failed(sessions, publisher, FailedFilter(tenant_id, fingerprint=fingerprint), limit=limit, actor=actor)

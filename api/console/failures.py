@@ -14,7 +14,7 @@ from api.failures import existing_group
 from core.failures import GroupFilter, get_group, jobs_of_group, list_groups, normalised
 from core.keys import Scope
 from core.models import FAILING_STATUSES
-from core.queue_ops import RETRY_LIMIT_MAX, FailedFilter, cancel_group, retry_failed
+from core.queue_ops import RETRY_LIMIT_MAX, cancel_group, retry_group
 
 bp = console_blueprint("console_failures", "/console/failures")
 PAGE = 50
@@ -51,8 +51,8 @@ def group_page(fingerprint: str) -> Any:
 @signed_in(Scope.ADMIN)
 def retry(fingerprint: str) -> Any:
     found, ext = existing_group(fingerprint, principal().tenant_id), conveyor()
-    matching = FailedFilter(principal().tenant_id, fingerprint=found)
-    report = retry_failed(ext.sessions, ext.publisher, matching, limit=RETRY_LIMIT_MAX, actor=principal().key_id)
+    report = retry_group(ext.sessions, ext.publisher, found, tenant_id=principal().tenant_id, actor=principal().key_id,
+                         limit=RETRY_LIMIT_MAX)  # fmt: skip
     more = " More are left: retry again for the next ones." if report.more else ""
     flash(f"Queued {report.retried} failed jobs again.{more}")
     return redirect(url_for("console_failures.group_page", fingerprint=found))

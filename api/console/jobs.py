@@ -16,9 +16,10 @@ from api.console.pages import console_blueprint
 from api.console.session import principal, signed_in
 from api.extension import conveyor, db, publish_job
 from api.job_stream import follow
+from api.jobs import parse_job_id
 from api.schemas import JobListQuery
 from core.attempts import Attempt, attempts_of
-from core.errors import ConveyorError, JobNotFound
+from core.errors import ConveyorError
 from core.jobs import cancel_job, retry_job
 from core.keys import Scope
 from core.models import Job, JobEvent, JobResult
@@ -105,17 +106,10 @@ def job_view(session: Session, job_id: uuid.UUID, tenant_id: str) -> JobView:
     return JobView(job, events, attempts_of(events), result)
 
 
-def parse_id(raw: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise JobNotFound(f"No job with id {raw!r} (job ids are UUIDs).") from None
-
-
 @bp.get("/<job_id>")
 @signed_in(Scope.JOBS_READ)
 def job_page(job_id: str) -> Any:
-    view = job_view(db(), parse_id(job_id), principal().tenant_id)
+    view = job_view(db(), parse_job_id(job_id), principal().tenant_id)
     return render_template("console/job.html", view=view, job=view.job)
 
 
@@ -123,7 +117,7 @@ def job_page(job_id: str) -> Any:
 @signed_in(Scope.JOBS_READ)
 def live_job(job_id: str) -> Response:
     """The job's changing part, re-sent on every change until it finishes; then `done` closes the page's stream."""
-    job_uuid, tenant_id = parse_id(job_id), principal().tenant_id
+    job_uuid, tenant_id = parse_job_id(job_id), principal().tenant_id
     first = job_view(db(), job_uuid, tenant_id)  # a 404 before the stream starts
 
     def read(session: Session) -> JobView:
@@ -139,7 +133,7 @@ def live_job(job_id: str) -> Response:
 @signed_in(Scope.JOBS_WRITE)
 def cancel(job_id: str) -> Any:
     session = db()
-    job = cancel_job(session, parse_id(job_id), tenant_id=principal().tenant_id, actor=principal().key_id)
+    job = cancel_job(session, parse_job_id(job_id), tenant_id=principal().tenant_id, actor=principal().key_id)
     session.commit()
     flash("Cancelled." if job.status == JobStatus.CANCELLED.value else "Cancel requested: it stops at its next check.")
     return redirect(url_for("console_jobs.job_page", job_id=job_id))
@@ -149,7 +143,7 @@ def cancel(job_id: str) -> Any:
 @signed_in(Scope.JOBS_WRITE)
 def retry(job_id: str) -> Any:
     session = db()
-    job = retry_job(session, parse_id(job_id), tenant_id=principal().tenant_id, actor=principal().key_id)
+    job = retry_job(session, parse_job_id(job_id), tenant_id=principal().tenant_id, actor=principal().key_id)
     session.commit()
     publish_job(job)
     flash(f"Queued again for attempt {job.attempt + 1}.")
