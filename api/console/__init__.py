@@ -9,13 +9,13 @@ from datetime import timedelta
 
 from apiflask import APIFlask
 
-from api.console import datasets, failures, jobs, pages, queues, schedules
+from api.console import datasets, failures, jobs, pages, queues, schedules, workflows
 from api.console.render import TEMPLATE_HELPERS
 from api.console.session import CSRF_HEADER, can, csrf_token
 from core.keys import Scope
 from core.settings import Settings
 
-BLUEPRINTS = (pages.bp, jobs.bp, failures.bp, schedules.bp, datasets.bp, queues.bp)
+BLUEPRINTS = (pages.bp, jobs.bp, workflows.bp, failures.bp, schedules.bp, datasets.bp, queues.bp)
 
 
 def install_console(app: APIFlask, settings: Settings, server_secret: bytes) -> None:

@@ -161,6 +161,7 @@ class Objects:
     schedule: str
     dataset: str
     file: str
+    workflow: str
 
 
 def make_objects(app: APIFlask, client: FlaskClient, run_job: RunJob, name: str) -> Objects:
@@ -172,7 +173,14 @@ def make_objects(app: APIFlask, client: FlaskClient, run_job: RunJob, name: str)
     uploaded = client.post(f"/v1/datasets?name={name}-flights&{TYPED}", data=CSV, content_type="text/csv").json
     run_job(uploaded["job"]["id"])
     fingerprint = client.get(f"/v1/jobs/{job}").json["error_fingerprint"]
-    return Objects(job, fingerprint, schedule, uploaded["dataset"]["id"], uploaded["job"]["payload"]["file_id"])
+    # failed: its second step names a field the first one's result lacks
+    flow = client.post("/v1/workflows", json={"name": f"{name}-flow", "steps": [
+        {"name": "only", "type": "echo", "payload": {"message": name}},
+        {"name": "next", "type": "echo", "payload": {"message": {"$ref": "steps.only.result.nope"}},
+         "depends_on": ["only"]}]}).json  # fmt: skip
+    run_job(flow["steps"][0]["job_id"])
+    return Objects(job, fingerprint, schedule, uploaded["dataset"]["id"], uploaded["job"]["payload"]["file_id"],
+                   flow["id"])  # fmt: skip
 
 
 def object_pages(o: Objects) -> dict[str, str]:
@@ -183,6 +191,8 @@ def object_pages(o: Objects) -> dict[str, str]:
         "/console/schedules/<schedule_id>": f"/console/schedules/{o.schedule}",
         "/console/datasets/<dataset_id>": f"/console/datasets/{o.dataset}",
         "/console/datasets/files/<file_id>": f"/console/datasets/files/{o.file}",
+        "/console/workflows/<workflow_id>": f"/console/workflows/{o.workflow}",
+        "/console/workflows/<workflow_id>/live": f"/console/workflows/{o.workflow}/live",
     }
 
 
@@ -196,11 +206,13 @@ def object_actions(o: Objects) -> dict[str, str]:
         "/console/schedules/<schedule_id>/resume": f"/console/schedules/{o.schedule}/resume",
         "/console/schedules/<schedule_id>/trigger": f"/console/schedules/{o.schedule}/trigger",
         "/console/datasets/<dataset_id>/export": f"/console/datasets/{o.dataset}/export",
+        "/console/workflows/<workflow_id>/cancel": f"/console/workflows/{o.workflow}/cancel",
+        "/console/workflows/<workflow_id>/retry": f"/console/workflows/{o.workflow}/retry",
     }
 
 
 QUEUE_ACTIONS = {"/console/queues/<queue>/pause", "/console/queues/<queue>/resume", "/console/queues/<queue>/drain"}
-MISSING = Objects(MISSING_JOB, "f" * 16, MISSING_JOB, MISSING_JOB, MISSING_JOB)
+MISSING = Objects(MISSING_JOB, "f" * 16, MISSING_JOB, MISSING_JOB, MISSING_JOB, MISSING_JOB)
 
 
 def console_rules(app: APIFlask, method: str) -> set[str]:
@@ -229,13 +241,16 @@ def test_another_tenants_objects_are_404_in_the_console(app: APIFlask, make_key:
     for action in object_actions(owner).values():
         assert console.post(action, data={"csrf_token": token, "format": "csv"}).status_code == 404, action
     for page in ("/console", "/console/jobs", "/console/failures", "/console/schedules", "/console/datasets",
-                 "/console/queues"):  # fmt: skip
+                 "/console/queues", "/console/workflows"):  # fmt: skip
         html = console.get(page).get_data(as_text=True)
         assert page and "globex" not in html and owner.job[:8] not in html and owner.fingerprint not in html, page
     assert theirs.get(f"/v1/jobs/{owner.job}").json["status"] == "failed"
     assert theirs.get(f"/v1/schedules/{owner.schedule}").json["enabled"] is True
     assert theirs.get("/v1/jobs?type=dataset_export").json["items"] == []
-    assert [j["id"] for j in theirs.get("/v1/jobs?type=echo").json["items"]] == []  # never triggered
+    echoes = theirs.get("/v1/jobs?type=echo").json["items"]
+    assert [j["workflow_id"] for j in echoes] == [owner.workflow]  # its workflow's one job: never triggered
+    flow = theirs.get(f"/v1/workflows/{owner.workflow}").json
+    assert (flow["status"], flow["retries"]) == ("failed", 0)
 
 
 def test_a_schedule_shows_its_fire_ledger_and_is_paused_and_triggered(
@@ -362,3 +377,20 @@ def test_pages_load_nothing_from_elsewhere(app: APIFlask, make_key: KeyFactory) 
     assert assets and all(a.startswith("/") for a in assets), assets
     for asset in (a for a in assets if a.startswith("/static/")):
         assert console.get(asset).status_code == 200, asset
+
+
+def test_a_workflow_shows_its_steps_and_is_retried(
+    app: APIFlask, make_key: KeyFactory, client: FlaskClient, run_job: RunJob
+) -> None:
+    mine = make_objects(app, client, run_job, "acme")
+    console = signed_in(app, make_key())
+    assert "acme-flow" in console.get("/console/workflows").get_data(as_text=True)
+    page = console.get(f"/console/workflows/{mine.workflow}").get_data(as_text=True)
+    assert "ReferenceMissing" in page and "Retry workflow" in page and "1 of 2 steps finished" not in page
+    assert "sse-connect" not in page  # finished: nothing to follow
+    token = csrf(console, "/console")
+    assert console.post(f"/console/workflows/{mine.workflow}/cancel", data={"csrf_token": token}).status_code == 409
+    retried = console.post(f"/console/workflows/{mine.workflow}/retry", data={"csrf_token": token})
+    assert retried.status_code == 302 and client.get(f"/v1/workflows/{mine.workflow}").json["retries"] == 1
+    # its step names the same absent field again: failed again at once, and the page says it was retried
+    assert "retried 1 time" in console.get(f"/console/workflows/{mine.workflow}").get_data(as_text=True)

@@ -330,3 +330,19 @@ def test_a_dataset_shows_its_rejects(page: Any, console: Console) -> None:
     checked(page, "dataset")
     page.goto("/console/queues")
     checked(page, "queues")
+
+
+def test_a_workflow_is_followed_live_to_its_end(page: Any, console: Console) -> None:
+    flow = console.api("POST", "/v1/workflows", json={"name": "two-steps", "steps": [
+        {"name": "first", "type": "sleep", "payload": {"seconds": 1.5}},
+        {"name": "second", "type": "sleep", "payload": {"seconds": 1.5}, "depends_on": ["first"]}]})  # fmt: skip
+    page.goto(f"/console/workflows/{flow['id']}")
+    page.evaluate("window.__notReloaded = true")
+    page.locator("#workflow-live h2", has_text="succeeded").wait_for(timeout=60_000)
+    assert page.evaluate("window.__notReloaded") is True
+    assert page.locator("table.steps .status-succeeded").count() == 2
+    checked(page, "workflow")
+    page.get_by_role("link", name="first").click()
+    assert "two-steps" not in page.url and "/console/jobs/" in page.url
+    page.goto("/console/workflows")
+    checked(page, "workflows")
