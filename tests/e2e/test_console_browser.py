@@ -346,3 +346,30 @@ def test_a_workflow_is_followed_live_to_its_end(page: Any, console: Console) -> 
     assert "two-steps" not in page.url and "/console/jobs/" in page.url
     page.goto("/console/workflows")
     checked(page, "workflows")
+
+
+def test_a_job_is_cancelled_with_the_keyboard_alone(page: Any, console: Console) -> None:
+    """From the top of a job's page, Tab reaches its Cancel button (after the skip link and the navigation) and
+    Enter presses it."""
+    job_id = console.submit("sleep", {"seconds": 30}, delay_seconds=600)
+    page.goto(f"/console/jobs/{job_id}")
+    for _ in range(40):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.textContent.trim()") == "Cancel job":
+            break
+    else:
+        raise AssertionError("Tab never reached the Cancel button")
+    assert page.evaluate("getComputedStyle(document.activeElement).outlineStyle") != "none"  # focus is visible
+    page.keyboard.press("Enter")
+    assert console.wait(job_id, {"cancelled"}, timeout=10)["status"] == "cancelled"
+
+
+def test_the_api_docs_render_with_nothing_from_the_internet(page: Any) -> None:
+    """/docs is Swagger UI from the API's own files (this machine's Chromium has no internet to fall back on)."""
+    page.goto("/docs")
+    page.locator(".swagger-ui .info .title", has_text="Conveyor").wait_for(timeout=30_000)
+    assert page.locator(".opblock-tag-section").count() >= 10  # the operations, by tag
+    page.goto("/console/schedules")
+    checked(page, "schedules")
+    page.goto("/console/datasets")
+    checked(page, "datasets")
