@@ -66,7 +66,7 @@ $(BENCH_VENV)/bin/python:
 	$(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/pip install --quiet -c constraints.txt pandas sqlalchemy 'psycopg[binary]'
 
-## bench: ingest vs psql \copy and pandas; throughput vs bare Celery (single, batch); latency; scaling 1→2→4; pruner; fan-in vs a Celery chord
+## bench: ingest vs psql \copy and pandas; throughput vs bare Celery (single, batch); latency; scaling 1→2→4; pruner; fan-in vs a Celery chord; failure groups over 1M failures
 bench: install-test $(BENCH_VENV)/bin/python
 	$(BIN)/python bench/ingest.py --pandas-python $(BENCH_VENV)/bin/python
 	$(BIN)/python bench/api_load.py
@@ -75,6 +75,7 @@ bench: install-test $(BENCH_VENV)/bin/python
 	$(BIN)/python bench/queue_throughput.py --backends services --concurrency 1,2,4 --jobs 2000 --name scaling
 	$(BIN)/python bench/prune.py
 	$(BIN)/python bench/fan_in.py
+	$(BIN)/python bench/failure_groups.py
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) var .pytest_cache .mypy_cache .ruff_cache

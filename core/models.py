@@ -140,8 +140,9 @@ class Job(Base):
         # that count by each submit. Finished rows leave it, so it stays the size of the backlog.
         where_index("ix_jobs_tenant_active", "tenant_id", "created_at", where=ACTIVE),
         # The failure groups (core/failures.py): the failed and retrying jobs by tenant and cause, grouped and counted
-        # from the index alone. Succeeding jobs never enter it.
-        where_index("ix_jobs_failures", "tenant_id", "error_fingerprint", "status", "failed_at", where=FAILING),
+        # from the index alone, and a group's newest failure read off its end (failed_at before status: the sample
+        # of a 50,000-job group took 50 ms the other way round). Succeeding jobs never enter it.
+        where_index("ix_jobs_failures", "tenant_id", "error_fingerprint", "failed_at", "status", where=FAILING),
         # The key indexes hold only the rows that have the key (most jobs have none): a status change writes an
         # entry in every index of the table on PostgreSQL, and NULL keys never enforced anything (migration 0005).
         key_index("uq_jobs_tenant_idempotency_key", "tenant_id", "idempotency_key"),

@@ -26,7 +26,7 @@ def upgrade() -> None:
     op.add_column('jobs', sa.Column('error_fingerprint', sa.String(length=16), nullable=True))
     op.add_column('jobs', sa.Column('failed_at', UTCDateTime(), nullable=True))
     _backfill()
-    columns = ['tenant_id', 'error_fingerprint', 'status', 'failed_at']
+    columns = ['tenant_id', 'error_fingerprint', 'failed_at', 'status']
     if op.get_bind().dialect.name == 'postgresql':
         # CONCURRENTLY: a big ledger keeps taking submits and completions while the index is built
         with op.get_context().autocommit_block():
