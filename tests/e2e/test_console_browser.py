@@ -239,6 +239,7 @@ def test_failures_are_grouped_and_a_group_is_retried(page: Any, console: Console
 
 
 def test_the_jobs_list_updates_itself_and_pages(page: Any, console: Console) -> None:
+    console.wait(console.submit("fail", {"times": 1}, max_attempts=1), {"failed"})  # for the status filter below
     page.goto("/console/jobs")
     page.evaluate("window.__notReloaded = true")
     job_id = console.submit("echo", {"message": "hello console"})
