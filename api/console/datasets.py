@@ -7,8 +7,9 @@ from typing import Any
 
 from flask import flash, redirect, render_template, request, url_for
 
+from api.auth import principal
 from api.console.pages import console_blueprint
-from api.console.session import principal, signed_in
+from api.console.session import signed_in
 from api.datasets import parse_dataset_id
 from api.extension import db
 from api.files import send_stored

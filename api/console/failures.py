@@ -7,8 +7,9 @@ from typing import Any
 
 from flask import flash, redirect, render_template, request, url_for
 
+from api.auth import principal
 from api.console.pages import console_blueprint
-from api.console.session import principal, signed_in
+from api.console.session import signed_in
 from api.extension import conveyor, db
 from api.failures import existing_group
 from core.failures import GroupFilter, get_group, jobs_of_group, list_groups, normalised

@@ -12,8 +12,9 @@ from flask import Response, flash, redirect, render_template, request, url_for
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+from api.auth import principal
 from api.console.pages import console_blueprint
-from api.console.session import principal, signed_in
+from api.console.session import signed_in
 from api.extension import conveyor, db, publish_job
 from api.job_stream import follow
 from api.jobs import parse_job_id

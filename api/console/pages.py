@@ -7,11 +7,11 @@ from typing import Any
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
 
+from api.auth import principal
 from api.console.session import (
     check_csrf,
     current,
     no_store,
-    principal,
     safe_next,
     sign_in,
     sign_out,

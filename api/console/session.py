@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from flask import Response, abort, g, redirect, request, session, url_for
 
-from api.auth import AUTH_OFF, LOOPBACK_ADDRESSES
+from api.auth import AUTH_OFF, LOOPBACK_ADDRESSES, principal
 from api.extension import conveyor
 from core import logs
 from core.keys import KeyInvalid, Principal, Scope
@@ -94,11 +94,6 @@ def signed_in(scope: Scope) -> Callable[[View], View]:
         return guarded  # type: ignore[return-value]
 
     return wrap
-
-
-def principal() -> Principal:
-    found: Principal = g.principal
-    return found
 
 
 def can(scope: Scope) -> bool:

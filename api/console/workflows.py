@@ -9,8 +9,9 @@ from typing import Any
 from flask import Response, flash, redirect, render_template, request, url_for
 from sqlalchemy.orm import Session
 
+from api.auth import principal
 from api.console.pages import console_blueprint
-from api.console.session import principal, signed_in
+from api.console.session import signed_in
 from api.extension import db
 from api.job_stream import follow
 from api.workflow_schemas import WorkflowRead, WorkflowSummary
