@@ -405,6 +405,11 @@ class DatasetVersionRead(BaseModel):
     rows_rejected: int
     row_count: int
     source: dict[str, Any] | None
+    schema_changes: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="Columns this ingest widened as it met values its sample had not shown: `{column, from, to, line, "
+        "value}` (integer → float, date → timestamp; nothing is lost).",
+    )
     created_at: datetime
 
 

@@ -56,7 +56,7 @@ def generate(path: Path, rows: int) -> None:
                 "cancelled": pc.equal(pc.remainder(ids, 37), 0),
             })  # fmt: skip
             bad = pc.equal(pc.remainder(ids, BAD_EVERY), 99)
-            table = table.set_column(0, "id", pc.if_else(bad, pa.scalar("n/a"), table.column("id")))
+            table = table.set_column(0, "id", pc.if_else(bad, pa.scalar("oops"), table.column("id")))
             pacsv.write_csv(table, out, pacsv.WriteOptions(include_header=False))
 
 
@@ -98,7 +98,7 @@ def contender(kind: str, path: Path, url: str, report: Path) -> None:
         frame = pd.read_csv(path)
         frame.to_sql("pandas_copy", engine, index=False, chunksize=50_000)
         rows, rejected = len(frame), 0
-    else:
+    else:  # conveyor (the schema declared) or inferred (sampled from the file, as an upload without one is)
         from core.datasets.formats import FileOptions
         from core.datasets.ingest import ingest_file
         from core.datasets.schema import parse_schema
@@ -108,7 +108,8 @@ def contender(kind: str, path: Path, url: str, report: Path) -> None:
         engine = make_engine(url)
         sessions = make_sessionmaker(engine)
         with sessions() as session:
-            dataset = new_dataset(session, name="bench", columns=parse_schema(SCHEMA))
+            columns = parse_schema(SCHEMA) if kind == "conveyor" else None
+            dataset = new_dataset(session, name="bench", columns=columns)
             session.commit()
         started = time.perf_counter()
         with sessions() as session:
@@ -188,7 +189,7 @@ def main() -> None:
         print(f"{args.rows:,} rows, 8 columns, {size_mb} MB; PostgreSQL; every contender in its own process")
         # psql and Conveyor alternate, `--repeat` times each, and the median run counts: this machine's disk and
         # CPU vary by tens of percent from one second to the next. pandas (40 s a run) runs once.
-        runs: dict[str, list[dict[str, Any]]] = {"psql": [], "conveyor": []}
+        runs: dict[str, list[dict[str, Any]]] = {"psql": [], "conveyor": [], "inferred": []}
         for _ in range(args.repeat):
             for kind, done in runs.items():
                 done.append(measure(kind, path, directory))
@@ -198,19 +199,25 @@ def main() -> None:
         base = results["psql"]["rows_per_s"]
         print(f"{'':<34}{'rows/s':>10}{'seconds':>9}{'peak RSS MB':>13}{'vs copy':>10}")
         labels = {"psql": "psql \\copy (untyped, no checks)", "conveyor": "Conveyor ingest (typed, rejects)",
-                  "pandas": "pandas.read_csv + to_sql"}  # fmt: skip
+                  "inferred": "Conveyor, schema inferred", "pandas": "pandas.read_csv + to_sql"}  # fmt: skip
         for kind, result in results.items():
             result["ratio_vs_copy"] = round(result["rows_per_s"] / base, 3)
             each = " / ".join(f"{r:,}" for r in result.get("runs_rows_per_s", []))
             print(f"{labels[kind]:<34}{result['rows_per_s']:>10,}{result['seconds']:>9}{result['peak_rss_mb']:>13}"
                   f"{result['ratio_vs_copy']:>9}x" + (f"   runs: {each}" if each else ""))  # fmt: skip
         memory = {args.rows: results["conveyor"]["peak_rss_mb"]}
+        inferred_memory = {args.rows: results["inferred"]["peak_rss_mb"]}
         if args.large_rows:
             large = directory / "large.csv"
             generate(large, args.large_rows)
             path.unlink()
             memory[args.large_rows] = measure("conveyor", large, directory)["peak_rss_mb"]
+            inferred_memory[args.large_rows] = measure("inferred", large, directory)["peak_rss_mb"]
         baseline = baseline_rss_mb()
+        print(
+            "Conveyor peak RSS, schema inferred: "
+            + ", ".join(f"{rows:,} rows {mb} MB" for rows, mb in inferred_memory.items())
+        )
         print("Conveyor peak RSS: " + ", ".join(f"{rows:,} rows {mb} MB" for rows, mb in memory.items())
               + f" (the same process after its imports, before any data: {baseline} MB; NumPy loaded: "
               f"{results['conveyor']['numpy_loaded']})")  # fmt: skip
@@ -220,6 +227,7 @@ def main() -> None:
         "file_mb": size_mb,
         "results": results,
         "conveyor_peak_rss_mb_by_rows": memory,
+        "inferred_peak_rss_mb_by_rows": inferred_memory,
         "conveyor_baseline_rss_mb": baseline,
         "command": " ".join(["python", "bench/ingest.py", *sys.argv[1:]]),
     }

@@ -265,6 +265,8 @@ class DatasetVersion(Base):
     rows_rejected: Mapped[int] = mapped_column(BigInteger)
     row_count: Mapped[int] = mapped_column(BigInteger)  # the dataset's rows after this version
     source: Mapped[dict[str, Any] | None]
+    # The columns this ingest widened: [{column, from, to, line, value}] (core/datasets/typing.py)
+    schema_changes: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (Index("uq_dataset_versions_dataset_version", "dataset_id", "version", unique=True),)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Literal
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
@@ -37,6 +37,9 @@ class IngestResult(BaseModel):
     rows_loaded: int
     rows_rejected: int
     row_count: int
+    schema_changes: list[dict[str, Any]] = Field(
+        default_factory=list, description="Columns widened as the file was read: {column, from, to, line, value}."
+    )
 
 
 def check(payload: IngestPayload, session: Session, tenant_id: str) -> StoredFile:
@@ -68,7 +71,8 @@ def run(payload: IngestPayload, ctx: JobContext) -> IngestResult:
         _record_failure(ctx, payload.dataset_id, exc)
         raise
     return IngestResult(dataset_id=payload.dataset_id, version=outcome.version, rows_loaded=outcome.rows_loaded,
-                        rows_rejected=outcome.rows_rejected, row_count=outcome.row_count)  # fmt: skip
+                        rows_rejected=outcome.rows_rejected, row_count=outcome.row_count,
+                        schema_changes=outcome.schema_changes)  # fmt: skip
 
 
 def _record_failure(ctx: JobContext, dataset_id: uuid.UUID, exc: Exception) -> None:

@@ -1,7 +1,8 @@
 """Reading an uploaded file as a stream of Arrow batches, in constant memory, with each row's line number.
 
 CSV goes through pyarrow's streaming reader (every column read as text, typed later so that a bad value rejects one
-row, not the file); JSON Lines through the json module line by line; Parquet through its row groups.
+row, not the file, and null markers are each column's own); JSON Lines through the json module line by line;
+Parquet through its row groups.
 """
 
 from __future__ import annotations
@@ -18,18 +19,20 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.datasets.schema import ColumnSpec, SchemaInvalid, type_of_arrow, with_sql_names
+from core.datasets.schema import ColumnSpec, ColumnType, SchemaInvalid, type_of_arrow, with_sql_names
 from core.errors import ConveyorError
 
 if TYPE_CHECKING:
     import pyarrow.parquet as pq
 
-# One CSV block (~1,700 rows of 8 columns; also the sample a schema is inferred from). Arrow's reader reads a dozen
-# or more blocks ahead in the background, so the block sets the ingest's memory: 1 MiB blocks held ~30 MB; 128 KiB
-# ones keep a 1M-row ingest under 150 MB peak RSS at the same speed (the per-batch work is vectorised).
+# One CSV block (~1,700 rows of 8 columns). Arrow's reader reads a dozen or more blocks ahead in the background, so
+# the block sets the ingest's memory: 1 MiB blocks held ~30 MB; 128 KiB ones keep a 1M-row ingest under 150 MB peak
+# RSS at the same speed (the per-batch work is vectorised).
 BLOCK_BYTES = 1 << 17
 JSONL_ROWS = 20_000
-SAMPLE_ROWS = 10_000  # rows read to infer a schema
+# What names the columns: a CSV file's header (and one block, to refuse a file that cannot be read), the keys of the
+# objects in a JSON Lines file's first MiB.
+NAMES_BYTES = {"csv": BLOCK_BYTES, "jsonl": 1 << 20}
 Format = Literal["csv", "jsonl", "parquet"]
 
 
@@ -50,7 +53,13 @@ class FileOptions(BaseModel):
     quote_char: str = Field(default='"', min_length=1, max_length=1)
     header: bool = Field(default=True, description="The first line names the columns (else column_1, column_2, …).")
     encoding: str = Field(default="utf-8", max_length=40, description="Any Python codec name, e.g. latin-1.")
-    null_values: list[str] = Field(default=["", "NULL", "null"], max_length=100, description="Read as null.")
+    null_values: list[str] | None = Field(
+        default=None,
+        max_length=100,
+        description="Read as null in every column. Unset: each column's own (see the schema's `null_values`): `NA`, "
+        "`N/A`, `NaN`, `NULL`, `#N/A`, `\\N`, empty and the other markers pandas and Arrow read as null in numeric, "
+        "boolean, date and timestamp columns; only empty and `\\N` in CSV text columns.",
+    )
     max_rejects: int = Field(default=1000, ge=0, description="More rejected rows than this fails the ingest.")
 
     def check_encoding(self) -> None:
@@ -87,45 +96,64 @@ def read_batches(path: Path, format: Format, options: FileOptions) -> Iterator[R
 
 
 def check_file(path: Path, format: Format, options: FileOptions, columns: list[ColumnSpec] | None) -> None:
-    """Refuse what an ingest of this file would fail on: an empty or unreadable file, a column `columns` declares
-    that the file does not have (its header, the keys of its first objects, its Parquet schema)."""
-    present = [c.name for c in infer_columns(path, format, options)]
+    """Refuse what an ingest of this file would fail on: an empty or unreadable start, a column without a name, a
+    column `columns` declares that the file does not have (its header, the keys of its first objects, its Parquet
+    schema)."""
+    if format == "parquet":
+        present = _parquet_file(path).schema_arrow.names
+    else:
+        present = read_head(path, format, options, max_bytes=NAMES_BYTES[format]).column_names
+    named_columns([(name, "string") for name in present])
     missing = [c.name for c in columns or [] if c.name not in present]
     if missing:
         detail = f"The file has no column {', '.join(missing)} (it has: {', '.join(present)})."
         raise ColumnsMissing(detail, errors=[{"field": "schema", "message": f"not in the file: {', '.join(missing)}"}])
 
 
-def infer_columns(path: Path, format: Format, options: FileOptions) -> list[ColumnSpec]:
-    """A schema from a sample of the file: what Arrow's inference makes of the first rows."""
-    if format == "parquet":
-        return _columns(_parquet_file(path).schema_arrow)
+def read_head(path: Path, format: Literal["csv", "jsonl"], options: FileOptions, *, max_bytes: int) -> pa.Table:
+    """The file's first rows (about `max_bytes` of them, all of a smaller file) as text columns under the file's
+    names; an empty or unreadable start is refused."""
     if format == "jsonl":
-        return _columns(_jsonl_sample(path, options).schema)
-    reader = _open_csv(path, options, text_columns=None, on_invalid=lambda _row: "skip")
-    try:
-        batch = reader.read_next_batch()
-    except StopIteration:
-        batch = None
-    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-        raise FileUnreadable(_csv_error(exc, options)) from None
-    finally:
-        reader.close()
-    if batch is None or batch.num_rows == 0:
+        rows = [obj for _line, _position, obj in _jsonl_objects(path, options, max_bytes=max_bytes)
+                if isinstance(obj, dict)]  # fmt: skip
+        if not rows:
+            raise FileUnreadable("The file has no JSON objects, one per line.")
+        return text_table(rows, list(dict.fromkeys(k for row in rows for k in row)))
+    names = file_columns_csv(path, options)
+    batches: list[pa.RecordBatch] = []
+    with open(path, "rb") as raw:
+        counted = CountingReader(raw)
+        reader = _open_csv(counted, options, text_columns=names, on_invalid=lambda _row: "skip")  # type: ignore[arg-type]
+        try:
+            while not batches or counted.count < max_bytes:
+                batches.append(_renamed(reader.read_next_batch(), names))
+        except StopIteration:
+            pass
+        except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+            raise FileUnreadable(_csv_error(exc, options)) from None
+        finally:
+            reader.close()
+    if sum(b.num_rows for b in batches) == 0:
         raise FileUnreadable("The file has a header but no rows." if options.header else "The file has no rows.")
-    if any(pa.types.is_binary(f.type) for f in batch.schema):  # what Arrow infers for text that does not decode
-        raise FileUnreadable(_csv_error(ValueError("invalid UTF-8"), options))
-    names = _csv_names(batch.schema.names, options)
-    return _columns(pa.schema([f.with_name(n) for f, n in zip(batch.schema, names, strict=True)]))
+    return pa.Table.from_batches(batches)
 
 
-def _columns(schema: pa.Schema) -> list[ColumnSpec]:
-    """The file's columns with the types Arrow inferred; a column without a name is refused, not guessed."""
-    for index, name in enumerate(schema.names):
+def text_table(rows: list[dict[str, Any]], names: list[str]) -> pa.Table:
+    """JSON objects as text columns (`names`), the way the ingest reads them."""
+    return pa.table({n: pa.array([_as_text(row.get(n)) for row in rows], pa.string()) for n in names})
+
+
+def named_columns(types: list[tuple[str, ColumnType]]) -> list[ColumnSpec]:
+    """The file's columns with their types and SQL names; a column without a name is refused, not guessed."""
+    for index, (name, _type) in enumerate(types):
         if not name.strip():
             raise SchemaInvalid(f"Column {index + 1} of the file has no name: name it in the file, or upload with "
                                 "options.header=false (columns are then column_1, column_2, …).")  # fmt: skip
-    return with_sql_names([ColumnSpec(name=f.name, type=type_of_arrow(f.type)) for f in schema])
+    return with_sql_names([ColumnSpec(name=name, type=type) for name, type in types])
+
+
+def parquet_columns(path: Path) -> list[ColumnSpec]:
+    return named_columns([(f.name, type_of_arrow(f.type)) for f in _parquet_file(path).schema_arrow])
 
 
 # --- CSV ------------------------------------------------------------------------------------------------------------
@@ -158,24 +186,31 @@ def _open_csv(
         encoding=options.encoding,
         autogenerate_column_names=not options.header,
     )
-    parse = pacsv.ParseOptions(
+    try:
+        stream = str(source) if isinstance(source, Path) else pa.PythonFile(source, mode="r")
+        return pacsv.open_csv(stream, read_options=read, parse_options=csv_parse_options(options, on_invalid),
+                              convert_options=csv_text_options(text_columns))  # fmt: skip
+    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+        raise FileUnreadable(_csv_error(exc, options)) from None
+
+
+def csv_parse_options(options: FileOptions, on_invalid: Any) -> pacsv.ParseOptions:
+    return pacsv.ParseOptions(
         delimiter=options.delimiter,
         quote_char=options.quote_char,
         newlines_in_values=True,
         ignore_empty_lines=True,
         invalid_row_handler=on_invalid,
     )
-    convert = pacsv.ConvertOptions(
-        null_values=options.null_values,
-        strings_can_be_null=True,
-        quoted_strings_can_be_null=False,
+
+
+def csv_text_options(text_columns: list[str] | None) -> pacsv.ConvertOptions:
+    """Every value as it is written: nulls are each column's markers, applied when it is typed."""
+    return pacsv.ConvertOptions(
+        null_values=[],
+        strings_can_be_null=False,
         column_types=dict.fromkeys(text_columns, pa.string()) if text_columns else None,
     )
-    try:
-        stream = str(source) if isinstance(source, Path) else pa.PythonFile(source, mode="r")
-        return pacsv.open_csv(stream, read_options=read, parse_options=parse, convert_options=convert)
-    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-        raise FileUnreadable(_csv_error(exc, options)) from None
 
 
 def _csv_error(exc: Exception, options: FileOptions) -> str:
@@ -218,6 +253,8 @@ def file_columns_csv(path: Path, options: FileOptions) -> list[str]:
     reader = _open_csv(path, options, text_columns=None, block_size=1 << 16, on_invalid=lambda _row: "skip")
     try:
         return _csv_names(reader.schema.names, options)
+    except UnicodeDecodeError as exc:  # a header that is not in the encoding
+        raise FileUnreadable(_csv_error(exc, options)) from None
     finally:
         reader.close()
 
@@ -250,29 +287,15 @@ def _number_rows(first: int, rows: int, refused: set[int]) -> tuple[list[int] | 
 # --- JSON Lines ---------------------------------------------------------------------------------------------------
 
 
-def _jsonl_sample(path: Path, options: FileOptions) -> pa.Table:
-    rows: list[dict[str, Any]] = []
-    for _line, _position, obj in _jsonl_objects(path, options, limit=SAMPLE_ROWS):
-        if isinstance(obj, dict):
-            rows.append(obj)
-    if not rows:
-        raise FileUnreadable("The file has no JSON objects, one per line.")
-    try:
-        return pa.Table.from_pylist(rows)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        names = list(dict.fromkeys(k for row in rows for k in row))
-        return pa.table({n: pa.array([], pa.string()) for n in names})  # mixed types: read them as text
-
-
-def _jsonl_objects(path: Path, options: FileOptions, limit: int | None = None) -> Iterator[tuple[int, int, Any]]:
+def _jsonl_objects(path: Path, options: FileOptions, max_bytes: int | None = None) -> Iterator[tuple[int, int, Any]]:
     """(line number, bytes read so far, the parsed value or the parse error) per non-blank line."""
     options.check_encoding()
     position = 0
     with open(path, "rb") as lines:
         for number, raw in enumerate(lines, start=1):
-            position += len(raw)
-            if limit is not None and number > limit:
+            if max_bytes is not None and position >= max_bytes:
                 return
+            position += len(raw)
             try:
                 text = raw.decode(options.encoding)
             except UnicodeDecodeError:
@@ -288,7 +311,7 @@ def _jsonl_objects(path: Path, options: FileOptions, limit: int | None = None) -
 
 
 def _jsonl_batches(path: Path, options: FileOptions) -> Iterator[RawBatch]:
-    names = [f.name for f in _jsonl_sample(path, options).schema]
+    names = read_head(path, "jsonl", options, max_bytes=NAMES_BYTES["jsonl"]).column_names
     columns: dict[str, list[str | None]] = {n: [] for n in names}
     lines: list[int] = []
     refused: list[Reject] = []

@@ -12,11 +12,13 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from core.datasets.formats import FileOptions, FileUnreadable, Format, Reject, check_file, infer_columns, read_batches
+from core.datasets.formats import FileOptions, FileUnreadable, Format, Reject, check_file, read_batches
+from core.datasets.inference import infer_columns
 from core.datasets.load import REJECTS, StagingLoad, discard_staging, staging_name, swap_in
+from core.datasets.nulls import with_null_values
 from core.datasets.schema import ColumnSpec
 from core.datasets.store import columns_of
-from core.datasets.typing import type_batch
+from core.datasets.typing import Widening, type_batch
 from core.errors import ConveyorError
 from core.models import Dataset, DatasetVersion
 from core.types import utcnow
@@ -35,6 +37,7 @@ class IngestOutcome:
     rows_rejected: int
     row_count: int
     version: int
+    schema_changes: list[dict[str, Any]]
 
 
 def ingest_file(
@@ -51,7 +54,9 @@ def ingest_file(
     progress: Progress,
 ) -> IngestOutcome:
     """Load `path` into the dataset. Everything before the swap happens on connections of its own; the swap and
-    the dataset's new state go into `session` (the job's unit of work, committed with its result)."""
+    the dataset's new state go into `session` (the job's unit of work, committed with its result). A schema this
+    ingest infers may widen as it goes (recorded in the version's `schema_changes`); a declared or earlier one
+    never does."""
     with engine.connect() as connection:
         dataset = connection.execute(
             sa.select(Dataset.table_name, Dataset.columns).where(Dataset.id == dataset_id)
@@ -61,13 +66,20 @@ def ingest_file(
         check_file(path, format, options, columns)
     else:
         columns = infer_columns(path, format, options)  # read from the file: nothing to check against it
+    widen = not dataset.columns and format != "parquet"
+    columns = with_null_values(columns, format, options.null_values)
     staging = staging_name(dataset.table_name, job_id)
     total = path.stat().st_size
     loaded = rejected = 0
     first_rejects: list[Reject] = []
+    widened: list[Widening] = []
     with StagingLoad(engine, staging, columns, dataset_id, job_id) as load:
         for raw in read_batches(path, format, options):
-            typed = type_batch(raw, columns, first_row=loaded + 1)
+            typed = type_batch(raw, columns, first_row=loaded + 1, widen=widen)
+            if typed.widened:
+                columns = typed.columns
+                load.widen(columns)
+                widened += typed.widened
             load.write(typed)
             load.write_rejects(typed.rejects)
             loaded += typed.data.num_rows
@@ -80,8 +92,9 @@ def ingest_file(
         if loaded == 0:
             raise FileUnreadable(f"No row could be loaded ({rejected} rejected; first: {_describe(first_rejects)}).")
         load.finish()
+    changes = [w.as_dict() for w in widened]
     try:
-        return _swap(session, dataset_id, job_id, staging, columns, mode, loaded, rejected, source)
+        return _swap(session, dataset_id, job_id, staging, columns, mode, loaded, rejected, source, changes)
     except BaseException:
         session.rollback()  # release the job's transaction (SQLite's write lock) before cleaning up
         with engine.connect() as connection:
@@ -97,13 +110,16 @@ def _describe(rejects: list[Reject]) -> str:
 
 def _swap(
     session: Session, dataset_id: uuid.UUID, job_id: uuid.UUID, staging: str, columns: list[ColumnSpec], mode: Mode,
-    loaded: int, rejected: int, source: dict[str, Any],
+    loaded: int, rejected: int, source: dict[str, Any], changes: list[dict[str, Any]],
 ) -> IngestOutcome:  # fmt: skip
     query = sa.select(Dataset).where(Dataset.id == dataset_id).with_for_update()
     dataset = session.scalars(query.execution_options(populate_existing=True)).one()
     exists = dataset.version > 0
-    if exists and dataset.columns:
-        columns = columns_of(dataset)  # the schema is the first ingest's
+    if exists and dataset.columns:  # the schema is the first ingest's; the null markers are this one's
+        markers = {c.name: c.null_values for c in columns}
+        columns = [
+            c.model_copy(update={"null_values": markers.get(c.name, c.null_values)}) for c in columns_of(dataset)
+        ]
     connection = session.connection()
     swap_in(connection, table_name=dataset.table_name, staging=staging, columns=columns, mode=mode, exists=exists)
     # The dataset row is locked: its count plus what was staged is the table's, without scanning it.
@@ -117,6 +133,6 @@ def _swap(
     dataset.version, dataset.last_job_id, dataset.source, dataset.updated_at = dataset.version + 1, job_id, source, now
     session.add(DatasetVersion(dataset_id=dataset_id, version=dataset.version, mode=mode, job_id=job_id,
                                rows_loaded=loaded, rows_rejected=rejected, row_count=row_count, source=source,
-                               created_at=now))  # fmt: skip
+                               schema_changes=changes or None, created_at=now))  # fmt: skip
     session.flush()
-    return IngestOutcome(loaded, rejected, row_count, dataset.version)
+    return IngestOutcome(loaded, rejected, row_count, dataset.version, changes)

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 
 from core.datasets.formats import Reject
-from core.datasets.schema import ROW_COLUMN, ColumnSpec, arrow_schema, table_of
+from core.datasets.schema import ROW_COLUMN, ColumnSpec, arrow_schema, sql_type, table_of
 from core.datasets.typing import TypedBatch
 from core.models import DatasetReject
 
@@ -118,6 +118,7 @@ class StagingLoad:
     ) -> None:
         self.engine = engine
         self.postgres = engine.dialect.name == "postgresql"
+        self.columns = columns
         self.table = table_of(name, columns, keyed=not self.postgres)  # PostgreSQL: the key after the COPY (swap_in)
         self.schema = arrow_schema(columns)
         self.dataset_id = dataset_id
@@ -144,6 +145,29 @@ class StagingLoad:
         assert self._connection is not None  # noqa: S101 - set by __enter__
         self._connection.execute(self.table.insert(), batch.data.to_pylist())
         self._connection.commit()
+
+    def widen(self, columns: list[ColumnSpec]) -> None:
+        """The staging table's columns become `columns`' types (a widening, core/datasets/typing.py: integer →
+        float, date → timestamp), its rows so far converted. PostgreSQL ends the COPY so far, alters the table and
+        starts another; SQLite, which cannot alter a column's type, copies it into a new column of the new type."""
+        assert self._connection is not None  # noqa: S101 - set by __enter__
+        if self._copy is not None:
+            copy, self._copy = self._copy, None
+            copy.close()
+        before = {c.name: c.type for c in self.columns}
+        for column in columns:
+            if before[column.name] == column.type:
+                continue
+            for statement in _widening_sql(
+                self.table.name, column.column or column.name, column, self._connection.dialect
+            ):
+                self._connection.execute(sa.text(statement))
+        self._connection.commit()
+        self.columns = columns
+        self.table = table_of(self.table.name, columns, keyed=not self.postgres)
+        self.schema = arrow_schema(columns)
+        if self.postgres:
+            self._copy = ArrowCopy(self.engine, self.table.name, self.schema)
 
     def write_rejects(self, rejects: list[Reject]) -> None:
         if not rejects:
@@ -172,6 +196,24 @@ class StagingLoad:
                 with self.engine.connect() as connection:
                     discard_staging(connection, self.table.name, self.dataset_id, self.job_id)
                     connection.commit()
+
+
+def _widening_sql(table: str, name: str, column: ColumnSpec, dialect: sa.Dialect) -> list[str]:
+    """Statements that retype column `name` of `table` (identifiers: ours, [a-z0-9_] only) to `column`'s wider type,
+    converting its values."""
+    ddl = sql_type(column).compile(dialect=dialect)
+    if dialect.name == "postgresql":
+        as_new = f"\"{name}\"::timestamp AT TIME ZONE 'UTC'" if column.type == "timestamp" else f'"{name}"::float8'
+        return [f'ALTER TABLE "{table}" ALTER COLUMN "{name}" TYPE {ddl} USING {as_new}']
+    # SQLite keeps a date as 'YYYY-MM-DD' and a timestamp as 'YYYY-MM-DD HH:MM:SS.ffffff' (SQLAlchemy's forms)
+    as_new = f"\"{name}\" || ' 00:00:00.000000'" if column.type == "timestamp" else f'CAST("{name}" AS REAL)'
+    wide = f"{name}__wide"
+    return [
+        f'ALTER TABLE "{table}" ADD COLUMN "{wide}" {ddl}',
+        f'UPDATE "{table}" SET "{wide}" = {as_new}',  # noqa: S608 - our identifiers, no value
+        f'ALTER TABLE "{table}" DROP COLUMN "{name}"',
+        f'ALTER TABLE "{table}" RENAME COLUMN "{wide}" TO "{name}"',
+    ]
 
 
 def _storable(value: str | None) -> str | None:

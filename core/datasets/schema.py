@@ -31,6 +31,13 @@ class ColumnSpec(BaseModel):
     precision: int | None = Field(default=None, ge=1, le=38, description="decimal only (default 18).")
     scale: int | None = Field(default=None, ge=0, le=38, description="decimal only (default 2).")
     column: str | None = Field(default=None, description="The SQL column name (set by Conveyor).")
+    null_values: list[str] | None = Field(
+        default=None,
+        max_length=100,
+        description="The values this column reads as null; an upload's `options.null_values` replace them. Unset: the "
+        "markers pandas and Arrow read as null (`NA`, `N/A`, `NaN`, `NULL`, `#N/A`, `\\N`, empty, …) in numeric, "
+        "boolean, date and timestamp columns, only empty and `\\N` in CSV text. Each ingest shows what it applied.",
+    )
 
     @model_validator(mode="after")
     def _decimal_fields(self) -> ColumnSpec:

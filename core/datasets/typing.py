@@ -1,16 +1,19 @@
 """Typing a batch: every value checked against its column, vectorised in Arrow; a row with a bad value is rejected
-with its line, column and reason, and the rest of the batch goes on."""
+with its line, column and reason, and the rest of the batch goes on. While an inferred schema is being loaded, a
+value the sample did not foresee widens its column instead when that loses nothing (integer → float,
+date → timestamp)."""
 
 from __future__ import annotations
 
 import array
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from core.datasets.formats import RawBatch, Reject
-from core.datasets.schema import ColumnSpec, arrow_schema, arrow_type
+from core.datasets.nulls import nulled
+from core.datasets.schema import ColumnSpec, ColumnType, arrow_schema, arrow_type
 
 # Cheap shape checks before the exact cast (which then only has to find the rare value that still fails).
 SHAPES = {
@@ -18,7 +21,7 @@ SHAPES = {
     "float": r"^[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?|(?i:nan|inf|infinity))$",
     "decimal": r"^[+-]?(\d+\.?\d*|\.\d+)$",
     "date": r"^\d{4}-\d{2}-\d{2}$",
-    "timestamp": r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?(Z|[+-]\d{2}:?\d{2})?$",
+    "timestamp": r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?(Z|[+-]\d{2}(:?\d{2})?)?$",
     "boolean": r"^(true|false|t|f|1|0|yes|no|y|n)$",
 }
 EXPECTED = {
@@ -30,27 +33,60 @@ EXPECTED = {
     "boolean": "a boolean (true/false)",
     "string": "text",
 }
-ZONE = r"(Z|[+-]\d{2}:?\d{2})$"
+ZONE = r"[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}(:?\d{2})?)$"  # Z, +00 (PostgreSQL), +0530
 TRUE = r"^(true|t|1|yes|y)$"
+# The lossless widenings: every value of the narrower type is exactly a value of the wider one.
+WIDER: dict[ColumnType, ColumnType] = {"integer": "float", "date": "timestamp"}
+
+
+@dataclass(frozen=True)
+class Widening:
+    """A column's type changed mid-ingest: the first value that needed it, and where."""
+
+    column: str
+    old: ColumnType
+    new: ColumnType
+    line: int
+    value: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {"column": self.column, "from": self.old, "to": self.new, "line": self.line, "value": self.value}
 
 
 @dataclass
 class TypedBatch:
     data: pa.RecordBatch  # the accepted rows: `_row` then the columns under their SQL names, typed (arrow_schema)
     rejects: list[Reject]
+    columns: list[ColumnSpec]  # the columns it was typed to: the ones given, unless some widened
+    widened: list[Widening] = field(default_factory=list)
 
 
-def type_batch(raw: RawBatch, columns: list[ColumnSpec], first_row: int) -> TypedBatch:
-    """Cast every column of `raw` to its type; rows with any bad value go to rejects (the first bad value is the
-    reason). `first_row` numbers the accepted rows (`_row`)."""
+def type_batch(raw: RawBatch, columns: list[ColumnSpec], first_row: int, *, widen: bool = False) -> TypedBatch:
+    """Cast every column of `raw` to its type (its null markers read as null); rows with any bad value go to
+    rejects (the first bad value is the reason). `first_row` numbers the accepted rows (`_row`). With `widen`, a
+    column whose bad values fit its wider type (WIDER) takes that type instead, and only what fits neither is
+    rejected."""
     rows = raw.data.num_rows
     bad: pa.Array | None = None
     typed: list[pa.Array] = []
     rejects = list(raw.rejects)
     reasons: dict[int, Reject] = {}
-    for column in columns:
-        values = _column(raw.data, column.name, rows)
+    columns = list(columns)
+    widened: list[Widening] = []
+    for position, column in enumerate(columns):
+        values = nulled(_column(raw.data, column.name, rows), column.null_values)
         result, failed = cast_column(values, column)
+        if widen and failed is not None and column.type in WIDER and pc.any(failed).as_py():
+            wider = column.model_copy(update={"type": WIDER[column.type]})
+            wide_result, wide_failed = cast_column(values, wider)
+            fits = pc.and_(failed, pc.invert(wide_failed)) if wide_failed is not None else failed
+            if pc.any(fits).as_py():
+                first = pc.indices_nonzero(fits)[0].as_py()
+                widened.append(
+                    Widening(column.name, column.type, wider.type, raw.lines[first], str(values[first])[:200])
+                )
+                columns[position] = column = wider
+                result, failed = wide_result, wide_failed
         typed.append(result)
         if failed is not None and pc.any(failed).as_py():
             for index in pc.indices_nonzero(failed).to_pylist():
@@ -66,7 +102,7 @@ def type_batch(raw: RawBatch, columns: list[ColumnSpec], first_row: int) -> Type
     row_ids = _sequence(first_row, rows - len(reasons))
     data = pa.RecordBatch.from_arrays([row_ids, *typed], schema=arrow_schema(columns))
     rejects += [reasons[i] for i in sorted(reasons)]
-    return TypedBatch(data, rejects)
+    return TypedBatch(data, rejects, columns, widened)
 
 
 def _sequence(first: int, count: int) -> pa.Array:

@@ -50,7 +50,7 @@ def test_batches_become_rows_after_finish(postgres: Engine) -> None:
     name = f"ds_t_stg_{uuid.uuid4().hex[:8]}"
     with StagingLoad(postgres, name, COLUMNS, uuid.uuid4(), uuid.uuid4()) as load:
         for first in range(1, 10_001, 1_000):
-            load.write(TypedBatch(batch(first, 1_000), []))
+            load.write(TypedBatch(batch(first, 1_000), [], COLUMNS))
         load.finish()
     assert staged_rows(postgres, name) == 10_000
     with postgres.connect() as connection:
@@ -61,7 +61,7 @@ def test_a_failed_ingest_leaves_no_staging_table(postgres: Engine) -> None:
     name = f"ds_t_stg_{uuid.uuid4().hex[:8]}"
     with pytest.raises(RuntimeError, match="cancelled"):
         with StagingLoad(postgres, name, COLUMNS, uuid.uuid4(), uuid.uuid4()) as load:
-            load.write(TypedBatch(batch(1, 1_000), []))
+            load.write(TypedBatch(batch(1, 1_000), [], COLUMNS))
             raise RuntimeError("cancelled mid-ingest")
     assert staged_rows(postgres, name) is None
 
