@@ -85,11 +85,14 @@ class RawBatch:
     lines: list[int] | range  # the line of each row, the header being line 1
     rejects: list[Reject] = field(default_factory=list)  # rows refused before typing (ragged, not JSON, …)
     bytes_read: int = 0
+    nulls: frozenset[str] = frozenset()  # the markers the reader has read as null already
 
 
-def read_batches(path: Path, format: Format, options: FileOptions) -> Iterator[RawBatch]:
+def read_batches(path: Path, format: Format, options: FileOptions, nulls: frozenset[str]) -> Iterator[RawBatch]:
+    """The file's rows in batches. A CSV reader reads `nulls` (the markers every column has) as null as it parses;
+    the typing reads each column's others."""
     if format == "csv":
-        return _csv_batches(path, options)
+        return _csv_batches(path, options, nulls)
     if format == "jsonl":
         return _jsonl_batches(path, options)
     return _parquet_batches(path)
@@ -177,7 +180,7 @@ class CountingReader(io.RawIOBase):
 
 def _open_csv(
     source: Path | BinaryIO, options: FileOptions, *, text_columns: list[str] | None, block_size: int | None = None,
-    on_invalid: Any = None,
+    on_invalid: Any = None, nulls: frozenset[str] = frozenset(),
 ) -> pacsv.CSVStreamingReader:  # fmt: skip
     options.check_encoding()
     read = pacsv.ReadOptions(
@@ -189,7 +192,7 @@ def _open_csv(
     try:
         stream = str(source) if isinstance(source, Path) else pa.PythonFile(source, mode="r")
         return pacsv.open_csv(stream, read_options=read, parse_options=csv_parse_options(options, on_invalid),
-                              convert_options=csv_text_options(text_columns))  # fmt: skip
+                              convert_options=csv_text_options(text_columns, nulls))  # fmt: skip
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         raise FileUnreadable(_csv_error(exc, options)) from None
 
@@ -204,11 +207,11 @@ def csv_parse_options(options: FileOptions, on_invalid: Any) -> pacsv.ParseOptio
     )
 
 
-def csv_text_options(text_columns: list[str] | None) -> pacsv.ConvertOptions:
-    """Every value as it is written: nulls are each column's markers, applied when it is typed."""
+def csv_text_options(text_columns: list[str] | None, nulls: frozenset[str] = frozenset()) -> pacsv.ConvertOptions:
+    """Every value as text, as it is written, except `nulls`, read as null (quoted or not, as pandas and Arrow do)."""
     return pacsv.ConvertOptions(
-        null_values=[],
-        strings_can_be_null=False,
+        null_values=sorted(nulls),
+        strings_can_be_null=bool(nulls),
         column_types=dict.fromkeys(text_columns, pa.string()) if text_columns else None,
     )
 
@@ -222,7 +225,7 @@ def _csv_error(exc: Exception, options: FileOptions) -> str:
     return f"The CSV cannot be parsed: {message}"
 
 
-def _csv_batches(path: Path, options: FileOptions) -> Iterator[RawBatch]:
+def _csv_batches(path: Path, options: FileOptions, nulls: frozenset[str]) -> Iterator[RawBatch]:
     names = file_columns_csv(path, options)
     refused: list[Reject] = []
 
@@ -235,7 +238,7 @@ def _csv_batches(path: Path, options: FileOptions) -> Iterator[RawBatch]:
     skipped: set[int] = set()
     with open(path, "rb") as raw:
         counted = CountingReader(raw)
-        reader = _open_csv(counted, options, text_columns=names, on_invalid=on_invalid)  # type: ignore[arg-type]
+        reader = _open_csv(counted, options, text_columns=names, on_invalid=on_invalid, nulls=nulls)  # type: ignore[arg-type]
         while True:
             try:
                 batch = reader.read_next_batch()
@@ -245,7 +248,7 @@ def _csv_batches(path: Path, options: FileOptions) -> Iterator[RawBatch]:
                 raise FileUnreadable(f"Near line {next_line}: {_csv_error(exc, options)}") from None
             skipped.update(r.line for r in refused)
             lines, next_line = _number_rows(next_line, batch.num_rows, skipped)
-            yield RawBatch(_renamed(batch, names), lines, refused.copy(), bytes_read=counted.count)
+            yield RawBatch(_renamed(batch, names), lines, refused.copy(), bytes_read=counted.count, nulls=nulls)
             refused.clear()
 
 

@@ -74,7 +74,8 @@ def ingest_file(
     first_rejects: list[Reject] = []
     widened: list[Widening] = []
     with StagingLoad(engine, staging, columns, dataset_id, job_id) as load:
-        for raw in read_batches(path, format, options):
+        shared = frozenset.intersection(*(frozenset(c.null_values or ()) for c in columns))
+        for raw in read_batches(path, format, options, nulls=shared):
             typed = type_batch(raw, columns, first_row=loaded + 1, widen=widen)
             if typed.widened:
                 columns = typed.columns

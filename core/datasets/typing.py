@@ -6,6 +6,7 @@ date → timestamp)."""
 from __future__ import annotations
 
 import array
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -35,6 +36,7 @@ EXPECTED = {
 }
 ZONE = r"[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}(:?\d{2})?)$"  # Z, +00 (PostgreSQL), +0530
 TRUE = r"^(true|t|1|yes|y)$"
+NAN_MARKERS = frozenset({"NaN", "nan", "-NaN", "-nan"})  # they cast to a float NaN: read as null when markers
 # The lossless widenings: every value of the narrower type is exactly a value of the wider one.
 WIDER: dict[ColumnType, ColumnType] = {"integer": "float", "date": "timestamp"}
 
@@ -74,11 +76,11 @@ def type_batch(raw: RawBatch, columns: list[ColumnSpec], first_row: int, *, wide
     columns = list(columns)
     widened: list[Widening] = []
     for position, column in enumerate(columns):
-        values = nulled(_column(raw.data, column.name, rows), column.null_values)
-        result, failed = cast_column(values, column)
+        markers = [m for m in column.null_values or () if m not in raw.nulls]
+        result, failed, values = cast_column(_column(raw.data, column.name, rows), column, markers)
         if widen and failed is not None and column.type in WIDER and pc.any(failed).as_py():
             wider = column.model_copy(update={"type": WIDER[column.type]})
-            wide_result, wide_failed = cast_column(values, wider)
+            wide_result, wide_failed, _values = cast_column(values, wider)
             fits = pc.and_(failed, pc.invert(wide_failed)) if wide_failed is not None else failed
             if pc.any(fits).as_py():
                 first = pc.indices_nonzero(fits)[0].as_py()
@@ -127,31 +129,44 @@ def _reason(column: ColumnSpec, value: object) -> str:
     return f"not {EXPECTED[column.type]}"
 
 
-def cast_column(values: pa.Array, column: ColumnSpec) -> tuple[pa.Array, pa.Array | None]:
-    """(typed values, which rows failed) for one column. Text is trimmed, shape-checked, then cast exactly."""
+def cast_column(
+    values: pa.Array, column: ColumnSpec, markers: Sequence[str] = ()
+) -> tuple[pa.Array, pa.Array | None, pa.Array]:
+    """(typed values, which rows failed, the values with `markers` read as null) for one column. Text is trimmed,
+    shape-checked, then cast exactly. A batch without markers is cast in one go; the markers are only looked for
+    when that cast fails (a float column's NaN, which casts, is read as null when NaN is a marker)."""
     target = arrow_type(column)
     if column.type == "string":
+        values = nulled(values, markers)
         result: pa.Array = values.cast(pa.string())
         # PostgreSQL text cannot hold NUL: such a value is refused here, not by the database mid-ingest.
         result = pc.if_else(pc.match_substring(result, "\x00"), pa.nulls(len(result), pa.string()), result)
     elif values.type == target:
         result = values
     elif pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
-        result = _fast_cast(values, column, target)
-        if result is None:  # some value is off (or padded, or spelled differently): check each one
-            result = _cast_text(values, column, target)
+        fast = _fast_cast(values, column, target)
+        if fast is None and markers:
+            values = nulled(values, markers)
+            fast = _fast_cast(values, column, target)
+        if fast is None:  # some value is off (or padded, or spelled differently): check each one
+            fast = _cast_text(values, column, target)
+        result = fast
+        if column.type == "float" and NAN_MARKERS.intersection(markers) and pc.any(pc.is_nan(result)).as_py():
+            nan = pc.is_nan(result)
+            result = pc.if_else(nan, pa.nulls(len(result), result.type), result)
+            values = pc.if_else(nan, pa.nulls(len(values), values.type), values)
     else:
         result = cast_or_null(values, target)  # a typed source (Parquet): cast what can be cast
     failed = pc.and_(pc.is_null(result), pc.is_valid(values)) if result is not values else None
     if not column.nullable:
         empty = pc.is_null(values)
         failed = empty if failed is None else pc.or_(failed, empty)
-    return result, failed
+    return result, failed, values
 
 
 def _fast_cast(values: pa.Array, column: ColumnSpec, target: pa.DataType) -> pa.Array | None:
     """The common case, a whole batch of clean values, in one cast; None if any value needs a closer look."""
-    if column.type in ("boolean", "decimal"):  # wider spellings, or a scale to check, than the plain cast
+    if column.type == "decimal":  # a scale to check; booleans' plain cast takes true/false (any case) and 1/0
         return None
     try:
         if column.type == "timestamp":
