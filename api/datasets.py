@@ -50,8 +50,11 @@ bp = APIBlueprint("datasets", __name__, url_prefix="/v1/datasets", tag="Datasets
 
 UPLOAD_DOC = (
     "Send the file as `multipart/form-data` (part `file`, optional parts `name`, `format`, `options` and `schema` as "
-    "JSON) or as the raw body (`Content-Type: text/csv`, `application/x-ndjson` or `application/vnd.apache.parquet`) "
-    "with the same fields as query parameters. The file is streamed to disk (limit CONVEYOR_MAX_UPLOAD_BYTES) and "
+    "JSON) or as the raw body (`Content-Type: text/csv`, `text/tab-separated-values`, `application/x-ndjson`, "
+    "`application/vnd.apache.parquet`, the .xlsx type, or `application/gzip` / `application/zstd` with a file name) "
+    "with the same fields as query parameters. Formats: csv, tsv, jsonl, parquet, xlsx (`options.sheet`); a CSV, TSV "
+    "or JSON Lines file may be gzip- or zstd-compressed (by name, `Content-Encoding`, or as sent: its first bytes "
+    "tell). The file is streamed to disk (limit CONVEYOR_MAX_UPLOAD_BYTES) and "
     "loaded by a `dataset_ingest` job; with `ingest=false` it is only kept, for a workflow's `dataset_ingest` step "
     "to load (its `file_id` is in the answer)."
 )

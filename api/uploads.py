@@ -18,20 +18,27 @@ from api.auth import tenant
 from api.extension import conveyor, db
 from api.jsonio import SPOOL_FACTORY
 from core.datasets.files import FileInfo, SpoolFile, spool_stream
-from core.datasets.formats import FileOptions, Format
+from core.datasets.formats import FORMATS, FileOptions, Format
 from core.errors import ConveyorError
 from core.quotas import check_dataset_bytes
 
-RAW_TYPES: dict[str, Format] = {
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+# A raw body's Content-Type, and the format it names (None: a compressed file, whose name or `format` tells).
+RAW_TYPES: dict[str, Format | None] = {
     "text/csv": "csv",
+    "text/tab-separated-values": "tsv",
     "application/x-ndjson": "jsonl",
     "application/jsonl": "jsonl",
     "application/vnd.apache.parquet": "parquet",
+    XLSX: "xlsx",
+    "application/gzip": None,
+    "application/zstd": None,
 }
-EXTENSIONS: dict[str, Format] = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl",
-                                 ".parquet": "parquet"}  # fmt: skip
+EXTENSIONS: dict[str, Format] = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl",
+                                 ".parquet": "parquet", ".xlsx": "xlsx"}  # fmt: skip
+COMPRESSED = (".gz", ".gzip", ".zst", ".zstd")  # read through (flights.csv.gz is a CSV file); Content-Encoding too
 UNNAMED = "upload"  # the file name of an upload that names none
-FLAT_OPTIONS = ("delimiter", "quote_char", "header", "encoding", "max_rejects")
+FLAT_OPTIONS = ("delimiter", "quote_char", "header", "encoding", "max_rejects", "sheet")
 
 
 class UploadInvalid(ConveyorError):
@@ -120,18 +127,21 @@ def kept_only_if_accepted(upload: Upload) -> Iterator[None]:
 
 
 def _format(params: dict[str, Any], info: FileInfo) -> Format:
+    """The `format` parameter, else the file name's extension (under a .gz or .zst one), else what the Content-Type
+    names, else csv. A compressed file is known by its first bytes when it is read, whatever its name."""
     named = params.get("format")
     if named is not None:
-        if named not in ("csv", "jsonl", "parquet"):
-            raise UploadInvalid(f"Unknown format {named!r}: csv, jsonl or parquet.",
-                                errors=[{"field": "format", "message": "csv, jsonl or parquet"}])  # fmt: skip
+        if named not in FORMATS:
+            raise UploadInvalid(f"Unknown format {named!r}: {', '.join(FORMATS)}.",
+                                errors=[{"field": "format", "message": ", ".join(FORMATS)}])  # fmt: skip
         return named  # type: ignore[no-any-return]
-    if info.content_type in RAW_TYPES:
-        return RAW_TYPES[info.content_type]
+    name = info.filename.lower()
+    for suffix in COMPRESSED:
+        name = name.removesuffix(suffix)
     for extension, format in EXTENSIONS.items():
-        if info.filename.lower().endswith(extension):
+        if name.endswith(extension):
             return format
-    return "csv"
+    return RAW_TYPES.get(info.content_type) or "csv"
 
 
 def json_param(params: dict[str, Any], name: str) -> Any:
@@ -151,6 +161,8 @@ def _options(params: dict[str, Any]) -> FileOptions:
             "`options` must be a JSON object.", errors=[{"field": "options", "message": "not an object"}]
         )
     options |= {key: params[key] for key in FLAT_OPTIONS if key in params}
+    if str(params.get("sheet", "")).isdigit():  # ?sheet=1 is a position (options.sheet says which it is in JSON)
+        options["sheet"] = int(params["sheet"])
     if "header" in options and isinstance(options["header"], str):
         options["header"] = options["header"].lower() not in ("false", "0", "no")
     try:

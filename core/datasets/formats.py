@@ -1,8 +1,10 @@
 """Reading an uploaded file as a stream of Arrow batches, in constant memory, with each row's line number.
 
-CSV goes through pyarrow's streaming reader (every column read as text, typed later so that a bad value rejects one
-row, not the file, and null markers are each column's own); JSON Lines through the json module line by line;
-Parquet through its row groups.
+CSV and TSV go through pyarrow's streaming reader (every column read as text, typed later so that a bad value
+rejects one row, not the file, and null markers are each column's own); JSON Lines through the json module line by
+line; Parquet through its row groups; Excel workbooks through openpyxl (core/datasets/excel.py). A CSV, TSV or JSON
+Lines file compressed with gzip or zstd (known by its first bytes, whatever its name) is read through a
+decompressing stream, never unpacked to disk.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import codecs
 import io
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal
@@ -32,8 +35,11 @@ BLOCK_BYTES = 1 << 17
 JSONL_ROWS = 20_000
 # What names the columns: a CSV file's header (and one block, to refuse a file that cannot be read), the keys of the
 # objects in a JSON Lines file's first MiB.
-NAMES_BYTES = {"csv": BLOCK_BYTES, "jsonl": 1 << 20}
-Format = Literal["csv", "jsonl", "parquet"]
+NAMES_BYTES = {"csv": BLOCK_BYTES, "tsv": BLOCK_BYTES, "jsonl": 1 << 20, "xlsx": 1 << 20}
+Format = Literal["csv", "tsv", "jsonl", "parquet", "xlsx"]
+FORMATS: tuple[Format, ...] = ("csv", "tsv", "jsonl", "parquet", "xlsx")
+DELIMITED = ("csv", "tsv")
+MAGIC = ((b"\x1f\x8b", "gzip"), (b"\x28\xb5\x2f\xfd", "zstd"))  # a compressed file's first bytes
 
 
 class FileUnreadable(ConveyorError):
@@ -49,7 +55,7 @@ class FileOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    delimiter: str = Field(default=",", min_length=1, max_length=1)
+    delimiter: str | None = Field(default=None, min_length=1, max_length=1, description="Default `,` (a tab for tsv).")
     quote_char: str = Field(default='"', min_length=1, max_length=1)
     header: bool = Field(default=True, description="The first line names the columns (else column_1, column_2, …).")
     encoding: str = Field(default="utf-8", max_length=40, description="Any Python codec name, e.g. latin-1.")
@@ -61,6 +67,15 @@ class FileOptions(BaseModel):
         "boolean, date and timestamp columns; only empty and `\\N` in CSV text columns.",
     )
     max_rejects: int = Field(default=1000, ge=0, description="More rejected rows than this fails the ingest.")
+    sheet: str | int | None = Field(
+        default=None, description="xlsx: the sheet to read, by name or by position from 0 (default: the first)."
+    )
+
+    def for_format(self, format: Format) -> FileOptions:
+        """These options with the format's defaults filled in (a TSV file's tab)."""
+        if self.delimiter is not None:
+            return self
+        return self.model_copy(update={"delimiter": "\t" if format == "tsv" else ","})
 
     def check_encoding(self) -> None:
         try:
@@ -91,11 +106,38 @@ class RawBatch:
 def read_batches(path: Path, format: Format, options: FileOptions, nulls: frozenset[str]) -> Iterator[RawBatch]:
     """The file's rows in batches. A CSV reader reads `nulls` (the markers every column has) as null as it parses;
     the typing reads each column's others."""
-    if format == "csv":
-        return _csv_batches(path, options, nulls)
+    if format in DELIMITED:
+        return _csv_batches(path, options.for_format(format), nulls)
     if format == "jsonl":
         return _jsonl_batches(path, options)
+    if format == "xlsx":
+        from core.datasets.excel import xlsx_batches  # openpyxl is loaded for workbooks only
+
+        return xlsx_batches(path, options)
     return _parquet_batches(path)
+
+
+def compression_of(path: Path) -> str | None:
+    """gzip or zstd if the file starts as one does, else None."""
+    with open(path, "rb") as file:
+        start = file.read(4)
+    return next((codec for magic, codec in MAGIC if start.startswith(magic)), None)
+
+
+@contextmanager
+def opened(path: Path) -> Iterator[tuple[BinaryIO, CountingReader]]:
+    """The file's content (decompressed if it is compressed) and the counter of the file's bytes read so far."""
+    with open(path, "rb") as raw:
+        counted = CountingReader(raw)
+        codec = compression_of(path)
+        if codec is None:
+            yield io.BufferedReader(counted), counted
+            return
+        stream = pa.CompressedInputStream(pa.PythonFile(counted, mode="r"), codec)
+        try:
+            yield stream, counted
+        finally:
+            stream.close()
 
 
 def check_file(path: Path, format: Format, options: FileOptions, columns: list[ColumnSpec] | None) -> None:
@@ -113,9 +155,14 @@ def check_file(path: Path, format: Format, options: FileOptions, columns: list[C
         raise ColumnsMissing(detail, errors=[{"field": "schema", "message": f"not in the file: {', '.join(missing)}"}])
 
 
-def read_head(path: Path, format: Literal["csv", "jsonl"], options: FileOptions, *, max_bytes: int) -> pa.Table:
+def read_head(path: Path, format: Format, options: FileOptions, *, max_bytes: int) -> pa.Table:
     """The file's first rows (about `max_bytes` of them, all of a smaller file) as text columns under the file's
     names; an empty or unreadable start is refused."""
+    if format == "xlsx":
+        from core.datasets.excel import xlsx_head
+
+        return xlsx_head(path, options, max_rows=max_bytes // 64)
+    options = options.for_format(format)
     if format == "jsonl":
         rows = [obj for _line, _position, obj in _jsonl_objects(path, options, max_bytes=max_bytes)
                 if isinstance(obj, dict)]  # fmt: skip
@@ -124,15 +171,14 @@ def read_head(path: Path, format: Literal["csv", "jsonl"], options: FileOptions,
         return text_table(rows, list(dict.fromkeys(k for row in rows for k in row)))
     names = file_columns_csv(path, options)
     batches: list[pa.RecordBatch] = []
-    with open(path, "rb") as raw:
-        counted = CountingReader(raw)
-        reader = _open_csv(counted, options, text_columns=names, on_invalid=lambda _row: "skip")  # type: ignore[arg-type]
+    with opened(path) as (stream, _counted):
+        reader = _open_csv(stream, options, text_columns=names, on_invalid=lambda _row: "skip")
         try:
-            while not batches or counted.count < max_bytes:
+            while not batches or sum(b.nbytes for b in batches) < max_bytes:
                 batches.append(_renamed(reader.read_next_batch(), names))
         except StopIteration:
             pass
-        except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+        except (pa.ArrowInvalid, UnicodeDecodeError, OSError) as exc:
             raise FileUnreadable(_csv_error(exc, options)) from None
         finally:
             reader.close()
@@ -179,7 +225,7 @@ class CountingReader(io.RawIOBase):
 
 
 def _open_csv(
-    source: Path | BinaryIO, options: FileOptions, *, text_columns: list[str] | None, block_size: int | None = None,
+    source: BinaryIO, options: FileOptions, *, text_columns: list[str] | None, block_size: int | None = None,
     on_invalid: Any = None, nulls: frozenset[str] = frozenset(),
 ) -> pacsv.CSVStreamingReader:  # fmt: skip
     options.check_encoding()
@@ -190,16 +236,16 @@ def _open_csv(
         autogenerate_column_names=not options.header,
     )
     try:
-        stream = str(source) if isinstance(source, Path) else pa.PythonFile(source, mode="r")
+        stream = source if isinstance(source, pa.NativeFile) else pa.PythonFile(source, mode="r")
         return pacsv.open_csv(stream, read_options=read, parse_options=csv_parse_options(options, on_invalid),
                               convert_options=csv_text_options(text_columns, nulls))  # fmt: skip
-    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+    except (pa.ArrowInvalid, UnicodeDecodeError, OSError) as exc:  # OSError: a damaged compressed stream
         raise FileUnreadable(_csv_error(exc, options)) from None
 
 
 def csv_parse_options(options: FileOptions, on_invalid: Any) -> pacsv.ParseOptions:
     return pacsv.ParseOptions(
-        delimiter=options.delimiter,
+        delimiter=options.delimiter or ",",
         quote_char=options.quote_char,
         newlines_in_values=True,
         ignore_empty_lines=True,
@@ -222,6 +268,8 @@ def _csv_error(exc: Exception, options: FileOptions) -> str:
         return f"The file is not valid {options.encoding}: set options.encoding (e.g. latin-1) and upload it again."
     if "Empty CSV file" in message:
         return "The file is empty."
+    if any(word in message.lower() for word in ("inflate", "zstd", "gzip", "compressed stream")):
+        return f"The compressed file is damaged or cut short ({message}): upload it again."
     return f"The CSV cannot be parsed: {message}"
 
 
@@ -236,15 +284,14 @@ def _csv_batches(path: Path, options: FileOptions, nulls: frozenset[str]) -> Ite
 
     next_line = 2 if options.header else 1
     skipped: set[int] = set()
-    with open(path, "rb") as raw:
-        counted = CountingReader(raw)
-        reader = _open_csv(counted, options, text_columns=names, on_invalid=on_invalid, nulls=nulls)  # type: ignore[arg-type]
+    with opened(path) as (stream, counted):
+        reader = _open_csv(stream, options, text_columns=names, on_invalid=on_invalid, nulls=nulls)
         while True:
             try:
                 batch = reader.read_next_batch()
             except StopIteration:
                 break
-            except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+            except (pa.ArrowInvalid, UnicodeDecodeError, OSError) as exc:
                 raise FileUnreadable(f"Near line {next_line}: {_csv_error(exc, options)}") from None
             skipped.update(r.line for r in refused)
             lines, next_line = _number_rows(next_line, batch.num_rows, skipped)
@@ -253,13 +300,14 @@ def _csv_batches(path: Path, options: FileOptions, nulls: frozenset[str]) -> Ite
 
 
 def file_columns_csv(path: Path, options: FileOptions) -> list[str]:
-    reader = _open_csv(path, options, text_columns=None, block_size=1 << 16, on_invalid=lambda _row: "skip")
-    try:
-        return _csv_names(reader.schema.names, options)
-    except UnicodeDecodeError as exc:  # a header that is not in the encoding
-        raise FileUnreadable(_csv_error(exc, options)) from None
-    finally:
-        reader.close()
+    with opened(path) as (stream, _counted):
+        reader = _open_csv(stream, options, text_columns=None, block_size=1 << 16, on_invalid=lambda _row: "skip")
+        try:
+            return _csv_names(reader.schema.names, options)
+        except UnicodeDecodeError as exc:  # a header that is not in the encoding
+            raise FileUnreadable(_csv_error(exc, options)) from None
+        finally:
+            reader.close()
 
 
 def _csv_names(names: list[str], options: FileOptions) -> list[str]:
@@ -291,14 +339,16 @@ def _number_rows(first: int, rows: int, refused: set[int]) -> tuple[list[int] | 
 
 
 def _jsonl_objects(path: Path, options: FileOptions, max_bytes: int | None = None) -> Iterator[tuple[int, int, Any]]:
-    """(line number, bytes read so far, the parsed value or the parse error) per non-blank line."""
+    """(line number, the file's bytes read so far, the parsed value or the parse error) per non-blank line; with
+    `max_bytes`, the lines in about that much of the content."""
     options.check_encoding()
-    position = 0
-    with open(path, "rb") as lines:
-        for number, raw in enumerate(lines, start=1):
-            if max_bytes is not None and position >= max_bytes:
+    content = 0
+    with opened(path) as (stream, counted):
+        for number, raw in enumerate(_lines_of(stream, options), start=1):
+            if max_bytes is not None and content >= max_bytes:
                 return
-            position += len(raw)
+            content += len(raw)
+            position = counted.count
             try:
                 text = raw.decode(options.encoding)
             except UnicodeDecodeError:
@@ -311,6 +361,16 @@ def _jsonl_objects(path: Path, options: FileOptions, max_bytes: int | None = Non
                 yield number, position, json.loads(text)
             except ValueError as exc:
                 yield number, position, exc
+
+
+def _lines_of(stream: BinaryIO, options: FileOptions) -> Iterator[bytes]:
+    lines = (
+        io.BufferedReader(stream) if isinstance(stream, pa.NativeFile) else stream
+    )  # Arrow's streams read, not by line
+    try:
+        yield from lines
+    except OSError as exc:  # a compressed stream that is damaged or cut short
+        raise FileUnreadable(_csv_error(exc, options)) from None
 
 
 def _jsonl_batches(path: Path, options: FileOptions) -> Iterator[RawBatch]:
@@ -360,6 +420,8 @@ def _as_text(value: Any) -> str | None:
 def _parquet_file(path: Path) -> pq.ParquetFile:
     import pyarrow.parquet as pq  # here, not at the top: loading libparquet costs 12 MB, CSV ingests need none of it
 
+    if compression_of(path) is not None:
+        raise FileUnreadable("A compressed Parquet file: upload it as it is (Parquet compresses its own pages).")
     try:
         return pq.ParquetFile(str(path))
     except (pa.ArrowInvalid, OSError) as exc:

@@ -21,8 +21,10 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from core.datasets.formats import (
+    DELIMITED,
     FileOptions,
     Format,
+    compression_of,
     csv_parse_options,
     csv_text_options,
     named_columns,
@@ -81,17 +83,21 @@ def _contiguous(values: pa.Array | pa.ChunkedArray) -> pa.Array:
 
 
 def _slices(path: Path, format: Format, options: FileOptions, names: list[str]) -> pa.Table | None:
-    """The rows of SLICES slices of the file after its head, each cut to whole lines; None for a small file, or an
-    encoding in which a newline is not the byte \\n."""
+    """The rows of SLICES slices of the file after its head, each cut to whole lines; None for a small file, a
+    workbook or a compressed file (neither can be read from the middle), or an encoding in which a newline is not
+    the byte \\n."""
     size = path.stat().st_size
-    if size <= 2 * HEAD_BYTES or codecs.encode("\n", options.encoding) != b"\n":
+    if format not in (*DELIMITED, "jsonl") or size <= 2 * HEAD_BYTES or compression_of(path) is not None:
         return None
+    if codecs.encode("\n", options.encoding) != b"\n":
+        return None
+    options = options.for_format(format)
     step = (size - HEAD_BYTES) // SLICES
     tables = []
     with open(path, "rb") as file:
         for index in range(SLICES):
             chunk = _whole_lines(file, HEAD_BYTES + index * step)
-            table = _csv_slice(chunk, options, names) if format == "csv" else _jsonl_slice(chunk, options, names)
+            table = _csv_slice(chunk, options, names) if format in DELIMITED else _jsonl_slice(chunk, options, names)
             if table is not None and table.num_rows:
                 tables.append(table)
     return pa.concat_tables(tables) if tables else None

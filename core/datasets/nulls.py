@@ -24,12 +24,12 @@ TEXT_NULL_MARKERS: tuple[str, ...] = ("", "\\N")
 
 def default_markers(column_type: ColumnType, format: str) -> list[str]:
     """The markers a column reads as null when neither the upload nor the schema names them. Parquet has real nulls
-    and typed values, so none; JSON Lines has real nulls, so a text value is always text."""
+    and typed values, so none; JSON Lines and Excel have real nulls, so a text value is always text."""
     if format == "parquet":
         return []
     if column_type != "string":
         return list(NULL_MARKERS)
-    return list(TEXT_NULL_MARKERS) if format == "csv" else []
+    return list(TEXT_NULL_MARKERS) if format in ("csv", "tsv") else []
 
 
 def with_null_values(columns: list[ColumnSpec], format: str, null_values: list[str] | None) -> list[ColumnSpec]:

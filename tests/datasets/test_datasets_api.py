@@ -67,7 +67,7 @@ def test_multipart_upload_with_all_fields(client: FlaskClient, run_job: Any, cle
         (b"a,b\n1,2\n", "text/csv", "schema=7", 422, "schema-invalid"),
         (b"a,b\n1,2\n", "text/csv", 'options={"delimiter":";;"}', 422, "validation-error"),
         (b"a,b\n1,2\n", "text/csv", 'options={"encoding":"klingon"}', 422, "file-unreadable"),
-        (b"a,b\n1,2\n", "text/csv", "format=xlsx", 422, "validation-error"),
+        (b"a,b\n1,2\n", "text/csv", "format=xls", 422, "validation-error"),
         (b"not parquet", "application/vnd.apache.parquet", "", 422, "file-unreadable"),
         (b"\xff\xfe,b\n\xff,2\n", "text/csv", "", 422, "file-unreadable"),  # not UTF-8
         (b"a,,b\n1,2,3\n", "text/csv", "", 422, "schema-invalid"),  # a column without a name

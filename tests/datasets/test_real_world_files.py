@@ -204,3 +204,100 @@ def test_a_declared_schema_never_widens(upload: Upload, clean_db: Engine) -> Non
     assert types_of(done["dataset"]) == {"n": "integer"}
     assert reject_lines(clean_db, done["dataset"]["id"]) == [(3, "n", "2.5")]
     assert done["dataset"]["versions"][0]["schema_changes"] is None
+
+
+# --- Other inputs: compressed, TSV, Excel --------------------------------------------------------------------------
+
+
+def compressed(data: bytes, codec: str) -> bytes:
+    import pyarrow as pa
+
+    sink = pa.BufferOutputStream()
+    with pa.CompressedOutputStream(sink, codec) as stream:
+        stream.write(data)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def test_gzip_and_zstd_files_are_read_as_they_stream(upload: Upload, clean_db: Engine) -> None:
+    body, truth = r_write_csv(3_000)
+    by_name = upload(compressed(body.encode(), "gzip"), content_type="application/gzip", filename="flights.csv.gz")
+    assert by_name["job"].status == "succeeded", by_name["job"].error
+    dataset = by_name["dataset"]
+    assert dataset["row_count"] == 3_000 and types_of(dataset)["delay"] == "float"
+    assert nulls(rows_of(clean_db, dataset["id"], limit=3_000), "delay") == truth["delay_na"]
+
+    lines = "".join(json.dumps({"n": i, "x": i / 2}) + "\n" for i in range(5_000)).encode()
+    jsonl = upload(compressed(lines, "zstd"), content_type="application/x-ndjson")  # as sent with Content-Encoding
+    assert types_of(jsonl["dataset"]) == {"n": "integer", "x": "float"} and jsonl["dataset"]["row_count"] == 5_000
+
+    tsv = upload(compressed(b"a\tb\n1\tx\n2\ty\n", "gzip"), content_type="application/gzip", filename="t.tsv.gz")
+    assert rows_of(clean_db, tsv["dataset"]["id"]) == [{"a": 1, "b": "x"}, {"a": 2, "b": "y"}]
+
+
+def test_a_damaged_compressed_file_fails_its_ingest_clearly(upload: Upload, clean_db: Engine) -> None:
+    body = "".join(f"{i},{i * 3}\n" for i in range(600_000)).encode()  # ~8 MB, cut after ~6: the start reads
+    whole = compressed(b"n,m\n" + body, "gzip")
+    done = upload(whole[: len(whole) * 4 // 5], content_type="application/gzip", filename="cut.csv.gz")
+    assert done["job"].status == "failed" and done["job"].error["type"] == "FileUnreadable"
+    assert "damaged or cut short" in done["job"].error["message"]
+    assert done["dataset"]["status"] == "failed" and done["dataset"]["row_count"] == 0
+
+
+def test_tsv_by_name_and_by_content_type(upload: Upload, clean_db: Engine) -> None:
+    body = "city\tpopulation\nSão Paulo\t12400000\nLima, Peru\t10000000\n"
+    by_name = upload(body.encode(), content_type="text/csv", filename="cities.tsv")["dataset"]
+    by_type = upload(body.encode(), content_type="text/tab-separated-values", name="cities 2")["dataset"]
+    for dataset in (by_name, by_type):
+        assert types_of(dataset) == {"city": "string", "population": "integer"}
+        assert rows_of(clean_db, dataset["id"])[1] == {"city": "Lima, Peru", "population": 10_000_000}
+    assert by_name["source"]["format"] == "tsv"
+
+
+def workbook(tmp_path: Any) -> bytes:
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    sheet.title = "Summary"
+    sheet.append(["nothing here"])
+    flights = book.create_sheet("Flights")
+    flights.append(["id", "carrier", "delay", "day", "departed", "cancelled", None])  # a formatted empty column
+    flights.append([1, "AA", 1.5, datetime(2026, 1, 1), datetime(2026, 1, 1, 10, 30), False])
+    flights.append([2, "NA", None, datetime(2026, 1, 2), datetime(2026, 1, 2, 11), True])
+    flights.append([3, "UA", "#N/A", datetime(2026, 1, 3), None, False])
+    flights.append([])  # a blank row
+    flights.append([5, "DL", "#DIV/0!", datetime(2026, 1, 5), datetime(2026, 1, 5, 9), False])
+    flights.append([6, "B6", 2, datetime(2026, 1, 6), datetime(2026, 1, 6, 8), True])
+    for i in range(7, 1_207):  # enough rows that one #DIV/0! is a stray value, not a text column
+        flights.append([i, "WN", i / 4, datetime(2026, 2, i % 28 + 1), datetime(2026, 2, 1, i % 24), False])
+    path = tmp_path / "flights.xlsx"
+    book.save(path)
+    return bytes(path.read_bytes())
+
+
+def test_an_excel_sheet_by_name_and_by_position(upload: Upload, clean_db: Engine, tmp_path: Any) -> None:
+    body = workbook(tmp_path)
+    xlsx = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    done = upload(body, content_type=xlsx, filename="flights.xlsx", options={"sheet": "Flights"})
+    dataset = done["dataset"]
+    assert done["job"].status == "succeeded", done["job"].error
+    assert types_of(dataset) == {"id": "integer", "carrier": "string", "delay": "float", "day": "date",
+                                 "departed": "timestamp", "cancelled": "boolean"}  # fmt: skip
+    rows = rows_of(clean_db, dataset["id"], limit=2_000)
+    assert rows[0] == {"id": 1, "carrier": "AA", "delay": 1.5, "day": date(2026, 1, 1),
+                       "departed": datetime(2026, 1, 1, 10, 30, tzinfo=UTC), "cancelled": False}  # fmt: skip
+    assert rows[1]["carrier"] == "NA" and rows[1]["delay"] is None and rows[2]["delay"] is None  # #N/A: null
+    assert rows[3] == {"id": 6, "carrier": "B6", "delay": 2.0, "day": date(2026, 1, 6),
+                       "departed": datetime(2026, 1, 6, 8, tzinfo=UTC), "cancelled": True}  # fmt: skip
+    assert reject_lines(clean_db, dataset["id"]) == [(6, "delay", "#DIV/0!")]  # the sheet's row number
+    by_position = upload(body, content_type=xlsx, name="second", sheet="1")["dataset"]
+    assert dataset["row_count"] == by_position["row_count"] == 1_204 and by_position["source"]["format"] == "xlsx"
+    assert sum(r["delay"] or 0 for r in rows) == 1.5 + 2 + sum(i / 4 for i in range(7, 1_207))
+
+
+def test_an_unknown_sheet_or_a_file_that_is_no_workbook_is_refused(client: Any, tmp_path: Any) -> None:
+    xlsx = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    response = client.post("/v1/datasets?sheet=Nope", data=workbook(tmp_path), content_type=xlsx)
+    assert response.status_code == 422 and "'Summary', 'Flights'" in response.json["detail"]
+    response = client.post("/v1/datasets?format=xlsx", data=b"a,b\n1,2\n", content_type="text/csv")
+    assert response.status_code == 422 and ".xlsx" in response.json["detail"]
