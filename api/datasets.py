@@ -1,4 +1,6 @@
-"""/v1/datasets: upload a file as a dataset (an ingest job), read it (schema, versions, rows, rejects), delete it."""
+"""/v1/datasets: upload a file as a dataset (an ingest job) or have one fetched from a URL (/v1/datasets:fetch: the
+API checks the URL against the SSRF guard, the `dataset_ingest` job fetches it through it), read it (schema,
+versions, rows, rejects), delete it."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from api.extension import conveyor, db, publish_job
 from api.request_log import request_id
 from api.schemas import (
     DatasetAccepted,
+    DatasetFetch,
     DatasetList,
     DatasetListQuery,
     DatasetRead,
@@ -24,8 +27,17 @@ from api.schemas import (
     RowsPage,
     RowsQuery,
 )
-from api.uploads import UNNAMED, Upload, UploadInvalid, json_param, kept_only_if_accepted, receive_upload
-from core.datasets.files import record_file
+from api.uploads import (
+    UNNAMED,
+    Upload,
+    UploadInvalid,
+    format_of,
+    json_param,
+    kept_only_if_accepted,
+    receive_upload,
+)
+from core.datasets.fetch import url_filename, url_guard
+from core.datasets.files import FileInfo, record_file
 from core.datasets.formats import check_file
 from core.datasets.query import parse_filter
 from core.datasets.schema import parse_schema
@@ -42,11 +54,11 @@ from core.datasets.store import (
     versions_of,
 )
 from core.keys import Scope
-from core.models import Dataset
+from core.models import Dataset, Job
 from core.quotas import check_dataset_bytes
 from core.submit import JobRequest, submit_job
 
-bp = APIBlueprint("datasets", __name__, url_prefix="/v1/datasets", tag="Datasets")
+bp = APIBlueprint("datasets", __name__, url_prefix="/v1", tag="Datasets")
 
 UPLOAD_DOC = (
     "Send the file as `multipart/form-data` (part `file`, optional parts `name`, `format`, `options` and `schema` as "
@@ -92,18 +104,28 @@ def _accept(upload: Upload, dataset: Dataset, mode: str) -> Any:
     session.flush()  # the ingest's check reads the file's row
     job = None
     if ingest:
-        payload = {"dataset_id": str(dataset.id), "file_id": str(stored.id), "format": upload.format,
-                   "options": upload.options.model_dump(), "mode": mode}  # fmt: skip
-        request = JobRequest(type="dataset_ingest", payload=payload, tenant_id=dataset.tenant_id,
-                             actor=principal().key_id, request_id=request_id())  # fmt: skip
-        job, _ = submit_job(session, registry=ext.registry, known_queues=ext.settings.queues, request=request,
-                            active_jobs_limit=ext.settings.quota_active_jobs)  # fmt: skip
-        dataset.last_job_id = job.id
+        job = submit_ingest(dataset, {"file_id": str(stored.id), "format": upload.format,
+                                      "options": upload.options.model_dump(), "mode": mode})  # fmt: skip
     audit(f"dataset.{mode}", "dataset", dataset.id, {"job_id": str(job.id) if job else None, "file_id": str(stored.id)})
     session.commit()
     if job is not None:
         publish_job(job)
-    body = DatasetAccepted(dataset=dataset_read(dataset), file_id=stored.id, job=JobRead.of(job) if job else None)
+    return accepted(dataset, job, file_id=stored.id)
+
+
+def submit_ingest(dataset: Dataset, payload: dict[str, Any]) -> Job:
+    """The dataset's `dataset_ingest` job, in the request's transaction (published after commit by the caller)."""
+    ext = conveyor()
+    request = JobRequest(type="dataset_ingest", payload={"dataset_id": str(dataset.id), **payload},
+                         tenant_id=dataset.tenant_id, actor=principal().key_id, request_id=request_id())  # fmt: skip
+    job, _ = submit_job(db(), registry=ext.registry, known_queues=ext.settings.queues, request=request,
+                        active_jobs_limit=ext.settings.quota_active_jobs)  # fmt: skip
+    dataset.last_job_id = job.id
+    return job
+
+
+def accepted(dataset: Dataset, job: Job | None, *, file_id: uuid.UUID | None) -> Any:
+    body = DatasetAccepted(dataset=dataset_read(dataset), file_id=file_id, job=JobRead.of(job) if job else None)
     return body, 202, {"Location": url_for("datasets.get_one", dataset_id=str(dataset.id))}
 
 
@@ -114,7 +136,7 @@ def _ingest_now(upload: Upload) -> bool:
     return raw == "true"
 
 
-@bp.post("")
+@bp.post("/datasets")
 @requires(Scope.DATASETS_WRITE)
 @bp.output(DatasetAccepted, status_code=202, description="Accepted: the dataset and its ingest job.")
 @bp.doc(
@@ -136,7 +158,7 @@ def create() -> Any:
         return _accept(upload, dataset, "replace")
 
 
-@bp.post("/<dataset_id>/ingest")
+@bp.post("/datasets/<dataset_id>/ingest")
 @requires(Scope.DATASETS_WRITE)
 @bp.output(DatasetAccepted, status_code=202, description="Accepted: the dataset and its ingest job.")
 @bp.doc(
@@ -158,7 +180,7 @@ def ingest(dataset_id: str) -> Any:
         return _accept(upload, dataset, mode)
 
 
-@bp.get("")
+@bp.get("/datasets")
 @requires(Scope.DATASETS_READ)
 @bp.input(DatasetListQuery, location="query", arg_name="query")
 @bp.output(DatasetList)
@@ -168,7 +190,7 @@ def list_all(query: DatasetListQuery) -> Any:
     return DatasetList(items=[dataset_read(d) for d in found])
 
 
-@bp.get("/<dataset_id>")
+@bp.get("/datasets/<dataset_id>")
 @requires(Scope.DATASETS_READ)
 @bp.output(DatasetRead)
 @bp.doc(summary="Read a dataset: schema, counts, source, status and versions", responses={404: "No such dataset"})
@@ -176,7 +198,7 @@ def get_one(dataset_id: str) -> Any:
     return dataset_read(get_dataset(db(), parse_dataset_id(dataset_id), tenant_id=tenant()), with_versions=True)
 
 
-@bp.get("/<dataset_id>/rows")
+@bp.get("/datasets/<dataset_id>/rows")
 @requires(Scope.DATASETS_READ)
 @bp.input(RowsQuery, location="query", arg_name="query")
 @bp.output(RowsPage)
@@ -193,7 +215,7 @@ def rows(dataset_id: str, query: RowsQuery) -> Any:
     return RowsPage(items=items, limit=query.limit, offset=query.offset)
 
 
-@bp.get("/<dataset_id>/rejects")
+@bp.get("/datasets/<dataset_id>/rejects")
 @requires(Scope.DATASETS_READ)
 @bp.input(DatasetListQuery, location="query", arg_name="query")
 @bp.output(RejectPage)
@@ -204,7 +226,7 @@ def rejects(dataset_id: str, query: DatasetListQuery) -> Any:
     return RejectPage(items=items, limit=query.limit, offset=query.offset)
 
 
-@bp.delete("/<dataset_id>")
+@bp.delete("/datasets/<dataset_id>")
 @requires(Scope.DATASETS_WRITE)
 @bp.output({}, status_code=204)
 @bp.doc(summary="Delete a dataset, its table, rejects and files", responses={404: "No such dataset"})
@@ -218,3 +240,46 @@ def delete(dataset_id: str) -> Any:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
     return ""
+
+
+@bp.post("/datasets:fetch")
+@requires(Scope.DATASETS_WRITE)
+@bp.input(DatasetFetch, arg_name="body")
+@bp.output(DatasetAccepted, status_code=202, description="Accepted: the dataset and the job that fetches and loads it.")
+@bp.doc(
+    summary="Create a dataset from a file at a URL (or load one into a dataset with `dataset_id`)",
+    description="The URL must be http(s) and reach a public address (or one CONVEYOR_INGEST_URL_ALLOW names); the "
+    "worker fetches it without following redirects, up to CONVEYOR_MAX_UPLOAD_BYTES. Formats and options as an "
+    "upload's; the format defaults from the URL's file name.",
+    responses={
+        404: "No such dataset (`dataset_id`)",
+        409: "The tenant has a dataset of this name (the problem's `dataset_id` names it)",
+        422: "A URL the SSRF guard refuses, invalid options or schema, `schema` or `mode` where they do not apply",
+        429: "The tenant has CONVEYOR_QUOTA_ACTIVE_JOBS unfinished jobs already",
+    },
+)
+def fetch(body: DatasetFetch) -> Any:
+    filename = url_filename(body.url)
+    format = body.format or format_of({}, FileInfo(filename, ""))
+    if body.dataset_id is not None:
+        dataset = get_dataset(db(), body.dataset_id, tenant_id=tenant())  # another tenant's: 404, as a missing one
+        if body.schema_ is not None or body.name is not None:
+            raise UploadInvalid("A dataset's name and schema are set when it is created; leave them out with "
+                                "`dataset_id`.", errors=[{"field": "schema", "message": "not allowed"}])  # fmt: skip
+        url_guard(conveyor().settings).check(body.url)
+        mode = body.mode
+    else:
+        if "mode" in body.model_fields_set:
+            raise UploadInvalid("`mode` applies to a dataset that exists (`dataset_id`).",
+                                errors=[{"field": "mode", "message": "not allowed here"}])  # fmt: skip
+        columns = parse_schema(body.schema_) if body.schema_ is not None else None
+        url_guard(conveyor().settings).check(body.url)  # UrlRefused: 422, before anything is created
+        name = body.name or (filename if filename != "download" else free_name(db(), UNNAMED, tenant_id=tenant()))
+        dataset = new_dataset(db(), name=name, columns=columns, tenant_id=tenant())
+        mode = "replace"
+    job = submit_ingest(dataset, {"url": body.url, "format": format, "options": body.options.model_dump(),
+                                  "mode": mode})  # fmt: skip
+    audit(f"dataset.{mode}", "dataset", dataset.id, {"job_id": str(job.id), "url": body.url})
+    db().commit()
+    publish_job(job)
+    return accepted(dataset, job, file_id=None)

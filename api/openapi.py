@@ -48,6 +48,7 @@ OPERATION_IDS = {
     "schedules.runs": "listScheduleRuns",
     "datasets.create": "uploadDataset",
     "datasets.ingest": "ingestDataset",
+    "datasets.fetch": "fetchDataset",
     "datasets.list_all": "listDatasets",
     "datasets.get_one": "getDataset",
     "datasets.rows": "listDatasetRows",

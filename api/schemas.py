@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
+from core.datasets.formats import FileOptions, Format
 from core.datasets.schema import ColumnSpec
 from core.models import Job, JobEvent, JobResult, Schedule
 from core.queue_ops import RETRY_LIMIT_MAX
@@ -438,8 +439,31 @@ class DatasetList(BaseModel):
 
 class DatasetAccepted(BaseModel):
     dataset: DatasetRead
-    file_id: uuid.UUID = Field(description="The uploaded file (GET /v1/files/{id}), as its ingest job names it.")
+    file_id: uuid.UUID | None = Field(
+        description="The uploaded file (GET /v1/files/{id}), as its ingest job names it; null for a URL, which the "
+        "job fetches (its file is then in the dataset's `source`)."
+    )
     job: JobRead | None = Field(description="The ingest job; null with `ingest=false` (a workflow's step loads it).")
+
+
+class DatasetFetch(Strict):
+    """A dataset's file at an http(s) URL, which the worker fetches (through the SSRF guard) and ingests."""
+
+    url: str = Field(max_length=2048, description="http or https; no credentials; redirects are not followed.")
+    name: str | None = Field(default=None, min_length=1, max_length=200, description="Default: the URL's file name.")
+    dataset_id: uuid.UUID | None = Field(
+        default=None, description="Load into this dataset instead of creating one (with `mode`)."
+    )
+    mode: Literal["append", "replace"] = Field(default="append", description="With `dataset_id` only.")
+    format: Format | None = Field(
+        default=None, description="Default: from the URL's file name (e.g. .csv.gz), else csv."
+    )
+    options: FileOptions = Field(default_factory=FileOptions)
+    schema_: dict[str, Any] | list[Any] | None = Field(
+        default=None,
+        alias="schema",
+        description="A new dataset's schema, as an upload's `schema` (default: inferred from the file).",
+    )
 
 
 class DatasetListQuery(Strict):

@@ -100,7 +100,7 @@ def receive_upload() -> Upload:
             f"{', '.join(RAW_TYPES)} (got {request.mimetype or 'none'})."
         )
     try:
-        return Upload(spooled, info, _format(params, info), _options(params), params)
+        return Upload(spooled, info, format_of(params, info), _options(params), params)
     except BaseException:
         spooled.discard()
         raise
@@ -126,7 +126,7 @@ def kept_only_if_accepted(upload: Upload) -> Iterator[None]:
         raise
 
 
-def _format(params: dict[str, Any], info: FileInfo) -> Format:
+def format_of(params: dict[str, Any], info: FileInfo) -> Format:
     """The `format` parameter, else the file name's extension (under a .gz or .zst one), else what the Content-Type
     names, else csv. A compressed file is known by its first bytes when it is read, whatever its name."""
     named = params.get("format")

@@ -1,5 +1,5 @@
-"""Requests Conveyor makes to URLs its tenants name (webhooks, job callbacks): the SSRF guard and a client that
-keeps to it.
+"""Requests Conveyor makes to URLs its tenants name (webhooks, job callbacks, datasets fetched from a URL): the SSRF
+guard and a client that keeps to it.
 
 A tenant's URL must not reach what only the server can: loopback, private and link-local networks, cloud metadata
 addresses, the broker and the database. The guard allows http(s) only and refuses every address that is not
@@ -36,6 +36,18 @@ ALWAYS_REFUSED = tuple(ipaddress.ip_network(n) for n in ("100.64.0.0/10", "192.0
 
 class UrlRefused(ConveyorError):
     slug, status, title = "url-refused", 422, "URL refused"
+
+
+class SourceRefused(ConveyorError):
+    """The server answered, but not with the file: a redirect, a 4xx. Another attempt would get the same."""
+
+    slug, status, title = "source-refused", 422, "The URL did not give the file"
+
+
+class SourceUnavailable(ConveyorError):
+    """The server could not be reached or read, or answered 5xx or 429: another attempt may well succeed."""
+
+    slug, status, title = "source-unavailable", 503, "The URL could not be read"
 
 
 def system_resolver(host: str, port: int) -> list[str]:
@@ -200,3 +212,57 @@ def _connection(target: Target, sock: socket.socket, timeout: float) -> http.cli
         # The certificate must be the host's: SNI and verification use the name, the socket the checked address.
         sock = ssl.create_default_context().wrap_socket(sock, server_hostname=target.host)
     return _Connected(target.host, target.port, sock, timeout)
+
+
+@dataclass(frozen=True)
+class Download:
+    content_type: str
+    size: int
+
+
+def download(guard: Guard, url: str, write: Callable[[bytes], object], *, connect_timeout: float = 10.0,
+             read_timeout: float = 60.0, deadline_seconds: float = 600.0,
+             progress: Callable[[int, int], None] = lambda _done, _total: None) -> Download:  # fmt: skip
+    """GET `url` through the guard (resolved and checked now, connected to a checked address, never redirected)
+    and hand its body to `write` in 1 MiB chunks. `progress(bytes so far, Content-Length or 0)` after each.
+    Raises UrlRefused (no connection made), SourceRefused (a redirect or a 4xx) or SourceUnavailable (no
+    connection, a timeout, a 5xx or 429, or longer than `deadline_seconds` in all)."""
+    target = guard.target(url)
+    addresses = guard.addresses(target)
+    started = time.monotonic()
+    try:
+        sock = _connect(addresses, target.port, connect_timeout)
+        sock.settimeout(read_timeout)
+        connection = _connection(target, sock, read_timeout)
+    except OSError as exc:
+        raise SourceUnavailable(f"{target.host}:{target.port} could not be reached ({exc}).") from None
+    try:
+        connection.request("GET", target.path, headers={"User-Agent": "Conveyor", "Accept-Encoding": "identity"})
+        answer = connection.getresponse()
+        _check_status(answer)
+        total, size = int(answer.getheader("Content-Length") or 0), 0
+        while chunk := answer.read(1 << 20):
+            size += len(chunk)
+            write(chunk)
+            progress(size, total)
+            if time.monotonic() - started > deadline_seconds:
+                raise SourceUnavailable(f"The download took longer than {deadline_seconds:g} s "
+                                        "(CONVEYOR_INGEST_URL_TIMEOUT_SECONDS).")  # fmt: skip
+        if total and size < total:
+            raise SourceUnavailable(f"The server closed the connection after {size} of {total} bytes.")
+        return Download(answer.getheader("Content-Type") or "application/octet-stream", size)
+    except (OSError, http.client.HTTPException) as exc:
+        raise SourceUnavailable(f"Reading {target.host} failed: {exc or type(exc).__name__}.") from None
+    finally:
+        connection.close()
+
+
+def _check_status(answer: http.client.HTTPResponse) -> None:
+    status = answer.status
+    if 300 <= status < 400:
+        raise SourceRefused(f"The URL answered {status}, a redirect to {answer.getheader('Location')!r}; Conveyor "
+                            "follows no redirects: give the final URL.")  # fmt: skip
+    if status >= 500 or status == 429:
+        raise SourceUnavailable(f"The URL answered {status} {answer.reason}.")
+    if status != 200:
+        raise SourceRefused(f"The URL answered {status} {answer.reason}.")

@@ -174,6 +174,14 @@ class Settings(BaseSettings):
     webhook_timeout_seconds: float = Field(
         default=10.0, gt=0, le=120, description="Seconds a webhook receiver has to answer one delivery attempt."
     )
+    ingest_url_allow: Annotated[list[str], NoDecode] = Field(
+        default=[],
+        description="Hosts and networks (comma-separated) a dataset fetched from a URL (POST /v1/datasets:fetch) may "
+        "come from although they are not public addresses; none by default.",
+    )
+    ingest_url_timeout_seconds: float = Field(
+        default=600, gt=0, le=86_400, description="Seconds a dataset's download from a URL may take in all."
+    )
     console_session_hours: float = Field(
         default=12, gt=0, le=720, description="How long a console sign-in lasts (a revoked key ends it at once)."
     )
@@ -188,7 +196,7 @@ class Settings(BaseSettings):
         "none by default.",
     )
 
-    @field_validator("queues", "cors_origins", "webhook_allow", mode="before")
+    @field_validator("queues", "cors_origins", "webhook_allow", "ingest_url_allow", mode="before")
     @classmethod
     def _split_queues(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip().startswith("["):

@@ -1,4 +1,4 @@
-"""`dataset_ingest`: load an uploaded file into its dataset (see core/datasets/ingest.py)."""
+"""`dataset_ingest`: load an uploaded file, or one fetched from a URL, into its dataset (core/datasets/ingest.py)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ import uuid
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy.orm import Session
 
 from core.context import JobCancelled, JobContext
-from core.datasets.files import path_of
+from core.datasets.fetch import fetch_file
+from core.datasets.files import SpoolFile, path_of, record_file
 from core.datasets.formats import FileOptions, Format
 from core.datasets.ingest import ingest_file
 from core.datasets.load import COPY_CONNECTION_ERRORS
@@ -18,6 +19,8 @@ from core.datasets.store import referenced_dataset
 from core.db import TRANSIENT_ERRORS
 from core.errors import PayloadInvalid
 from core.models import Dataset, StoredFile
+from core.outbound import URL_LIMIT, Guard, SourceUnavailable, UrlRefused
+from core.quotas import check_dataset_bytes
 from core.registry import JobSpec
 from core.types import utcnow
 
@@ -25,10 +28,19 @@ from core.types import utcnow
 class IngestPayload(BaseModel):
     model_config = ConfigDict(extra="forbid")
     dataset_id: uuid.UUID
-    file_id: uuid.UUID
+    file_id: uuid.UUID | None = Field(default=None, description="An uploaded file (or give `url`).")
+    url: str | None = Field(
+        default=None, max_length=URL_LIMIT, description="An http(s) URL the worker fetches the file from."
+    )
     format: Format = "csv"
     options: FileOptions = Field(default_factory=FileOptions)
     mode: Literal["replace", "append"] = "replace"
+
+    @model_validator(mode="after")
+    def _one_source(self) -> IngestPayload:
+        if (self.file_id is None) == (self.url is None):
+            raise ValueError("give either file_id (an uploaded file) or url (a file to fetch)")
+        return self
 
 
 class IngestResult(BaseModel):
@@ -42,9 +54,16 @@ class IngestResult(BaseModel):
     )
 
 
-def check(payload: IngestPayload, session: Session, tenant_id: str) -> StoredFile:
-    """The dataset and the file must be the tenant's (at submit, and again when the job runs)."""
+def check(payload: IngestPayload, session: Session, tenant_id: str) -> StoredFile | None:
+    """The dataset and the file must be the tenant's (at submit, and again when the job runs); a URL must be one
+    a request may use (where it resolves is checked when it is fetched)."""
     referenced_dataset(session, payload.dataset_id, tenant_id=tenant_id)
+    if payload.url is not None:
+        try:
+            Guard().target(payload.url)
+        except UrlRefused as exc:
+            raise PayloadInvalid(exc.detail, errors=[{"field": "payload.url", "message": exc.detail}]) from None
+        return None
     stored = session.get(StoredFile, payload.file_id)
     if stored is None or stored.tenant_id != tenant_id:
         raise PayloadInvalid(
@@ -57,22 +76,49 @@ def check(payload: IngestPayload, session: Session, tenant_id: str) -> StoredFil
 def run(payload: IngestPayload, ctx: JobContext) -> IngestResult:
     with Session(ctx.engine, expire_on_commit=False) as session:
         stored = check(payload, session, ctx.tenant_id)  # before the try: never mark another tenant's dataset
-    source = {"file_id": str(stored.id), "filename": stored.filename, "size": stored.size, "sha256": stored.sha256,
-              "format": payload.format}  # fmt: skip
+    fetched: SpoolFile | None = None
     try:
+        if stored is None:
+            fetched, stored = _fetch(payload, ctx)
+        source = {"file_id": str(stored.id), "filename": stored.filename, "size": stored.size,
+                  "sha256": stored.sha256, "format": payload.format}  # fmt: skip
+        if payload.url is not None:
+            source["url"] = payload.url
         outcome = ingest_file(
             engine=ctx.engine, session=ctx.session, dataset_id=payload.dataset_id, job_id=ctx.job_id,
             path=path_of(ctx.data_dir, stored), format=payload.format, options=payload.options, mode=payload.mode,
             source=source, progress=ctx.progress,
         )  # fmt: skip
-    except JobCancelled:
-        raise
-    except Exception as exc:
-        _record_failure(ctx, payload.dataset_id, exc)
+    except BaseException as exc:
+        if fetched is not None:  # its row goes with the job's transaction: the file goes too
+            fetched.discard()
+        if isinstance(exc, Exception) and not isinstance(exc, JobCancelled):
+            _record_failure(ctx, payload.dataset_id, exc)
         raise
     return IngestResult(dataset_id=payload.dataset_id, version=outcome.version, rows_loaded=outcome.rows_loaded,
                         rows_rejected=outcome.rows_rejected, row_count=outcome.row_count,
                         schema_changes=outcome.schema_changes)  # fmt: skip
+
+
+def _fetch(payload: IngestPayload, ctx: JobContext) -> tuple[SpoolFile, StoredFile]:
+    """The URL's file, downloaded through the SSRF guard and recorded in the job's transaction (kept with its
+    result, gone with a failure). The tenant's storage quota counts it as an upload's."""
+    assert payload.url is not None  # noqa: S101 - the payload has file_id or url
+    url = payload.url
+
+    def progress(done: int, total: int) -> None:
+        ctx.progress(0, total or done, f"downloading: {done / 1e6:.1f} MB of {url}")
+
+    spooled, info = fetch_file(url, ctx.settings, progress)
+    try:
+        with Session(ctx.engine) as session:  # not the job's: on SQLite that would hold the write lock from now on
+            check_dataset_bytes(session, ctx.tenant_id, spooled.size, ctx.settings.quota_dataset_bytes)
+        stored = record_file(ctx.session, spooled, info, kind="upload", tenant_id=ctx.tenant_id)  # flushed at the swap
+        stored.dataset_id = payload.dataset_id
+    except BaseException:
+        spooled.discard()
+        raise
+    return spooled, stored
 
 
 def _record_failure(ctx: JobContext, dataset_id: uuid.UUID, exc: Exception) -> None:
@@ -92,10 +138,12 @@ spec = JobSpec(
     result=IngestResult,
     handler=run,
     check=check,
-    description="Loads an uploaded CSV, JSON Lines or Parquet file into a dataset (POST /v1/datasets submits it).",
+    description="Loads an uploaded (or fetched) CSV, TSV, JSON Lines, Parquet or Excel file into a dataset "
+    "(POST /v1/datasets and POST /v1/datasets:fetch submit it).",
     queue="default",
     max_attempts=3,
-    retry_on=(*TRANSIENT_ERRORS, *COPY_CONNECTION_ERRORS),  # the database went away; a bad file never retries
+    # the database or the URL's server went away; a bad file (or URL) never retries
+    retry_on=(*TRANSIENT_ERRORS, *COPY_CONNECTION_ERRORS, SourceUnavailable),
     retry_backoff=5.0,
     time_limit=6 * 3600,
 )

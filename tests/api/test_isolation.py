@@ -114,6 +114,10 @@ def by_id(owner: Tenant) -> dict[tuple[str, str], tuple[str, dict[str, Any]]]:
         ("GET", "/v1/datasets/<dataset_id>/rejects"): (f"/v1/datasets/{owner.dataset}/rejects", {}),
         ("POST", "/v1/datasets/<dataset_id>/ingest"): (f"/v1/datasets/{owner.dataset}/ingest?mode=replace", csv),
         ("DELETE", "/v1/datasets/<dataset_id>"): (f"/v1/datasets/{owner.dataset}", {}),
+        ("POST", "/v1/datasets:fetch"): (
+            "/v1/datasets:fetch",
+            {"json": {"url": "https://93.184.215.14/more.csv", "dataset_id": owner.dataset, "mode": "replace"}},
+        ),
         ("GET", "/v1/files/<file_id>"): (f"/v1/files/{owner.file}", {}),
         ("GET", "/v1/keys/<key_id>"): (f"/v1/keys/{owner.key}", {}),
         ("POST", "/v1/keys/<key_id>/revoke"): (f"/v1/keys/{owner.key}/revoke", {}),
