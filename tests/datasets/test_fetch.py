@@ -37,7 +37,7 @@ class Origin:
         origin = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:
                 origin.requested.append(self.path)
                 status, headers, body = origin.routes.get(self.path, (404, {}, b"not here"))
                 self.send_response(status)
@@ -98,7 +98,8 @@ def test_a_dataset_fetched_from_a_url_is_loaded_as_an_upload_would_be(
     dataset = done["dataset"]
     assert done["job"].status == "succeeded", done["job"].error
     assert dataset["name"] == "flights.csv.gz" and dataset["row_count"] == 1_000 and dataset["reject_count"] == 0
-    assert {c["name"]: c["type"] for c in dataset["columns"]} == {"id": "integer", "carrier": "string", "delay": "float"}
+    types = {c["name"]: c["type"] for c in dataset["columns"]}
+    assert types == {"id": "integer", "carrier": "string", "delay": "float"}
     assert sum(1 for r in rows_of(clean_db, dataset["id"]) if r["delay"] is None) == 100
     source = dataset["source"]
     assert source["url"] == url and source["format"] == "csv" and source["filename"] == "flights.csv.gz"
