@@ -165,8 +165,9 @@ def test_bad_requests_are_refused_and_create_nothing(
 
 
 @pytest.fixture
-def unallowed(clean_db: Engine, database_url: str, tmp_path: Path, registry: Registry) -> Iterator[tuple[FlaskClient,
-                                                                                                            RunJob]]:
+def unallowed(
+    clean_db: Engine, database_url: str, tmp_path: Path, registry: Registry
+) -> Iterator[tuple[FlaskClient, RunJob]]:
     """An API and a worker with the default settings: nothing but public addresses may be fetched."""
     settings = Settings(data_dir=tmp_path, database_url=database_url, lease_seconds=30)
     app = create_app(settings, publisher=RecordingPublisher())
