@@ -36,6 +36,7 @@ from api.uploads import (
     kept_only_if_accepted,
     receive_upload,
 )
+from core.datasets.evolution import SchemaMode, plan_columns
 from core.datasets.fetch import url_filename, url_guard
 from core.datasets.files import FileInfo, record_file
 from core.datasets.formats import check_file
@@ -94,7 +95,16 @@ def dataset_read(dataset: Dataset, *, with_versions: bool = False) -> DatasetRea
     return read
 
 
-def _accept(upload: Upload, dataset: Dataset, mode: str) -> Any:
+def schema_mode_of(raw: object) -> SchemaMode:
+    """The `schema` of a load into a dataset that exists: evolve (default) or strict; a schema is set at create."""
+    if raw is None or raw in ("evolve", "strict"):
+        return "strict" if raw == "strict" else "evolve"
+    raise UploadInvalid("A dataset's schema is set when it is created; here `schema` is only `evolve` (new columns "
+                        "are added, the default) or `strict` (a file with new columns is refused).",
+                        errors=[{"field": "schema", "message": "evolve or strict"}])  # fmt: skip
+
+
+def _accept(upload: Upload, dataset: Dataset, mode: str, schema_mode: SchemaMode = "evolve") -> Any:
     """Record the file and submit its ingest (unless `ingest=false`) in one transaction; publish after commit."""
     ext, session = conveyor(), db()
     ingest = _ingest_now(upload)
@@ -104,8 +114,8 @@ def _accept(upload: Upload, dataset: Dataset, mode: str) -> Any:
     session.flush()  # the ingest's check reads the file's row
     job = None
     if ingest:
-        job = submit_ingest(dataset, {"file_id": str(stored.id), "format": upload.format,
-                                      "options": upload.options.model_dump(), "mode": mode})  # fmt: skip
+        job = submit_ingest(dataset, {"file_id": str(stored.id), "format": upload.format, "mode": mode,
+                                      "options": upload.options.model_dump(), "schema_mode": schema_mode})  # fmt: skip
     audit(f"dataset.{mode}", "dataset", dataset.id, {"job_id": str(job.id) if job else None, "file_id": str(stored.id)})
     session.commit()
     if job is not None:
@@ -163,7 +173,10 @@ def create() -> Any:
 @bp.output(DatasetAccepted, status_code=202, description="Accepted: the dataset and its ingest job.")
 @bp.doc(
     summary="Load another file into a dataset (`mode`: replace or append)",
-    description=UPLOAD_DOC + " The dataset's schema stays as its first ingest made it.",
+    description=UPLOAD_DOC + " The file may evolve the dataset's schema: a new column is added (nullable; `schema="
+    "strict` refuses it instead), a nullable column the file lacks is filled with nulls, and in an inferred schema "
+    "a lossless widening (integer → float, date → timestamp) is made; any other change of type is a 422 naming "
+    "the column and both types. Each change is in the version's `schema_changes`.",
     responses={404: "No such dataset", **UPLOAD_ERRORS},
 )
 def ingest(dataset_id: str) -> Any:
@@ -173,11 +186,12 @@ def ingest(dataset_id: str) -> Any:
         mode = upload.params.get("mode", "append")
         if mode not in ("append", "replace"):
             raise UploadInvalid("`mode` is append or replace.", errors=[{"field": "mode", "message": mode}])
-        if "schema" in upload.params:
-            raise UploadInvalid("A dataset's schema is set by its first upload; leave `schema` out.",
-                                errors=[{"field": "schema", "message": "not allowed here"}])  # fmt: skip
-        check_file(upload.spooled.path, upload.format, upload.options, columns_of(dataset))
-        return _accept(upload, dataset, mode)
+        schema_mode = schema_mode_of(upload.params.get("schema"))
+        # a file that does not fit the dataset is refused now, not by its job
+        plan_columns(columns_of(dataset) or None, has_data=dataset.version > 0, inferred=dataset.schema_inferred,
+                     path=upload.spooled.path, format=upload.format, options=upload.options,
+                     schema_mode=schema_mode)  # fmt: skip
+        return _accept(upload, dataset, mode, schema_mode)
 
 
 @bp.get("/datasets")
@@ -263,9 +277,10 @@ def fetch(body: DatasetFetch) -> Any:
     format = body.format or format_of({}, FileInfo(filename, ""))
     if body.dataset_id is not None:
         dataset = get_dataset(db(), body.dataset_id, tenant_id=tenant())  # another tenant's: 404, as a missing one
-        if body.schema_ is not None or body.name is not None:
-            raise UploadInvalid("A dataset's name and schema are set when it is created; leave them out with "
-                                "`dataset_id`.", errors=[{"field": "schema", "message": "not allowed"}])  # fmt: skip
+        if body.name is not None:
+            raise UploadInvalid("A dataset's name is set when it is created; leave `name` out with `dataset_id`.",
+                                errors=[{"field": "name", "message": "not allowed"}])  # fmt: skip
+        schema_mode = schema_mode_of(body.schema_)
         url_guard(conveyor().settings).check(body.url)
         mode = body.mode
     else:
@@ -276,9 +291,9 @@ def fetch(body: DatasetFetch) -> Any:
         url_guard(conveyor().settings).check(body.url)  # UrlRefused: 422, before anything is created
         name = body.name or (filename if filename != "download" else free_name(db(), UNNAMED, tenant_id=tenant()))
         dataset = new_dataset(db(), name=name, columns=columns, tenant_id=tenant())
-        mode = "replace"
+        mode, schema_mode = "replace", "evolve"
     job = submit_ingest(dataset, {"url": body.url, "format": format, "options": body.options.model_dump(),
-                                  "mode": mode})  # fmt: skip
+                                  "mode": mode, "schema_mode": schema_mode})  # fmt: skip
     audit(f"dataset.{mode}", "dataset", dataset.id, {"job_id": str(job.id), "url": body.url})
     db().commit()
     publish_job(job)

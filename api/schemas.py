@@ -459,10 +459,11 @@ class DatasetFetch(Strict):
         default=None, description="Default: from the URL's file name (e.g. .csv.gz), else csv."
     )
     options: FileOptions = Field(default_factory=FileOptions)
-    schema_: dict[str, Any] | list[Any] | None = Field(
+    schema_: dict[str, Any] | list[Any] | Literal["evolve", "strict"] | None = Field(
         default=None,
         alias="schema",
-        description="A new dataset's schema, as an upload's `schema` (default: inferred from the file).",
+        description="A new dataset's schema, as an upload's `schema` (default: inferred from the file); with "
+        "`dataset_id`, `evolve` (the default: new columns are added) or `strict` (a file with new columns is refused).",
     )
 
 

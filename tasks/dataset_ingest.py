@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy.orm import Session
 
 from core.context import JobCancelled, JobContext
+from core.datasets.evolution import SchemaMode
 from core.datasets.fetch import fetch_file
 from core.datasets.files import SpoolFile, path_of, record_file
 from core.datasets.formats import FileOptions, Format
@@ -35,6 +36,9 @@ class IngestPayload(BaseModel):
     format: Format = "csv"
     options: FileOptions = Field(default_factory=FileOptions)
     mode: Literal["replace", "append"] = "replace"
+    schema_mode: SchemaMode = Field(
+        default="evolve", description="Into a dataset with data: evolve (new columns are added) or strict (refused)."
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> IngestPayload:
@@ -87,7 +91,7 @@ def run(payload: IngestPayload, ctx: JobContext) -> IngestResult:
         outcome = ingest_file(
             engine=ctx.engine, session=ctx.session, dataset_id=payload.dataset_id, job_id=ctx.job_id,
             path=path_of(ctx.data_dir, stored), format=payload.format, options=payload.options, mode=payload.mode,
-            source=source, progress=ctx.progress,
+            source=source, progress=ctx.progress, schema_mode=payload.schema_mode,
         )  # fmt: skip
     except BaseException as exc:
         if fetched is not None:  # its row goes with the job's transaction: the file goes too

@@ -45,23 +45,28 @@ CANDIDATES: tuple[ColumnType, ...] = ("integer", "float", "boolean", "date", "ti
 
 
 def infer_columns(path: Path, format: Format, options: FileOptions) -> list[ColumnSpec]:
+    """The file's columns, typed from its sample; a column without a value in it is text."""
+    return named_columns([(name, type or "string") for name, type in sampled_types(path, format, options)])
+
+
+def sampled_types(path: Path, format: Format, options: FileOptions) -> list[tuple[str, ColumnType | None]]:
+    """Each of the file's columns and the type its sample shows (None: no value in the sample)."""
     if format == "parquet":
-        return parquet_columns(path)
+        return [(c.name, c.type) for c in parquet_columns(path)]
     sample = read_head(path, format, options, max_bytes=HEAD_BYTES)
     rest = _slices(path, format, options, sample.column_names)
     if rest is not None:
         sample = pa.concat_tables([sample, rest])
     markers = NULL_MARKERS if options.null_values is None else tuple(options.null_values)
-    types = [infer_type(sample.column(name), markers) for name in sample.column_names]
-    return named_columns(list(zip(sample.column_names, types, strict=True)))
+    return [(name, infer_type(sample.column(name), markers)) for name in sample.column_names]
 
 
-def infer_type(values: pa.Array | pa.ChunkedArray, markers: tuple[str, ...]) -> ColumnType:
+def infer_type(values: pa.Array | pa.ChunkedArray, markers: tuple[str, ...]) -> ColumnType | None:
     """The most specific type that all but MISFITS of the present values cast to (the ingest's own casts), or its
-    wider type if that fits more; text if none does, or if there is no value."""
+    wider type if that fits more; text if none does; None if there is no value."""
     present = pc.drop_null(nulled(_contiguous(values), markers))
     if len(present) == 0:
-        return "string"
+        return None
     tolerated = int(len(present) * MISFITS)
     for candidate in CANDIDATES:
         if _misfits(present.slice(0, 1000), candidate) > tolerated:  # plainly not this type: skip the whole sample

@@ -12,8 +12,8 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from core.datasets.formats import FileOptions, FileUnreadable, Format, Reject, check_file, read_batches
-from core.datasets.inference import infer_columns
+from core.datasets.evolution import SchemaMode, evolve, plan_columns
+from core.datasets.formats import FileOptions, FileUnreadable, Format, Reject, read_batches
 from core.datasets.load import REJECTS, StagingLoad, discard_staging, staging_name, swap_in
 from core.datasets.nulls import with_null_values
 from core.datasets.schema import ColumnSpec
@@ -52,21 +52,23 @@ def ingest_file(
     mode: Mode,
     source: dict[str, Any],
     progress: Progress,
+    schema_mode: SchemaMode = "evolve",
 ) -> IngestOutcome:
     """Load `path` into the dataset. Everything before the swap happens on connections of its own; the swap and
-    the dataset's new state go into `session` (the job's unit of work, committed with its result). A schema this
-    ingest infers may widen as it goes (recorded in the version's `schema_changes`); a declared or earlier one
-    never does."""
+    the dataset's new state go into `session` (the job's unit of work, committed with its result). A file loaded
+    into a dataset with data may evolve its schema (core/datasets/evolution.py); an inferred schema may widen as
+    the file is read. Both are recorded in the version's `schema_changes`; a declared schema never widens."""
     with engine.connect() as connection:
         dataset = connection.execute(
-            sa.select(Dataset.table_name, Dataset.columns).where(Dataset.id == dataset_id)
+            sa.select(Dataset.table_name, Dataset.columns, Dataset.version, Dataset.schema_inferred).where(
+                Dataset.id == dataset_id
+            )
         ).one()
-    if dataset.columns:
-        columns = [ColumnSpec.model_validate(c) for c in dataset.columns]
-        check_file(path, format, options, columns)
-    else:
-        columns = infer_columns(path, format, options)  # read from the file: nothing to check against it
-    widen = not dataset.columns and format != "parquet"
+    stored = [ColumnSpec.model_validate(c) for c in dataset.columns] if dataset.columns else None
+    inferred = dataset.schema_inferred or stored is None
+    columns = plan_columns(stored, has_data=dataset.version > 0, inferred=inferred, path=path, format=format,
+                           options=options, schema_mode=schema_mode)  # fmt: skip
+    widen = inferred and format != "parquet"
     columns = with_null_values(columns, format, options.null_values)
     staging = staging_name(dataset.table_name, job_id)
     total = path.stat().st_size
@@ -93,9 +95,9 @@ def ingest_file(
         if loaded == 0:
             raise FileUnreadable(f"No row could be loaded ({rejected} rejected; first: {_describe(first_rejects)}).")
         load.finish()
-    changes = [w.as_dict() for w in widened]
     try:
-        return _swap(session, dataset_id, job_id, staging, columns, mode, loaded, rejected, source, changes)
+        return _swap(session, dataset_id, job_id, staging, columns, mode, loaded, rejected, source, widened,
+                     schema_mode)  # fmt: skip
     except BaseException:
         session.rollback()  # release the job's transaction (SQLite's write lock) before cleaning up
         with engine.connect() as connection:
@@ -111,18 +113,26 @@ def _describe(rejects: list[Reject]) -> str:
 
 def _swap(
     session: Session, dataset_id: uuid.UUID, job_id: uuid.UUID, staging: str, columns: list[ColumnSpec], mode: Mode,
-    loaded: int, rejected: int, source: dict[str, Any], changes: list[dict[str, Any]],
+    loaded: int, rejected: int, source: dict[str, Any], widened: list[Widening], schema_mode: SchemaMode,
 ) -> IngestOutcome:  # fmt: skip
+    """Make the staged rows the dataset's. The dataset's row is locked, and its schema now (another ingest may have
+    changed it since this one began) is evolved by the staged columns, so every change is checked against it."""
     query = sa.select(Dataset).where(Dataset.id == dataset_id).with_for_update()
     dataset = session.scalars(query.execution_options(populate_existing=True)).one()
     exists = dataset.version > 0
-    if exists and dataset.columns:  # the schema is the first ingest's; the null markers are this one's
-        markers = {c.name: c.null_values for c in columns}
-        columns = [
-            c.model_copy(update={"null_values": markers.get(c.name, c.null_values)}) for c in columns_of(dataset)
-        ]
+    staged = columns
+    changes: list[dict[str, Any]] = [w.as_dict() for w in widened]
+    current = columns_of(dataset) if exists else None
+    if current is not None:
+        evolution = evolve(current, [(c.name, c.type) for c in staged], inferred=dataset.schema_inferred,
+                           mode=schema_mode)  # fmt: skip
+        found = {w.column: w.as_dict() for w in widened}  # where the file showed a widening, when it did
+        changes = [found.get(str(change["column"]), change) for change in evolution.changes]
+        markers = {c.name: c.null_values for c in staged}  # this ingest's null markers
+        columns = [c.model_copy(update={"null_values": markers.get(c.name, c.null_values)}) for c in evolution.columns]
     connection = session.connection()
-    swap_in(connection, table_name=dataset.table_name, staging=staging, columns=columns, mode=mode, exists=exists)
+    swap_in(connection, table_name=dataset.table_name, staging=staging, staged=staged, columns=columns,
+            current=current, mode=mode)  # fmt: skip
     # The dataset row is locked: its count plus what was staged is the table's, without scanning it.
     row_count = dataset.row_count + loaded if exists and mode == "append" else loaded
     if mode == "replace":

@@ -154,14 +154,7 @@ class StagingLoad:
         if self._copy is not None:
             copy, self._copy = self._copy, None
             copy.close()
-        before = {c.name: c.type for c in self.columns}
-        for column in columns:
-            if before[column.name] == column.type:
-                continue
-            for statement in _widening_sql(
-                self.table.name, column.column or column.name, column, self._connection.dialect
-            ):
-                self._connection.execute(sa.text(statement))
+        conform(self._connection, self.table.name, self.columns, columns)
         self._connection.commit()
         self.columns = columns
         self.table = table_of(self.table.name, columns, keyed=not self.postgres)
@@ -228,20 +221,39 @@ def discard_staging(connection: Connection, name: str, dataset_id: uuid.UUID, jo
 
 
 def swap_in(
-    connection: Connection, *, table_name: str, staging: str, columns: list[ColumnSpec], mode: str, exists: bool
-) -> None:
-    """Make the staged rows the dataset's (replace) or add them (append), in the caller's transaction."""
-    main = table_of(table_name, columns)
-    if mode == "replace" or not exists:
-        if exists:
-            main.drop(connection)
+    connection: Connection, *, table_name: str, staging: str, staged: list[ColumnSpec], columns: list[ColumnSpec],
+    current: list[ColumnSpec] | None, mode: str,
+) -> None:  # fmt: skip
+    """Make the staged rows the dataset's (replace) or add them (append), in the caller's transaction. `staged` are
+    the staging table's columns, `columns` the dataset's from now on, `current` its table's so far (None: none yet).
+    The table that stays is first given `columns`' (new columns added, widened ones retyped)."""
+    if mode == "replace" or current is None:
+        if current is not None:
+            table_of(table_name, current).drop(connection)
+        conform(connection, staging, staged, columns)
         connection.execute(sa.text(f'ALTER TABLE "{staging}" RENAME TO "{table_name}"'))
         if connection.dialect.name == "postgresql":  # loaded without a key: one index build beats one per row
             connection.execute(sa.text(f'ALTER TABLE "{table_name}" ADD PRIMARY KEY ("{ROW_COLUMN}")'))
-    else:
-        staged = table_of(staging, columns)
-        offset = sa.select(sa.func.coalesce(sa.func.max(main.c[ROW_COLUMN]), 0)).scalar_subquery()
-        names = [c.name for c in main.columns]
-        rows = sa.select(staged.c[ROW_COLUMN] + offset, *(staged.c[n] for n in names[1:]))
-        connection.execute(sa.insert(main).from_select(names, rows))
-        staged.drop(connection)
+        return
+    conform(connection, table_name, current, columns)
+    main, stage = table_of(table_name, columns), table_of(staging, staged)
+    sources = {c.name: stage.c[c.column or c.name] for c in staged}
+    offset = sa.select(sa.func.coalesce(sa.func.max(main.c[ROW_COLUMN]), 0)).scalar_subquery()
+    values = [sources.get(c.name, sa.null()) for c in columns]  # a column the file lacked: null
+    rows = sa.select(stage.c[ROW_COLUMN] + offset, *values)
+    connection.execute(sa.insert(main).from_select([ROW_COLUMN, *(c.column or c.name for c in columns)], rows))
+    stage.drop(connection)
+
+
+def conform(connection: Connection, table: str, present: list[ColumnSpec], columns: list[ColumnSpec]) -> None:
+    """Give `table` (with `present`'s columns) every column of `columns`: the missing ones added (nullable), the
+    ones whose type widened retyped with their values."""
+    have = {c.name: c for c in present}
+    for column in columns:
+        name = column.column or column.name
+        if column.name not in have:
+            ddl = sql_type(column).compile(dialect=connection.dialect)
+            connection.execute(sa.text(f'ALTER TABLE "{table}" ADD COLUMN "{name}" {ddl}'))
+        elif have[column.name].type != column.type:
+            for statement in _widening_sql(table, name, column, connection.dialect):
+                connection.execute(sa.text(statement))
