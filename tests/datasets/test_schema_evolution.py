@@ -67,8 +67,10 @@ def test_an_inferred_schema_widens_losslessly_on_append(upload: Upload, clean_db
     first = upload("n,day\n1,2026-01-01\n2,2026-01-02\n")["dataset"]
     second = upload("n,day\n2.5,2026-01-03 10:30:00\n", path=into(first), mode="append")["dataset"]
     assert types_of(second) == {"n": "float", "day": "timestamp"}
-    assert second["versions"][1]["schema_changes"] == [{"column": "n", "from": "integer", "to": "float"},
-                                                       {"column": "day", "from": "date", "to": "timestamp"}]  # fmt: skip
+    assert second["versions"][1]["schema_changes"] == [
+        {"column": "n", "from": "integer", "to": "float"},
+        {"column": "day", "from": "date", "to": "timestamp"},
+    ]
     rows = rows_of(clean_db, first["id"])
     assert [r["n"] for r in rows] == [1.0, 2.0, 2.5]
     assert [r["day"].isoformat() for r in rows] == ["2026-01-01T00:00:00+00:00", "2026-01-02T00:00:00+00:00",
