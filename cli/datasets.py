@@ -11,10 +11,20 @@ from urllib.parse import urlencode
 import click
 
 from cli.client import ApiClient, api_option, call_api, client_for, download
-from cli.progress import follow, percent_done
+from cli.progress import UploadProgress, bar, follow
 
-CONTENT_TYPES = {"csv": "text/csv", "jsonl": "application/x-ndjson", "parquet": "application/vnd.apache.parquet"}
-EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+FORMATS = ["csv", "tsv", "jsonl", "parquet", "xlsx"]
+CONTENT_TYPES = {
+    "csv": "text/csv",
+    "tsv": "text/tab-separated-values",
+    "jsonl": "application/x-ndjson",
+    "parquet": "application/vnd.apache.parquet",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    ".gz": "application/gzip",
+    ".zst": "application/zstd",
+}
+# The format is the server's to tell from the file's name (flights.tsv.gz is TSV, gzip-compressed) unless --format.
+EXTENSIONS = {".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".xlsx": "xlsx"}
 
 
 @click.group("dataset")
@@ -33,9 +43,12 @@ def _json_option(value: str | None, name: str) -> Any:
 
 
 def _progress(job: dict[str, Any]) -> str:
-    message = (job.get("progress") or {}).get("message") or ""
-    percent = percent_done(job)
-    return f"{job['status']:<9} {f'{percent}  ' if percent else ''}{message}".rstrip()
+    progress = job.get("progress") or {}
+    message = progress.get("message") or ""
+    if not progress.get("total"):
+        return f"{job['status']:<9} {message}".rstrip()
+    share = min((progress.get("done") or 0) / progress["total"], 1.0)
+    return f"{job['status']:<9} {bar(share)} {100 * share:5.1f}%  {message}".rstrip()
 
 
 def wait_for(client: ApiClient, job: dict[str, Any]) -> dict[str, Any]:
@@ -51,39 +64,125 @@ def wait_for(client: ApiClient, job: dict[str, Any]) -> dict[str, Any]:
 @dataset.command()
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--name", help="Dataset name (default: the file name).")
-@click.option(
-    "--format", "format_", type=click.Choice(["csv", "jsonl", "parquet"]), help="Default: from the extension."
-)
+@click.option("--format", "format_", type=click.Choice(FORMATS), help="Default: from the file's name (.csv.gz too).")
 @click.option("--schema", help='Columns as JSON, e.g. \'{"id": "integer"}\', or @file.json (default: inferred).')
 @click.option("--options", help='Reading options as JSON, e.g. \'{"delimiter": ";"}\', or @file.json.')
 @click.option("--into", "into", help="Load into this existing dataset instead of creating one.")
 @click.option("--mode", type=click.Choice(["append", "replace"]), default="append", show_default=True,
               help="With --into.")  # fmt: skip
-@click.option("--wait", is_flag=True, help="Wait for the ingest to finish, showing progress.")
+@click.option("--wait/--no-wait", default=True, show_default=True,
+              help="Follow the ingest to its end, then show the schema and the rejects.")  # fmt: skip
 @api_option
 def upload(path: Path, name: str | None, format_: str | None, schema: str | None, options: str | None,
            into: str | None, mode: str, wait: bool, api: str | None) -> None:  # fmt: skip
-    """Upload PATH (CSV, JSON Lines or Parquet), streamed; prints the dataset id."""
-    fmt = format_ or EXTENSIONS.get(path.suffix.lower(), "csv")
-    params: dict[str, str] = {"filename": path.name, "format": fmt}
+    """Upload PATH (CSV, TSV, JSON Lines, Parquet or Excel; gzip or zstd too), streamed with a progress bar; prints
+    the dataset id, then follows the ingest and shows the schema and the rejects."""
+    params: dict[str, str] = {"filename": path.name}
+    if format_:
+        params["format"] = format_
     if into:
         params["mode"] = mode
     else:
-        params["name"] = name or path.stem
+        params["name"] = name or _stem(path)
         if schema:
             params["schema"] = json.dumps(_json_option(schema, "--schema"))
     if options:
         params["options"] = json.dumps(_json_option(options, "--options"))
     client = client_for(api)
     target = f"/v1/datasets/{into}/ingest" if into else "/v1/datasets"
-    headers = {"Content-Type": CONTENT_TYPES[fmt], "Content-Length": str(path.stat().st_size)}
-    with open(path, "rb") as body:
-        accepted = call_api(lambda: client.request("POST", f"{target}?{urlencode(params)}", headers=headers, raw=body))
+    size = path.stat().st_size
+    headers = {"Content-Type": _content_type(path, format_), "Content-Length": str(size)}
+    with open(path, "rb") as file:
+        body = UploadProgress(file, size, path.name)
+        try:
+            accepted = call_api(lambda: client.request("POST", f"{target}?{urlencode(params)}", headers=headers,
+                                                       raw=body))  # fmt: skip
+        finally:
+            body.done()
     click.echo(accepted["dataset"]["id"])
     if wait:
-        result = call_api(lambda: wait_for(client, accepted["job"]))
-        click.echo(f"version {result['version']}: {result['rows_loaded']} rows loaded, {result['rows_rejected']} "
-                   f"rejected, {result['row_count']} in the dataset", err=True)  # fmt: skip
+        _report(client, accepted)
+
+
+def _stem(path: Path) -> str:
+    """flights.csv.gz → flights."""
+    stem = path.name.removesuffix(".gz").removesuffix(".zst")
+    return Path(stem).stem or stem
+
+
+def _content_type(path: Path, format_: str | None) -> str:
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in (".gz", ".zst"):
+        return CONTENT_TYPES[suffixes[-1]]
+    return CONTENT_TYPES[format_ or EXTENSIONS.get(suffixes[-1] if suffixes else "", "csv")]
+
+
+def _report(client: ApiClient, accepted: dict[str, Any]) -> None:
+    """Follow the ingest, then show (on stderr; stdout has the id) what it loaded, the schema and the rejects."""
+    result = call_api(lambda: wait_for(client, accepted["job"]))
+    dataset_id = accepted["dataset"]["id"]
+    dataset = call_api(lambda: client.request("GET", f"/v1/datasets/{dataset_id}"))
+    click.echo(f"version {result['version']}: {result['rows_loaded']:,} rows loaded, {result['rows_rejected']:,} "
+               f"rejected, {result['row_count']:,} in the dataset", err=True)  # fmt: skip
+    for change in result.get("schema_changes") or []:
+        what = f"added ({change['added']})" if "added" in change else f"{change['from']} → {change['to']}"
+        where = f" at line {change['line']} ({change['value']!r})" if "line" in change else ""
+        click.echo(f"schema: {change['column']} {what}{where}", err=True)
+    click.echo(_table(["column", "type", "nullable", "read as null"],
+                      [[c["name"], c["type"], "yes" if c["nullable"] else "no", _markers(c.get("null_values"))]
+                       for c in dataset["columns"] or []]), err=True)  # fmt: skip
+    if result["rows_rejected"]:
+        page = call_api(lambda: client.request("GET", f"/v1/datasets/{dataset_id}/rejects?limit=10"))
+        click.echo(f"rejected rows (the first {len(page['items'])} of {result['rows_rejected']:,}; conveyor "
+                   f"dataset rejects {dataset_id}):", err=True)  # fmt: skip
+        click.echo(_table(["line", "column", "reason", "value"],
+                          [[str(r["line"]), r["column"] or "-", r["reason"], (r["value"] or "")[:40]]
+                           for r in page["items"]]), err=True)  # fmt: skip
+
+
+def _markers(values: list[str] | None) -> str:
+    if not values:
+        return "-"
+    first = [m for m in ("", "NA", "NaN", "NULL", "\\N", "#N/A") if m in values]  # the ones tools write most
+    ordered = first + [v for v in values if v not in first]
+    shown = ", ".join(repr(v) if v == "" else v for v in ordered[:6])
+    return shown + (f", … ({len(values)} in all)" if len(values) > 6 else "")
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=False)]
+    lines = [header, ["-" * w for w in widths], *rows]
+    return "\n".join("  ".join(str(cell).ljust(w) for cell, w in zip(line, widths, strict=False)).rstrip()
+                     for line in lines)  # fmt: skip
+
+
+@dataset.command()
+@click.argument("url")
+@click.option("--name", help="Dataset name (default: the URL's file name).")
+@click.option("--format", "format_", type=click.Choice(FORMATS), help="Default: from the URL's file name.")
+@click.option("--options", help="Reading options as JSON, or @file.json.")
+@click.option("--into", "into", help="Load into this existing dataset instead of creating one.")
+@click.option("--mode", type=click.Choice(["append", "replace"]), default="append", show_default=True,
+              help="With --into.")  # fmt: skip
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Follow the ingest to its end.")
+@api_option
+def fetch(url: str, name: str | None, format_: str | None, options: str | None, into: str | None, mode: str,
+          wait: bool, api: str | None) -> None:  # fmt: skip
+    """Have the server fetch the file at URL (http or https) into a dataset; prints the dataset id."""
+    body: dict[str, Any] = {"url": url}
+    if format_:
+        body["format"] = format_
+    if options:
+        body["options"] = _json_option(options, "--options")
+    if into:
+        body |= {"dataset_id": into, "mode": mode}
+    elif name:
+        body["name"] = name
+    client = client_for(api)
+    accepted = call_api(lambda: client.request("POST", "/v1/datasets:fetch", body))
+    click.echo(accepted["dataset"]["id"])
+    if wait:
+        _report(client, accepted)
 
 
 @dataset.command("list")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, BinaryIO
 
 import click
 
@@ -39,3 +40,51 @@ def follow(client: ApiClient, job: dict[str, Any], describe: Callable[[dict[str,
     if live and shown is not None:
         click.echo("\r" + " " * LINE_WIDTH + "\r", nl=False, err=True)
     return job
+
+
+class UploadProgress(io.RawIOBase):
+    """A file being sent, showing how much of it has gone: a bar redrawn on a terminal, a line per tenth of the file
+    when stderr is a file or a pipe."""
+
+    def __init__(self, file: BinaryIO, total: int, label: str) -> None:
+        self._file = file
+        self.total = max(total, 1)
+        self.label = label
+        self.sent = 0
+        self._live = sys.stderr.isatty()
+        self._drawn = 0.0
+        self._tenth = -1
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        count = self._file.readinto(buffer)  # type: ignore[attr-defined]
+        self.sent += count or 0
+        self._show()
+        return int(count or 0)
+
+    def _show(self) -> None:
+        share = min(self.sent / self.total, 1.0)
+        line = f"uploading {self.label}  {bar(share)} {100 * share:5.1f}%  {size(self.sent)} of {size(self.total)}"
+        if self._live:
+            now = time.monotonic()
+            if now - self._drawn >= 0.1 or self.sent >= self.total:
+                click.echo("\r" + line[:LINE_WIDTH].ljust(LINE_WIDTH), nl=False, err=True)
+                self._drawn = now
+        elif int(share * 10) > self._tenth:
+            self._tenth = int(share * 10)
+            click.echo(line, err=True)
+
+    def done(self) -> None:
+        if self._live:
+            click.echo("\r" + " " * LINE_WIDTH + "\r", nl=False, err=True)
+
+
+def bar(share: float, width: int = 24) -> str:
+    filled = int(share * width)
+    return "[" + "#" * filled + "-" * (width - filled) + "]"
+
+
+def size(count: int) -> str:
+    return f"{count / 1e6:,.1f} MB" if count >= 1e6 else f"{count / 1e3:,.0f} kB"

@@ -122,3 +122,32 @@ def test_the_dataset_cli(cluster: Cluster, tmp_path: Path) -> None:
                                                  '"UA",2,-2']  # fmt: skip
     run("delete", dataset_id)
     assert dataset_id not in run("list")
+
+
+def test_the_cli_upload_shows_its_progress_the_schema_and_the_rejects(cluster: Cluster, tmp_path: Path) -> None:
+    """A gzip-compressed export from R, uploaded with the CLI and no options: the bytes sent, the ingest's rows,
+    then the inferred schema (NA read as null in the typed columns) and the rejected row, as tables on stderr."""
+    import gzip
+    import sys
+
+    lines = ['"id","country","delay"'] + [
+        f'{i},"{"NA" if i % 9 == 0 else "US"}",{"NA" if i % 7 == 0 else i / 2}' for i in range(1, 20_001)
+    ]
+    lines[15_000] = '15000,"US",soon'  # a stray word among 20,000 numbers: one reject, on line 15,001
+    source = tmp_path / "r-export.csv.gz"
+    source.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    conveyor = str(Path(sys.executable).with_name("conveyor"))
+    done = subprocess.run([conveyor, "dataset", "upload", str(source), "--api", cluster.base], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "CONVEYOR_API_KEY": cluster.key})  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    dataset_id = done.stdout.strip()
+    err = done.stderr
+    assert "uploading r-export.csv.gz" in err and "100.0%" in err  # no terminal: a line per tenth of the file
+    assert "19,999 rows loaded, 1 rejected, 19,999 in the dataset" in err
+    table = err[err.index("column ") :].splitlines()
+    assert table[0].split() == ["column", "type", "nullable", "read", "as", "null"]
+    assert table[2].split()[:3] == ["id", "integer", "yes"] and table[3].split()[:2] == ["country", "string"]
+    assert table[4].split()[:2] == ["delay", "float"] and "NA" in table[4]
+    assert "rejected rows (the first 1 of 1" in err and "15001" in err and "soon" in err
+    dataset = cluster.request("GET", f"/v1/datasets/{dataset_id}").json()
+    assert dataset["row_count"] == 19_999 and dataset["name"] == "r-export"
