@@ -22,6 +22,8 @@ from api.schemas import (
     DatasetRead,
     DatasetVersionRead,
     JobRead,
+    LineageNode,
+    LineageRead,
     RejectPage,
     RejectRead,
     RowsPage,
@@ -40,6 +42,7 @@ from core.datasets.evolution import SchemaMode, plan_columns
 from core.datasets.fetch import url_filename, url_guard
 from core.datasets.files import FileInfo, record_file
 from core.datasets.formats import check_file
+from core.datasets.lineage import Lineage, lineage_of
 from core.datasets.query import parse_filter
 from core.datasets.schema import parse_schema
 from core.datasets.store import (
@@ -92,7 +95,15 @@ def dataset_read(dataset: Dataset, *, with_versions: bool = False) -> DatasetRea
         read.versions = [
             DatasetVersionRead.model_validate(v, from_attributes=True) for v in versions_of(db(), dataset.id)
         ]
+        read.lineage = lineage_read(lineage_of(db(), dataset))
     return read
+
+
+def lineage_read(lineage: Lineage) -> LineageRead:
+    graph = [LineageNode.model_validate(node) for node in lineage.nodes]
+    current = graph[0]
+    return LineageRead(operation=current.operation, job_id=current.job_id, inputs=current.inputs, graph=graph,
+                       truncated=lineage.truncated)  # fmt: skip
 
 
 def schema_mode_of(raw: object) -> SchemaMode:
@@ -207,7 +218,12 @@ def list_all(query: DatasetListQuery) -> Any:
 @bp.get("/datasets/<dataset_id>")
 @requires(Scope.DATASETS_READ)
 @bp.output(DatasetRead)
-@bp.doc(summary="Read a dataset: schema, counts, source, status and versions", responses={404: "No such dataset"})
+@bp.doc(
+    summary="Read a dataset: schema, counts, source, status, versions and lineage",
+    description="`lineage` names the job that made the current version and the datasets and versions it read, and "
+    "holds the whole upstream graph back to the files and URLs ingested.",
+    responses={404: "No such dataset"},
+)
 def get_one(dataset_id: str) -> Any:
     return dataset_read(get_dataset(db(), parse_dataset_id(dataset_id), tenant_id=tenant()), with_versions=True)
 

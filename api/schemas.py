@@ -406,12 +406,46 @@ class DatasetVersionRead(BaseModel):
     rows_rejected: int
     row_count: int
     source: dict[str, Any] | None
+    inputs: list[LineageInput] | None = Field(
+        default=None, description="A derived version: the datasets and versions its job read."
+    )
     schema_changes: list[dict[str, Any]] | None = Field(
         default=None,
         description="Columns this ingest widened as it met values its sample had not shown: `{column, from, to, line, "
         "value}` (integer → float, date → timestamp; nothing is lost).",
     )
     created_at: datetime
+
+
+class LineageInput(BaseModel):
+    dataset_id: uuid.UUID
+    name: str = Field(description="The dataset's name when it was read.")
+    version: int | None = Field(description="The version read (null: made before versions were recorded).")
+
+
+class LineageNode(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    dataset_id: uuid.UUID
+    version: int | None
+    name: str
+    exists: bool = Field(description="False once the dataset was deleted.")
+    operation: str | None = Field(description="What made this version: ingest, aggregate, join or query.")
+    job_id: uuid.UUID | None
+    created_at: datetime | None
+    source: dict[str, Any] | None = Field(description="An ingest's file (`file_id`, `filename`) or `url`.")
+    inputs: list[LineageInput] = Field(description="The datasets and versions its job read (edges of the graph).")
+
+
+class LineageRead(BaseModel):
+    operation: str | None = Field(description="What made the current version: ingest, aggregate, join or query.")
+    job_id: uuid.UUID | None = Field(description="The job that made it.")
+    inputs: list[LineageInput] = Field(description="The datasets and versions that job read.")
+    graph: list[LineageNode] = Field(
+        description="The whole upstream graph, this dataset's current version first, then level by level up to the "
+        "files and URLs the ingests loaded; each node's `inputs` are its edges."
+    )
+    truncated: bool = Field(description="True if the graph had more than 200 nodes and was cut.")
 
 
 class DatasetRead(BaseModel):
@@ -431,6 +465,7 @@ class DatasetRead(BaseModel):
     created_at: datetime
     updated_at: datetime
     versions: list[DatasetVersionRead] | None = None
+    lineage: LineageRead | None = Field(default=None, description="GET /v1/datasets/{id} only.")
 
 
 class DatasetList(BaseModel):

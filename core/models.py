@@ -267,6 +267,8 @@ class DatasetVersion(Base):
     source: Mapped[dict[str, Any] | None]
     # The columns this ingest widened: [{column, from, to, line, value}] (core/datasets/typing.py)
     schema_changes: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType)
+    # What a derived version read: [{dataset_id, name, version}] (its lineage; an ingest reads a file, in `source`)
+    inputs: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (Index("uq_dataset_versions_dataset_version", "dataset_id", "version", unique=True),)

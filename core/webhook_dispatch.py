@@ -35,7 +35,7 @@ GAP_SECONDS = 60.0
 MAX_GAPS = 10_000
 CURSOR_ID = 1
 # The job types whose success makes a dataset ready, and the result field that names it.
-DATASET_MAKERS = ("dataset_ingest", "dataset_aggregate")
+DATASET_MAKERS = ("dataset_ingest", "dataset_aggregate", "dataset_join", "dataset_query")
 
 
 @dataclass

@@ -10,20 +10,12 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy.orm import Session
 
+from core.datasets.derived import check_output_name, read_inputs, write_derived
 from core.datasets.query import NUMERIC, Filter, column_named, conditions, sql_column
-from core.datasets.schema import ROW_COLUMN, ColumnSpec, sql_type, table_of, with_sql_names
-from core.datasets.store import (
-    DatasetNameTaken,
-    columns_of,
-    dataset_named,
-    free_name,
-    get_dataset,
-    new_dataset,
-    referenced_dataset,
-)
+from core.datasets.schema import ColumnSpec, sql_type, table_of, with_sql_names
+from core.datasets.store import columns_of, referenced_dataset
 from core.errors import ConveyorError
-from core.models import Dataset, DatasetVersion
-from core.types import utcnow
+from core.models import Dataset
 
 MetricOp = Literal["count", "count_distinct", "sum", "avg", "min", "max"]
 BucketUnit = Literal["hour", "day", "week", "month"]
@@ -81,8 +73,7 @@ def check_aggregate(spec: AggregateSpec, session: Session, tenant_id: str) -> No
     """Refuse at submit what cannot run: unknown dataset or columns, sum/avg of text, a bucket on a non-timestamp,
     an output name the tenant has given another dataset."""
     _plan(spec, referenced_dataset(session, spec.dataset_id, tenant_id=tenant_id))
-    if spec.name is not None and (taken := dataset_named(session, spec.name, tenant_id=tenant_id)) is not None:
-        raise DatasetNameTaken.of(taken)
+    check_output_name(session, spec.name, tenant_id=tenant_id)
 
 
 def _plan(spec: AggregateSpec, dataset: Dataset) -> tuple[list[ColumnSpec], list[ColumnSpec], Any]:
@@ -131,8 +122,8 @@ def _metric_column(metric: Metric, source: ColumnSpec | None) -> ColumnSpec:
 
 def run_aggregate(session: Session, spec: AggregateSpec, *, job_id: uuid.UUID, tenant_id: str) -> Dataset:
     """Create the output dataset (the job's tenant's) and fill it with one INSERT … SELECT … GROUP BY, in the
-    caller's transaction. The source is looked up in the job's tenant again: the check at submit is not enough."""
-    source = get_dataset(session, spec.dataset_id, tenant_id=tenant_id)
+    caller's transaction."""
+    [source] = read_inputs(session, [spec.dataset_id], tenant_id=tenant_id)
     columns, output, bucket_column = _plan(spec, source)
     table = table_of(source.table_name, columns)
     dialect = session.get_bind().dialect.name
@@ -147,21 +138,9 @@ def run_aggregate(session: Session, spec: AggregateSpec, *, job_id: uuid.UUID, t
     query = sa.select(row_number, *values).where(*conditions(table, columns, spec.filters))  # checked by _plan
     if keys:
         query = query.group_by(*keys)
-    name = spec.name or free_name(session, f"{source.name[:180]} aggregate", tenant_id=tenant_id)
-    result = new_dataset(session, name=name, columns=output, tenant_id=tenant_id)
-    session.flush()
-    target = table_of(result.table_name, output)
-    target.create(session.connection())
-    session.execute(sa.insert(target).from_select([ROW_COLUMN, *(c.column or c.name for c in output)], query))
-    rows = int(session.execute(sa.select(sa.func.count()).select_from(target)).scalar_one())
-    now = utcnow()
-    origin = {"aggregate_of": str(source.id), "job_id": str(job_id)}
-    result.status, result.row_count, result.version, result.last_job_id = "ready", rows, 1, job_id
-    result.source, result.schema_inferred, result.updated_at = origin, False, now
-    session.add(DatasetVersion(dataset_id=result.id, version=1, mode="replace", job_id=job_id, rows_loaded=rows,
-                               rows_rejected=0, row_count=rows, source=origin, created_at=now))  # fmt: skip
-    session.flush()
-    return result
+    return write_derived(session, query=query, columns=output, name=spec.name, default_name=f"{source.name} aggregate",
+                         operation="aggregate", inputs=[source], job_id=job_id, tenant_id=tenant_id,
+                         source={"aggregate_of": str(source.id)})  # fmt: skip
 
 
 def _bucket(column: Any, unit: str, dialect: str) -> Any:

@@ -83,14 +83,16 @@ def get_dataset(session: Session, dataset_id: uuid.UUID, *, tenant_id: str = "de
     return dataset
 
 
-def referenced_dataset(session: Session, dataset_id: uuid.UUID, *, tenant_id: str) -> Dataset:
+def referenced_dataset(
+    session: Session, dataset_id: uuid.UUID, *, tenant_id: str, field: str = "payload.dataset_id"
+) -> Dataset:
     """The dataset a job's payload names, at submit: one that is missing or another tenant's is the same 422."""
     try:
         return get_dataset(session, dataset_id, tenant_id=tenant_id)
     except DatasetNotFound:
         raise PayloadInvalid(
             f"The payload names dataset {dataset_id}, which does not exist (GET /v1/datasets lists yours).",
-            errors=[{"field": "payload.dataset_id", "message": "no such dataset"}],
+            errors=[{"field": field, "message": "no such dataset"}],
         ) from None
 
 

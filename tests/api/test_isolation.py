@@ -248,7 +248,10 @@ def test_usage_counts_only_the_callers_objects(tenants: tuple[Tenant, Tenant]) -
         assert usage["dataset_bytes"]["used"] == len(CSV)
 
 
-@pytest.mark.parametrize("job_type", ["dataset_aggregate", "dataset_export", "dataset_ingest"])
+@pytest.mark.parametrize(
+    "job_type",
+    ["dataset_aggregate", "dataset_export", "dataset_ingest", "dataset_query", "dataset_join", "dataset_join:right"],
+)
 def test_a_payload_naming_another_tenants_dataset_is_refused_like_a_missing_one(
     tenants: tuple[Tenant, Tenant], job_type: str
 ) -> None:
@@ -257,17 +260,26 @@ def test_a_payload_naming_another_tenants_dataset_is_refused_like_a_missing_one(
         "dataset_aggregate": lambda dataset: {"dataset_id": dataset, "metrics": [{"op": "count"}]},
         "dataset_export": lambda dataset: {"dataset_id": dataset, "format": "csv"},
         "dataset_ingest": lambda dataset: {"dataset_id": dataset, "file_id": owner.file},
-    }
-    theirs = caller.client.post("/v1/jobs", json={"type": job_type, "payload": payloads[job_type](owner.dataset)})
-    missing = caller.client.post("/v1/jobs", json={"type": job_type, "payload": payloads[job_type](MISSING)})
+        "dataset_query": lambda dataset: {"dataset_id": dataset, "where": "delay > 1"},
+        "dataset_join": lambda dataset: {"left": {"dataset_id": dataset}, "right": {"dataset_id": caller.dataset},
+                                         "on": ["carrier"]},
+        "dataset_join:right": lambda dataset: {"left": {"dataset_id": caller.dataset},
+                                               "right": {"dataset_id": dataset}, "on": ["carrier"]},
+    }  # fmt: skip
+    fields = {"dataset_join": "payload.left.dataset_id", "dataset_join:right": "payload.right.dataset_id"}
+    payload, field = payloads[job_type], fields.get(job_type, "payload.dataset_id")
+    job_type = job_type.partition(":")[0]
+    theirs = caller.client.post("/v1/jobs", json={"type": job_type, "payload": payload(owner.dataset)})
+    missing = caller.client.post("/v1/jobs", json={"type": job_type, "payload": payload(MISSING)})
     assert theirs.status_code == missing.status_code == 422
     assert theirs.json["detail"].replace(owner.dataset, MISSING) == missing.json["detail"]
-    assert theirs.json["errors"] == missing.json["errors"] == [{"field": "payload.dataset_id",
+    assert theirs.json["errors"] == missing.json["errors"] == [{"field": field,
                                                                 "message": "no such dataset"}]  # fmt: skip
+    if job_type != "dataset_ingest":  # (its payload names the owner's file too)
+        mine = caller.client.post("/v1/jobs", json={"type": job_type, "payload": payload(caller.dataset)})
+        assert mine.status_code == 202, mine.json  # the same payload naming the caller's own dataset is accepted
     # batches and schedules go through the same check
-    batch = caller.client.post(
-        "/v1/jobs:batch", json={"jobs": [{"type": job_type, "payload": payloads[job_type](owner.dataset)}]}
-    )
+    batch = caller.client.post("/v1/jobs:batch", json={"jobs": [{"type": job_type, "payload": payload(owner.dataset)}]})
     assert batch.json["rejected"] == 1 and batch.json["items"][0]["status"] == 422  # fmt: skip
 
 
@@ -318,6 +330,16 @@ def test_the_worker_checks_the_tenant_again_when_the_job_runs(tenants: tuple[Ten
             ("dataset_aggregate", {"dataset_id": owner.dataset, "metrics": [{"op": "count"}], "name": "stolen"}),
             ("dataset_export", {"dataset_id": owner.dataset, "format": "csv"}),
             ("dataset_ingest", {"dataset_id": owner.dataset, "file_id": owner.file, "mode": "replace"}),
+            ("dataset_query", {"dataset_id": owner.dataset, "name": "stolen rows"}),
+            (
+                "dataset_join",
+                {
+                    "left": {"dataset_id": caller.dataset},
+                    "right": {"dataset_id": owner.dataset},
+                    "on": ["carrier"],
+                    "name": "stolen join",
+                },
+            ),
         ):
             request = JobRequest(type=job_type, payload=payload, tenant_id=caller.name, max_attempts=1)
             job = build_job(ext.registry, ext.settings.queues, request, now=utcnow())
