@@ -1,4 +1,5 @@
-"""`conveyor dataset ...`: upload files as datasets, read them, aggregate and export them, over the API."""
+"""`conveyor dataset ...`: upload files as datasets, read them, aggregate, join, query and export them, over the
+API."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ EXTENSIONS = {".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": 
 
 @click.group("dataset")
 def dataset() -> None:
-    """Datasets: upload, list, show, rows, rejects, aggregate, export, delete."""
+    """Datasets: upload, fetch, list, show, rows, rejects, aggregate, join, query, export, delete."""
 
 
 def _json_option(value: str | None, name: str) -> Any:
@@ -198,7 +199,7 @@ def list_(api: str | None) -> None:
 @click.argument("dataset_id")
 @api_option
 def show(dataset_id: str, api: str | None) -> None:
-    """A dataset as JSON: schema, counts, source, versions."""
+    """A dataset as JSON: schema, counts, source, versions, lineage."""
     click.echo(json.dumps(call_api(lambda: client_for(api).request("GET", f"/v1/datasets/{dataset_id}")), indent=2))
 
 
@@ -256,6 +257,70 @@ def aggregate(dataset_id: str, group_by: str | None, metrics: tuple[str, ...], f
         payload["name"] = name
     client = client_for(api)
     result = call_api(lambda: wait_for(client, _submit(client, "dataset_aggregate", payload)))
+    click.echo(result["dataset_id"])
+
+
+@dataset.command()
+@click.argument("left_id")
+@click.argument("right_id")
+@click.option("--on", "keys", multiple=True, required=True,
+              help="A key: a column both sides have, or left_column=right_column (repeatable).")  # fmt: skip
+@click.option("--how", type=click.Choice(["inner", "left"]), default="inner", show_default=True)
+@click.option("--left-columns", help="Comma-separated columns of the left to keep (default: all).")
+@click.option("--right-columns", help="Comma-separated columns of the right to keep (default: all but shared keys).")
+@click.option("--suffix", default="_right", show_default=True, help="Added to a right column whose name is taken.")
+@click.option("--name", help="Name of the output dataset.")
+@api_option
+def join(left_id: str, right_id: str, keys: tuple[str, ...], how: str, left_columns: str | None,
+         right_columns: str | None, suffix: str, name: str | None, api: str | None) -> None:  # fmt: skip
+    """Join two datasets into a new one (waits; prints its id)."""
+    payload: dict[str, Any] = {
+        "left": {"dataset_id": left_id, **({"columns": _names(left_columns)} if left_columns else {})},
+        "right": {"dataset_id": right_id, "suffix": suffix,
+                  **({"columns": _names(right_columns)} if right_columns else {})},
+        "on": [key if "=" not in key else dict(zip(("left", "right"), key.split("=", 1), strict=True))
+               for key in keys],
+        "how": how,
+    }  # fmt: skip
+    _derive(api, "dataset_join", payload, name)
+
+
+@dataset.command()
+@click.argument("dataset_id")
+@click.option("--select", "selected", multiple=True,
+              help="An output column: a column's name, or name=expression, e.g. 'hours=dep_delay / 60' "
+              "(repeatable; default: every column).")  # fmt: skip
+@click.option("--where", help="Keep the rows where this is true, e.g. \"origin == 'JFK' and dep_delay > 15\".")
+@click.option("--name", help="Name of the output dataset.")
+@api_option
+def query(dataset_id: str, selected: tuple[str, ...], where: str | None, name: str | None, api: str | None) -> None:
+    """Select, derive and filter columns into a new dataset (waits; prints its id)."""
+    payload: dict[str, Any] = {"dataset_id": dataset_id}
+    if selected:
+        payload["select"] = [item.strip() if "=" not in item or _comparison(item) else
+                             dict(zip(("name", "expr"), (p.strip() for p in item.split("=", 1)), strict=True))
+                             for item in selected]  # fmt: skip
+    if where:
+        payload["where"] = where
+    _derive(api, "dataset_query", payload, name)
+
+
+def _comparison(item: str) -> bool:
+    """`a == b` or `a <= b` is an expression, not name=expression."""
+    head = item.split("=", 1)[0]
+    return head.endswith(("<", ">", "!", "=")) or item.split("=", 1)[1].startswith("=")
+
+
+def _names(text: str) -> list[str]:
+    return [c.strip() for c in text.split(",") if c.strip()]
+
+
+def _derive(api: str | None, job_type: str, payload: dict[str, Any], name: str | None) -> None:
+    if name:
+        payload["name"] = name
+    client = client_for(api)
+    result = call_api(lambda: wait_for(client, _submit(client, job_type, payload)))
+    click.echo(f"{result['row_count']:,} rows", err=True)
     click.echo(result["dataset_id"])
 
 

@@ -120,6 +120,20 @@ def test_the_dataset_cli(cluster: Cluster, tmp_path: Path) -> None:
     run("export", summary, "--format", "csv", "--sort", "carrier", "-o", str(exported))
     assert exported.read_text().splitlines() == ['"carrier","count","max_delay"', '"AA",4,30', '"B6",2,12',
                                                  '"UA",2,-2']  # fmt: skip
+    carriers = tmp_path / "cli-carriers.csv"
+    carriers.write_text("code,carrier_name\nAA,American\nUA,United\n")
+    carriers_id = run("upload", str(carriers))
+    late = run("query", dataset_id, "--select", "carrier", "--select", "late = delay >= 10", "--where",
+               "origin != 'LGA'", "--name", "cli-late")  # fmt: skip
+    named = run("join", late, carriers_id, "--on", "carrier=code", "--how", "left", "--right-columns", "carrier_name")
+    joined = cluster.request("GET", f"/v1/datasets/{named}").json()
+    assert [c["name"] for c in joined["columns"]] == ["carrier", "late", "carrier_name"]
+    assert [(i["name"], i["version"]) for i in joined["lineage"]["inputs"]] == [("cli-late", 1),
+                                                                               ("cli-carriers", 1)]  # fmt: skip
+    assert [n["operation"] for n in joined["lineage"]["graph"]] == ["join", "query", "ingest", "ingest"]
+    rows = cluster.request("GET", f"/v1/datasets/{named}/rows?limit=100").json()["items"]
+    assert sorted({(r["carrier"], r["carrier_name"]) for r in rows}, key=str) == sorted(
+        {("AA", "American"), ("UA", "United"), ("B6", None)}, key=str)  # fmt: skip
     run("delete", dataset_id)
     assert dataset_id not in run("list")
 
