@@ -1,5 +1,6 @@
-"""The console's Datasets: each dataset's status and counts, and a dataset's page with its schema, first rows,
-rejected rows (line, column, value, reason), versions, and export buttons whose files download from here."""
+"""The console's Datasets: each dataset's status and counts, and a dataset's page with its lineage graph, schema
+(with the markers read as null), first rows, rejected rows (line, column, value, reason), versions (with their schema
+changes), and export buttons whose files download from here."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ from typing import Any
 from flask import flash, redirect, render_template, request, url_for
 
 from api.auth import principal
+from api.console.lineage import layout
 from api.console.pages import console_blueprint
 from api.console.session import signed_in
 from api.datasets import parse_dataset_id
 from api.extension import db
 from api.files import send_stored
 from api.jobs import submit_and_publish
+from core.datasets.lineage import lineage_of
 from core.datasets.store import columns_of, get_dataset, list_datasets, list_rejects, read_rows, versions_of
 from core.errors import ConveyorError
 from core.keys import Scope
@@ -44,8 +47,10 @@ def dataset_page(dataset_id: str) -> Any:
     dataset = get_dataset(session, parse_dataset_id(dataset_id), tenant_id=principal().tenant_id)
     rows = read_rows(session, dataset, limit=FIRST_ROWS, offset=0, filters=[], sort=[]) if dataset.version else []
     rejects = list_rejects(session, dataset, limit=REJECTS_SHOWN, offset=0)
+    lineage = lineage_of(session, dataset)
     return render_template("console/dataset.html", dataset=dataset, columns=columns_of(dataset), rows=rows,
-                           rejects=rejects, versions=versions_of(session, dataset.id), formats=FORMATS)  # fmt: skip
+                           rejects=rejects, versions=versions_of(session, dataset.id), formats=FORMATS,
+                           made_by=lineage.nodes[0], graph=layout(lineage))  # fmt: skip
 
 
 @bp.post("/<dataset_id>/export")

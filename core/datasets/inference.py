@@ -42,6 +42,9 @@ SLICE_BYTES = 1 << 15
 MISFITS = 0.001  # the share of a column's sampled values that may fail its type (to be rejected with their lines)
 # The most specific type first: an integer column also casts as float, and 0/1 also as boolean.
 CANDIDATES: tuple[ColumnType, ...] = ("integer", "float", "boolean", "date", "timestamp")
+# Text is inferred boolean only when it says true or false, or t and f as PostgreSQL writes them: a column of country
+# codes holding NO, or of answers holding y and n, stays text (a declared boolean column reads yes/no, y/n and 1/0).
+BOOLEAN_WORDS = r"^\s*(?i:true|false|t|f)\s*$"
 
 
 def infer_columns(path: Path, format: Format, options: FileOptions) -> list[ColumnSpec]:
@@ -79,6 +82,8 @@ def infer_type(values: pa.Array | pa.ChunkedArray, markers: tuple[str, ...]) -> 
 
 
 def _misfits(values: pa.Array, type: ColumnType) -> int:
+    if type == "boolean" and (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+        return len(values) - int(pc.sum(pc.match_substring_regex(values, BOOLEAN_WORDS)).as_py() or 0)
     _result, failed, _values = cast_column(values, ColumnSpec(name="sample", type=type))
     return 0 if failed is None else int(pc.sum(failed).as_py() or 0)
 

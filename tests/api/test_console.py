@@ -303,6 +303,39 @@ def test_a_dataset_shows_its_schema_rows_and_rejects_and_exports(
     assert bad.status_code == 422 and "Export as one of csv, jsonl, parquet" in bad.get_data(as_text=True)
 
 
+def test_a_derived_dataset_shows_its_lineage_graph(
+    app: APIFlask, make_key: KeyFactory, client: FlaskClient, run_job: RunJob
+) -> None:
+    """flights → query → late; late ⋈ carriers → report: the report's page says which job made it from which versions,
+    and draws the four datasets with an arrow per read, each upstream box linking to its page."""
+
+    def made(job_type: str, payload: dict[str, Any]) -> str:
+        job = client.post("/v1/jobs", json={"type": job_type, "payload": payload}).json
+        assert run_job(job["id"]).status == "succeeded"
+        return str(client.get(f"/v1/jobs/{job['id']}/result").json["data"]["dataset_id"])
+
+    flights = client.post("/v1/datasets?name=flights", data="carrier,delay\nAA,5\nUA,50\n", content_type="text/csv")
+    carriers = client.post("/v1/datasets?name=carriers", data="carrier,label\nUA,United\n", content_type="text/csv")
+    for uploaded in (flights, carriers):
+        run_job(uploaded.json["job"]["id"])
+    late = made("dataset_query", {"dataset_id": flights.json["dataset"]["id"], "where": "delay > 10", "name": "late"})
+    right = {"dataset_id": carriers.json["dataset"]["id"]}
+    report = made("dataset_join", {"left": {"dataset_id": late}, "right": right, "on": ["carrier"], "name": "report"})
+    console = signed_in(app, make_key())
+    page = console.get(f"/console/datasets/{report}").get_data(as_text=True)
+    assert re.search(r"made by <a href=\"/console/jobs/[0-9a-f-]+\">join job", page), page
+    assert f'href="/console/datasets/{late}">late</a> v1' in page
+    graph = page[page.index("<svg") : page.index("</svg>")]
+    assert re.findall(r"<text x=\"10\" y=\"19\">([^<]+)</text>", graph) == ["report", "late", "carriers", "flights"]
+    assert graph.count('class="edge"') == 3  # late → report, carriers → report, flights → late
+    linked = re.findall(r'<a href="/console/datasets/([0-9a-f-]+)">', graph)
+    assert linked == [late, carriers.json["dataset"]["id"], flights.json["dataset"]["id"]]  # not the page's own
+    ingested = console.get(f"/console/datasets/{late}").get_data(as_text=True)
+    assert "query job" in ingested and 'class="edge"' in ingested
+    alone = console.get(f"/console/datasets/{flights.json['dataset']['id']}").get_data(as_text=True)
+    assert '<svg class="lineage-graph"' not in alone and "ingest job" in alone  # one node: no graph to draw
+
+
 def test_queues_are_paused_resumed_and_drained_from_the_console(
     app: APIFlask, make_key: KeyFactory, client: FlaskClient
 ) -> None:

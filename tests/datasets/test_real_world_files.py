@@ -158,6 +158,19 @@ def test_a_later_float_makes_a_float_column_and_a_later_word_one_reject(upload: 
     assert word["dataset"]["row_count"] == 5_001
 
 
+def test_only_true_and_false_make_an_inferred_boolean(upload: Upload, clean_db: Engine) -> None:
+    """Norway's code is not false: NO/SE, yes/no and y/n stay text unless the schema says boolean (true/false, and
+    t/f as PostgreSQL writes them, are booleans)."""
+    text = "country,answer,initial,flag\nNO,yes,y,TRUE\nSE,no,n,false\nNO,yes,y,True\n"
+    inferred = upload(text, name="nordic")["dataset"]
+    assert types_of(inferred) == {"country": "string", "answer": "string", "initial": "string", "flag": "boolean"}
+    assert [r["country"] for r in rows_of(clean_db, inferred["id"])] == ["NO", "SE", "NO"]
+    schema = {"country": "string", "answer": "boolean", "initial": "boolean", "flag": "boolean"}
+    declared = upload(text, name="declared", schema=schema)["dataset"]
+    assert [(r["answer"], r["initial"], r["flag"]) for r in rows_of(clean_db, declared["id"])] == [
+        (True, True, True), (False, False, False), (True, True, True)]  # fmt: skip
+
+
 def test_the_sample_reaches_past_the_start_of_a_big_file(upload: Upload, clean_db: Engine) -> None:
     """A column empty for the file's first MiB and more is typed by the slices of the rest, not guessed as text."""
     rows = 120_000

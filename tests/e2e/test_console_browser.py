@@ -338,6 +338,30 @@ def test_a_dataset_shows_its_rejects(page: Any, console: Console) -> None:
     checked(page, "queues")
 
 
+def test_a_joined_datasets_lineage_graph_leads_to_its_inputs(page: Any, console: Console) -> None:
+    headers = {"Authorization": f"Bearer {console.key}", "Content-Type": "text/csv"}
+    made = {}
+    for name, body in (("trips", "city,km\nOslo,5\nBergen,7\nOslo,2\n"), ("cities", "city,country\nOslo,NO\n")):
+        response = requests.post(f"{console.base}/v1/datasets", params={"name": name}, data=body, headers=headers,
+                                 timeout=10)  # fmt: skip
+        assert response.status_code == 202, response.text
+        console.wait(response.json()["job"]["id"], {"succeeded"})
+        made[name] = response.json()["dataset"]["id"]
+    join = {"left": {"dataset_id": made["trips"]}, "right": {"dataset_id": made["cities"]}, "on": ["city"],
+            "how": "left", "name": "trips by country"}  # fmt: skip
+    job = console.submit("dataset_join", join)
+    console.wait(job, {"succeeded"})
+    result = console.api("GET", f"/v1/jobs/{job}/result")["data"]
+    page.goto(f"/console/datasets/{result['dataset_id']}")
+    graph = page.locator("svg.lineage-graph")
+    assert graph.locator("g.node").count() == 3 and graph.locator("path.edge").count() == 2
+    assert graph.locator("g.node.current text").first.text_content() == "trips by country"
+    checked(page, "dataset-lineage")
+    graph.locator("a", has_text="cities").click()
+    page.wait_for_url(f"**/console/datasets/{made['cities']}")
+    assert page.locator("h1").inner_text() == "Dataset cities"
+
+
 def test_a_workflow_is_followed_live_to_its_end(page: Any, console: Console) -> None:
     flow = console.api("POST", "/v1/workflows", json={"name": "two-steps", "steps": [
         {"name": "first", "type": "sleep", "payload": {"seconds": 1.5}},
