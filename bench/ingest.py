@@ -1,5 +1,6 @@
 """Dataset ingest on PostgreSQL vs `psql \\copy` (untyped) and pandas.read_csv + DataFrame.to_sql, same file, same
-run: rows/s and peak RSS of each, and the ratios. Then Conveyor's peak RSS at 1M and 5M rows (it must stay flat).
+run: rows/s and peak RSS of each, and the ratios; Conveyor with the schema declared, inferred, and inferred from the
+same rows gzip-compressed. Then Conveyor's peak RSS at 1M and 5M rows (it must stay flat).
 
     .venv/bin/python bench/ingest.py [--rows 1000000] [--large-rows 5000000] [--pandas-python .venv-bench/bin/python]
 
@@ -12,7 +13,9 @@ COPY into a staging table, swap. The file carries a few bad rows on purpose, so 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -98,7 +101,8 @@ def contender(kind: str, path: Path, url: str, report: Path) -> None:
         frame = pd.read_csv(path)
         frame.to_sql("pandas_copy", engine, index=False, chunksize=50_000)
         rows, rejected = len(frame), 0
-    else:  # conveyor (the schema declared) or inferred (sampled from the file, as an upload without one is)
+    else:  # conveyor (the schema declared), inferred (sampled from the file, as an upload without one is), or gzip
+        # (inferred, from the same rows gzip-compressed, decompressed as they stream)
         from core.datasets.formats import FileOptions
         from core.datasets.ingest import ingest_file
         from core.datasets.schema import parse_schema
@@ -189,17 +193,22 @@ def main() -> None:
         print(f"{args.rows:,} rows, 8 columns, {size_mb} MB; PostgreSQL; every contender in its own process")
         # psql and Conveyor alternate, `--repeat` times each, and the median run counts: this machine's disk and
         # CPU vary by tens of percent from one second to the next. pandas (40 s a run) runs once.
-        runs: dict[str, list[dict[str, Any]]] = {"psql": [], "conveyor": [], "inferred": []}
+        compressed = directory / "flights.csv.gz"
+        with open(path, "rb") as raw, gzip.open(compressed, "wb", compresslevel=6) as packed:
+            shutil.copyfileobj(raw, packed, 1 << 20)
+        print(f"the same rows gzip-compressed: {round(compressed.stat().st_size / 1e6, 1)} MB")
+        runs: dict[str, list[dict[str, Any]]] = {"psql": [], "conveyor": [], "inferred": [], "gzip": []}
         for _ in range(args.repeat):
             for kind, done in runs.items():
-                done.append(measure(kind, path, directory))
+                done.append(measure(kind, compressed if kind == "gzip" else path, directory))
         results = {kind: median_run(done) for kind, done in runs.items()}
         if args.pandas_python:
             results["pandas"] = measure("pandas", path, directory, args.pandas_python)
         base = results["psql"]["rows_per_s"]
         print(f"{'':<34}{'rows/s':>10}{'seconds':>9}{'peak RSS MB':>13}{'vs copy':>10}")
         labels = {"psql": "psql \\copy (untyped, no checks)", "conveyor": "Conveyor ingest (typed, rejects)",
-                  "inferred": "Conveyor, schema inferred", "pandas": "pandas.read_csv + to_sql"}  # fmt: skip
+                  "inferred": "Conveyor, schema inferred", "gzip": "Conveyor, inferred, .csv.gz",
+                  "pandas": "pandas.read_csv + to_sql"}  # fmt: skip
         for kind, result in results.items():
             result["ratio_vs_copy"] = round(result["rows_per_s"] / base, 3)
             each = " / ".join(f"{r:,}" for r in result.get("runs_rows_per_s", []))
@@ -211,6 +220,7 @@ def main() -> None:
             large = directory / "large.csv"
             generate(large, args.large_rows)
             path.unlink()
+            compressed.unlink()
             memory[args.large_rows] = measure("conveyor", large, directory)["peak_rss_mb"]
             inferred_memory[args.large_rows] = measure("inferred", large, directory)["peak_rss_mb"]
         baseline = baseline_rss_mb()
