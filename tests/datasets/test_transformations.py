@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import random
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -14,8 +15,12 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
+from core.datasets.derived import read_inputs
+from core.models import Dataset
 from tests.datasets.conftest import rows_of
 
 Upload = Callable[..., dict[str, Any]]
@@ -331,3 +336,20 @@ def test_the_tables_date_parts_agree_for_date_columns(
     assert rows == [(2026, date(2026, 3, 1).isoweekday(), 0, date(2026, 3, 1), False),
                     (2026, date(2026, 12, 31).isoweekday(), 0, date(2026, 12, 31), True)]  # fmt: skip
     assert Counter(c["type"] for c in output["columns"]) == {"integer": 3, "date": 1, "boolean": 1}
+
+
+def test_the_inputs_are_share_locked_until_the_transformation_commits(upload: Upload, clean_db: Engine) -> None:
+    """An ingest's swap locks its dataset's row FOR UPDATE: while a join or query has read an input, the swap waits,
+    so the version recorded is the version read. (SQLite has one writer at a time, which gives the same.)"""
+    if clean_db.dialect.name != "postgresql":
+        pytest.skip("row locks are PostgreSQL's; SQLite serialises writers")
+    dataset = upload("a\n1\n", name="locked")["dataset"]
+    dataset_id = uuid.UUID(dataset["id"])
+    with Session(clean_db) as reader, Session(clean_db) as swapper:
+        [read] = read_inputs(reader, [dataset_id], tenant_id="default")
+        assert read.version == 1
+        with pytest.raises(OperationalError, match="could not obtain lock"):
+            swapper.execute(select(Dataset).where(Dataset.id == dataset_id).with_for_update(nowait=True))
+        swapper.rollback()
+        reader.commit()  # the transformation's end releases it
+        assert swapper.execute(select(Dataset).where(Dataset.id == dataset_id).with_for_update(nowait=True)).one()
