@@ -430,6 +430,42 @@ def test_the_readme_report_ingests_aggregates_three_ways_and_exports_each(
     assert result(client, step(done, "on_complete")["job_id"]) == {"message": "flights report done"}
 
 
+def test_a_workflow_queries_then_joins_with_ids_from_earlier_steps(
+    client: FlaskClient, app: APIFlask, run_job: RunJob
+) -> None:
+    """ingest flights and carriers → query (late flights) → join (with the carriers, ids by $ref in the nested
+    sides) → export; the joined dataset's lineage reaches both files."""
+    flights = client.post("/v1/datasets?name=flights&ingest=false", data=FLIGHTS, content_type="text/csv").json
+    carriers = client.post("/v1/datasets?name=carriers&ingest=false", data="code,name\nAA,American\nUA,United\n",
+                           content_type="text/csv").json  # fmt: skip
+    steps: list[dict[str, Any]] = [
+        {"name": "flights", "type": "dataset_ingest",
+         "payload": {"dataset_id": flights["dataset"]["id"], "file_id": flights["file_id"]}},
+        {"name": "carriers", "type": "dataset_ingest",
+         "payload": {"dataset_id": carriers["dataset"]["id"], "file_id": carriers["file_id"]}},
+        {"name": "late", "type": "dataset_query", "depends_on": ["flights"],
+         "payload": {"dataset_id": ref("steps.flights.result.dataset_id"), "where": "delay >= 3",
+                     "select": ["carrier", {"name": "minutes", "expr": "delay"}]}},
+        {"name": "named", "type": "dataset_join", "depends_on": ["late", "carriers"],
+         "payload": {"left": {"dataset_id": ref("steps.late.result.dataset_id")},
+                     "right": {"dataset_id": ref("steps.carriers.result.dataset_id")},
+                     "on": [{"left": "carrier", "right": "code"}], "how": "left"}},
+        {"name": "csv", "type": "dataset_export", "depends_on": ["named"],
+         "payload": {"dataset_id": ref("steps.named.result.dataset_id"), "format": "csv", "sort": ["carrier"]}},
+    ]  # fmt: skip
+    made = submit(client, steps)
+    assert run_all(app, run_job) == 5
+    done = workflow(client, made["id"])
+    assert done["status"] == "succeeded", done
+    exported = client.get(result(client, step(done, "csv")["job_id"])["url"]).get_data(as_text=True)
+    assert exported.splitlines() == ['"carrier","minutes","code","name"', '"AA",5,"AA","American"',
+                                     '"UA",7,"UA","United"', '"UA",3,"UA","United"']  # fmt: skip
+    joined = client.get(f"/v1/datasets/{result(client, step(done, 'named')['job_id'])['dataset_id']}").json
+    graph = [(n["name"], n["operation"]) for n in joined["lineage"]["graph"]]
+    assert graph == [("flights query join carriers", "join"), ("flights query", "query"), ("carriers", "ingest"),
+                     ("flights", "ingest")]  # fmt: skip
+
+
 def test_a_batch_with_on_complete_reports_its_jobs_outcome(client: FlaskClient, app: APIFlask, run_job: RunJob) -> None:
     response = client.post("/v1/jobs:batch", json={
         "jobs": [{"type": "echo", "payload": {"message": "a"}}, {"type": "echo", "payload": {"nope": 1}},
