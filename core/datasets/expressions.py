@@ -13,6 +13,7 @@ for a zero divisor; `%` takes the dividend's sign.
 from __future__ import annotations
 
 import ast
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -265,6 +266,10 @@ class Compiler:
             raise ExpressionInvalid(f"{value!r}: constants are numbers, 'text', True, False or None.")
         if kind == "integer" and not -(2**63) <= value < 2**63:
             raise ExpressionInvalid(f"{value} is beyond a 64-bit integer.")
+        if kind == "float" and not math.isfinite(value):
+            raise ExpressionInvalid(f"{value!r} is not a finite number.")
+        if kind == "string" and "\x00" in value:
+            raise ExpressionInvalid("text constants cannot hold the NUL character.")
         scale = max(0, -int(Decimal(repr(value)).as_tuple().exponent)) if kind == "float" else 0
         typed = Typed(None, kind, min(scale, 38), value, True)
         return Typed(self._bound_value(_spec(kind, 0), typed), kind, typed.scale, value, True)

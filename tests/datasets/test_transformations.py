@@ -235,6 +235,11 @@ def test_a_query_keeps_every_column_by_default_and_can_only_filter(
         ({"where": "origin in ['JFK', 3]"}, "payload.where", "not text"),
         ({"select": ["id", {"name": "id", "expr": "id + 1"}]}, None, "unique"),
         ({"select": []}, None, "one column at least"),
+        ({"where": "fare > 1e400"}, "payload.where", "not a finite number"),
+        ({"where": "origin == 'a\\x00b'"}, "payload.where", "NUL"),
+        ({"where": "origin == 1j"}, "payload.where", "constants are numbers"),
+        ({"where": "(" * 300 + "1" + ")" * 300}, "payload.where", "cannot parse"),
+        ({"where": " + ".join(["id"] * 300) + " > 0"}, "payload.where", "at most 400 terms"),
     ],
 )  # fmt: skip
 def test_a_query_that_cannot_run_is_refused_at_submit(
