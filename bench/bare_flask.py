@@ -1,7 +1,8 @@
-"""The baselines of the API and latency benchmarks: a bare Flask app under the same gunicorn settings, whose
-endpoints only `apply_async` (POST /apply), only INSERT a row and LPUSH its id (POST /insert), or do what a
-hand-rolled Flask + Celery app does, INSERT a row, commit, `apply_async` (POST /stamp, which the bare worker's
-`bench.stamp` task answers with its start latency). No validation, no ledger.
+"""The baselines of the API, latency and throughput benchmarks: a bare Flask app under the same gunicorn settings,
+whose endpoints only `apply_async` (POST /apply), only INSERT a row and LPUSH its id (POST /insert), or do what a
+hand-rolled Flask + Celery app does, INSERT a row, commit, `apply_async`: POST /stamp (which the bare worker's
+`bench.stamp` task answers with its start latency), POST /jobs and POST /jobs:batch (whose `bench.mark_done` task
+marks the row done: the thing Conveyor replaces, end to end). No validation, no ledger.
 
     BENCH_BROKER_URL=… BENCH_DATABASE_URL=… BENCH_REDIS_URL=… gunicorn 'bench.bare_flask:create_app()'
 """
@@ -22,15 +23,14 @@ import redis
 from flask import Flask, request
 from sqlalchemy import text
 
-from bench.bare_celery import make_bare_app
+from bench.bare_celery import TABLE, make_bare_app
 from cli.processes import heartbeat_in_memory
 from core.db import make_engine
 from tests.e2e.harness import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
-TABLE = "bare_jobs"
 THREADS = 8  # per gunicorn worker, with a database connection each: as Conveyor's API under `conveyor up`
-GUNICORN = ["--workers", "2", "--worker-class", "gthread", "--threads", str(THREADS), *heartbeat_in_memory()]
+GUNICORN = ["--worker-class", "gthread", "--threads", str(THREADS), *heartbeat_in_memory()]
 
 
 def create_app() -> Flask:
@@ -58,6 +58,22 @@ def create_app() -> Flask:
         queue.lpush("bench:bare-queue", job_id)
         return {"id": job_id}, 202
 
+    @app.post("/jobs")
+    def submit() -> Any:
+        job_id = store(request.get_json())
+        celery.send_task("bench.mark_done", args=[job_id], queue="bare")
+        return {"id": job_id}, 202
+
+    @app.post("/jobs:batch")
+    def submit_batch() -> Any:
+        """One transaction for the rows, then a message each: as a hand-rolled batch endpoint would."""
+        rows = [{"id": str(uuid.uuid4()), "payload": json.dumps(job)} for job in request.get_json()["jobs"]]
+        with engine.begin() as connection:
+            connection.execute(insert_row, rows)  # executemany
+        for row in rows:
+            celery.send_task("bench.mark_done", args=[row["id"]], queue="bare")
+        return {"ids": [row["id"] for row in rows]}, 202
+
     @app.post("/stamp")
     def stamp() -> Any:
         body = request.get_json()
@@ -69,7 +85,7 @@ def create_app() -> Flask:
 
 
 def start_bare_flask(
-    directory: Path, database_url: str, broker_url: str, redis_url: str
+    directory: Path, database_url: str, broker_url: str, redis_url: str, *, workers: int = 2, log_level: str = "info"
 ) -> tuple[subprocess.Popen[bytes], int]:
     """The app under gunicorn in its own process group (stop it with os.killpg); returns it and its port once it
     answers."""
@@ -77,6 +93,7 @@ def start_bare_flask(
     engine = make_engine(database_url)
     with engine.begin() as connection:  # PostgreSQL or SQLite
         connection.execute(text(f"CREATE TABLE IF NOT EXISTS {TABLE} (id uuid PRIMARY KEY, payload jsonb, "
+                                "status text NOT NULL DEFAULT 'queued', "
                                 "created_at timestamptz DEFAULT CURRENT_TIMESTAMP)"))  # fmt: skip
     engine.dispose()
     port = free_port()
@@ -89,6 +106,10 @@ def start_bare_flask(
         "--bind",
         f"127.0.0.1:{port}",
         *GUNICORN,
+        "--workers",
+        str(workers),
+        "--log-level",
+        log_level,
         "bench.bare_flask:create_app()",
     ]
     log = open(directory / "bare-flask.log", "wb")

@@ -1,7 +1,13 @@
-"""End-to-end no-op throughput: Conveyor (HTTP submit → worker → succeeded row) vs bare Celery (apply_async →
-worker, no database, no result) on the same broker, worker count and machine, in the same run.
+"""End-to-end no-op throughput, in the same run on the same broker, worker count and machine, every contender at
+the same log level (WARNING, as production runs; `--log-level INFO` for the labelled variant), with task events on
+(as Flower needs) and the same prefetch:
+- bare Celery: `send_task` in a loop → worker, no database, no result;
+- the hand-rolled app Conveyor replaces: Flask under the same gunicorn settings as Conveyor's API, POST → INSERT +
+  commit + `apply_async`, the task marks the row done (bench/bare_flask.py);
+- Conveyor: HTTP submit → ledger → worker → succeeded row.
+Single submits from 8 client connections, and batches of 1,000; jobs/s and CPU ms per job by role for each.
 
-    .venv/bin/python bench/queue_throughput.py [--jobs 2000] [--concurrency 2] [--backends embedded,services]
+    .venv/bin/python bench/queue_throughput.py [--jobs 20000] [--concurrency 2] [--backends embedded,services]
 """
 
 from __future__ import annotations
@@ -23,12 +29,14 @@ from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.bare_celery import COUNTER_KEY, make_bare_app
+from bench.bare_celery import COUNTER_KEY, TABLE, make_bare_app
+from bench.bare_flask import start_bare_flask
 from bench.cpu import CpuMeter, Selector, group, named
+from core.db import make_engine
 from core.models import Job, JobEvent
 from tests.e2e.harness import ROOT, Cluster
 from tests.support.backends import RedisServer, postgres_database, service_redis_db
@@ -59,38 +67,43 @@ def republished(cluster: Cluster) -> int:
         return int(session.scalar(query) or 0)
 
 
-def conveyor_run(cluster: Cluster, jobs: int, meter: CpuMeter, *, batch: bool) -> tuple[float, int, dict[str, float]]:
-    """Submit `jobs` echo jobs (8 concurrent single POSTs, or batches of 1,000) and wait for every success."""
-    since, republished_before = datetime.now(UTC), republished(cluster)
-    meter.start()
+def submit_all(port: int, prefix: str, jobs: int, *, batch: bool, headers: dict[str, str]) -> None:
+    """POST `jobs` echo jobs to `prefix`/jobs from 8 connections at once, or in batches of 1,000 to `prefix`/jobs:batch
+    from 2, each thread on its own keep-alive connection: the standard library's http.client, as bench/latency.py
+    explains (requests costs ~1 ms of CPU per call, on the two cores the servers use)."""
     local = threading.local()
 
     def post(path: str, body: dict[str, object]) -> None:
-        """On the client thread's own keep-alive connection: the standard library's http.client, as bench/latency.py
-        explains (requests costs ~1 ms of CPU per call, on the two cores the servers use)."""
         if not hasattr(local, "http"):
-            local.http = HTTPConnection("127.0.0.1", cluster.port, timeout=120)
+            local.http = HTTPConnection("127.0.0.1", port, timeout=120)
         http: HTTPConnection = local.http
-        http.request("POST", path, json.dumps(body), {"Content-Type": "application/json", **cluster.auth})
+        http.request("POST", path, json.dumps(body), {"Content-Type": "application/json", **headers})
         response = http.getresponse()
         answer = response.read()
         if response.status not in (200, 202, 207):
             raise SystemExit(f"POST {path}: {response.status} {answer[:300]!r}")
 
     def submit(i: int) -> None:
-        post("/v1/jobs", {"type": "echo", "payload": {"message": str(i)}})
+        post(f"{prefix}/jobs", {"type": "echo", "payload": {"message": str(i)}})
 
     def submit_batch(start: int) -> None:
         items = [{"type": "echo", "payload": {"message": str(i)}} for i in range(start, min(start + 1000, jobs))]
-        post("/v1/jobs:batch", {"jobs": items})
+        post(f"{prefix}/jobs:batch", {"jobs": items})
 
-    started = time.perf_counter()
     if batch:
         with ThreadPoolExecutor(2) as pool:
             list(pool.map(submit_batch, range(0, jobs, 1000)))
     else:
         with ThreadPoolExecutor(SUBMIT_CONNECTIONS) as pool:
             list(pool.map(submit, range(jobs)))
+
+
+def conveyor_run(cluster: Cluster, jobs: int, meter: CpuMeter, *, batch: bool) -> tuple[float, int, dict[str, float]]:
+    """Submit `jobs` echo jobs (8 concurrent single POSTs, or batches of 1,000) and wait for every success."""
+    since, republished_before = datetime.now(UTC), republished(cluster)
+    meter.start()
+    started = time.perf_counter()
+    submit_all(cluster.port, "/v1", jobs, batch=batch, headers=cluster.auth)
     submitted = time.perf_counter()
     while remaining := unfinished(cluster):
         time.sleep(min(1.0, max(0.05, remaining / 5000)))  # a long wait while much is left: the poll costs too
@@ -106,14 +119,22 @@ def conveyor_run(cluster: Cluster, jobs: int, meter: CpuMeter, *, batch: bool) -
     return jobs / (end - started), sent_again, cpu
 
 
-def bare_celery_run(
-    directory: Path, broker_url: str, counter_url: str, jobs: int, concurrency: int
-) -> tuple[float, dict[str, float]]:
-    env = {**os.environ, "BENCH_BROKER_URL": broker_url, "BENCH_COUNTER_URL": counter_url}
+def start_bare_worker(
+    directory: Path, broker_url: str, counter_url: str, concurrency: int, log_level: str, database_url: str = ""
+) -> subprocess.Popen[bytes]:
+    """The baselines' Celery worker (prefork, task events on, as Conveyor's), in a process group of its own."""
+    env = {**os.environ, "BENCH_BROKER_URL": broker_url, "BENCH_COUNTER_URL": counter_url,
+           "BENCH_DATABASE_URL": database_url}  # fmt: skip
     command = [sys.executable, "-m", "celery", "-A", "bench.bare_celery", "worker", "-c", str(concurrency),
-               "-Q", "bare", "-n", "bare@%h", "-E", "--loglevel", "INFO"]  # fmt: skip
-    log = open(directory / "bare.log", "wb")
-    worker = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+               "-Q", "bare", "-n", "bare@%h", "-E", "--loglevel", log_level]  # fmt: skip
+    log = open(directory / "bare.log", "ab")
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def bare_celery_run(
+    directory: Path, broker_url: str, counter_url: str, jobs: int, concurrency: int, log_level: str
+) -> tuple[float, dict[str, float]]:
+    worker = start_bare_worker(directory, broker_url, counter_url, concurrency, log_level)
     app, counter = make_bare_app(broker_url, counter_url)
     try:
         counter.set(COUNTER_KEY, 0)
@@ -136,6 +157,51 @@ def bare_celery_run(
         worker.wait(30)
 
 
+def hand_rolled_run(
+    directory: Path, database_url: str, broker_url: str, redis_url: str, jobs: int, concurrency: int,
+    api_workers: int, log_level: str,
+) -> dict[str, tuple[float, dict[str, float]]]:  # fmt: skip
+    """The hand-rolled Flask + Celery + SQL app, single submits then batches: {mode: (jobs/s, CPU ms per job)}."""
+    worker = start_bare_worker(directory, broker_url, redis_url, concurrency, log_level, database_url)
+    api, port = start_bare_flask(directory, database_url, broker_url, redis_url, workers=api_workers,
+                                 log_level=log_level.lower())  # fmt: skip
+    engine = make_engine(database_url)
+    roles = {"submit": group(api.pid), "worker": group(worker.pid), "redis": named("redis-server")}
+    if database_url.startswith("postgresql"):
+        roles["postgres"] = named(f" {database_url.rsplit('/', 1)[1]} ")
+    meter = CpuMeter(roles)
+
+    def left() -> int:
+        with engine.connect() as connection:
+            return int(connection.execute(text(f"SELECT count(*) FROM {TABLE} WHERE status <> 'done'")).scalar_one())  # noqa: S608
+
+    def run(count: int, *, batch: bool) -> tuple[float, dict[str, float]]:
+        with engine.begin() as connection:
+            connection.execute(text(f"DELETE FROM {TABLE}"))  # noqa: S608
+        meter.start()
+        started = time.perf_counter()
+        submit_all(port, "", count, batch=batch, headers={})
+        submitted = time.perf_counter()
+        while remaining := left():
+            time.sleep(min(1.0, max(0.05, remaining / 5000)))
+        end = time.perf_counter()
+        with engine.connect() as connection:
+            done = connection.execute(text(f"SELECT count(*) FROM {TABLE} WHERE status = 'done'")).scalar_one()  # noqa: S608
+        assert done == count, f"hand-rolled: {done} of {count} jobs done"
+        print(f"  hand-rolled ({'batch' if batch else 'single'}): submit {count / (submitted - started):.0f}/s, "
+              f"end to end {count / (end - started):.0f}/s")  # fmt: skip
+        return count / (end - started), meter.per_job(count)
+
+    try:
+        run(10, batch=False)  # warm-up: the worker is consuming, the pools are open
+        return {"single": run(jobs, batch=False), "batch": run(jobs, batch=True)}
+    finally:
+        engine.dispose()
+        for process in (api, worker):
+            os.killpg(process.pid, 15)
+            process.wait(30)
+
+
 def backend_urls(kind: str, directory: Path, stack: ExitStack) -> tuple[str, str, str]:
     """(database URL, broker URL, Redis URL for the baseline's counter) of a backend this run owns."""
     if kind == "embedded":
@@ -155,16 +221,20 @@ def machine() -> dict[str, object]:
     }
 
 
-def run_backend(kind: str, jobs: int, concurrency: int, api_workers: int) -> dict[str, object]:
+def run_backend(kind: str, jobs: int, concurrency: int, api_workers: int, log_level: str) -> dict[str, object]:
     with ExitStack() as stack:
         directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"bench-{kind}-")))
         database_url, broker_url, counter_url = backend_urls(kind, directory, stack)
-        bare, bare_cpu = bare_celery_run(directory, broker_url, counter_url, jobs, concurrency)
+        bare, bare_cpu = bare_celery_run(directory, broker_url, counter_url, jobs, concurrency, log_level)
+        # the hand-rolled app's table in a database of its own: SQLite beside Conveyor's, or another PostgreSQL one
+        hand_url = (stack.enter_context(postgres_database()) if kind == "services"
+                    else f"sqlite:///{directory / 'hand-rolled.db'}")  # fmt: skip
+        hand = hand_rolled_run(directory, hand_url, broker_url, counter_url, jobs, concurrency, api_workers, log_level)
         # Production's lease and re-publish delay (the test harness shortens both): a 20,000-job backlog may wait
         # longer than the harness's 10 s, and each re-published message is a duplicate delivery to skip.
         cluster = Cluster(directory, database_url, broker_url, worker_concurrency=str(concurrency),
                           lease_seconds="30", reconcile_interval="2", republish_after="60",
-                          api_workers=str(api_workers))  # fmt: skip
+                          api_workers=str(api_workers), log_level=log_level)  # fmt: skip
         stack.callback(cluster.close)
         cluster.start()
         cluster.wait_ready()
@@ -172,12 +242,19 @@ def run_backend(kind: str, jobs: int, concurrency: int, api_workers: int) -> dic
         meter = CpuMeter(conveyor_roles(cluster, database_url))
         single, single_republished, single_cpu = conveyor_run(cluster, jobs, meter, batch=False)
         batched, batch_republished, batch_cpu = conveyor_run(cluster, jobs, meter, batch=True)
+    (hand_single, hand_single_cpu), (hand_batch, hand_batch_cpu) = hand["single"], hand["batch"]
     return {"backend": kind, "jobs": jobs, "worker_processes": concurrency, "api_processes": api_workers,
-            "bare_celery_jobs_per_s": round(bare, 1),
+            "log_level": log_level, "bare_celery_jobs_per_s": round(bare, 1),
+            "hand_rolled_single_jobs_per_s": round(hand_single, 1),
+            "hand_rolled_batch_jobs_per_s": round(hand_batch, 1),
             "conveyor_single_jobs_per_s": round(single, 1), "ratio_single": round(single / bare, 3),
+            "ratio_single_vs_hand_rolled": round(single / hand_single, 3),
             "conveyor_batch_jobs_per_s": round(batched, 1), "ratio_batch": round(batched / bare, 3),
+            "ratio_batch_vs_hand_rolled": round(batched / hand_batch, 3),
             "republished": {"single": single_republished, "batch": batch_republished},
-            "cpu_ms_per_job": {"bare_celery": bare_cpu, "single": single_cpu, "batch": batch_cpu}}  # fmt: skip
+            "cpu_ms_per_job": {"bare_celery": bare_cpu, "hand_rolled_single": hand_single_cpu,
+                               "hand_rolled_batch": hand_batch_cpu, "single": single_cpu,
+                               "batch": batch_cpu}}  # fmt: skip
 
 
 def conveyor_roles(cluster: Cluster, database_url: str) -> dict[str, Selector]:
@@ -192,11 +269,11 @@ def conveyor_roles(cluster: Cluster, database_url: str) -> dict[str, Selector]:
 def print_cpu(rows: list[dict[str, Any]]) -> None:
     """CPU ms per job by role (submit: bare Celery's client, Conveyor's API processes)."""
     roles = ["submit", "worker", "maintenance", "redis", "postgres"]
-    print(f"{'CPU ms/job':<22}" + "".join(f"{role:>12}" for role in roles) + f"{'total':>9}")
+    print(f"{'CPU ms/job':<30}" + "".join(f"{role:>12}" for role in roles) + f"{'total':>9}")
     for r in rows:
         for contender, cpu in r["cpu_ms_per_job"].items():
             cells = "".join(f"{cpu[role]:>12}" if role in cpu else f"{'':>12}" for role in roles)
-            print(f"{r['backend'] + ' ' + contender:<22}{cells}{round(sum(cpu.values()), 2):>9}")
+            print(f"{r['backend'] + ' ' + contender:<30}{cells}{round(sum(cpu.values()), 2):>9}")
 
 
 def main() -> None:
@@ -207,19 +284,25 @@ def main() -> None:
     parser.add_argument("--api-workers", type=int, default=1,
                         help="gunicorn processes (8 threads each): on two cores shared with the workers, one submits "
                         "single jobs fastest, its concurrent requests sharing commits (docs/adr/0006)")  # fmt: skip
+    parser.add_argument("--log-level", default="WARNING", choices=["WARNING", "INFO"],
+                        help="every contender's (WARNING: as production runs; INFO: the labelled variant)")  # fmt: skip
     parser.add_argument("--name", default="queue_throughput", help="file name under bench/results/")
     args = parser.parse_args()
     rows = [
-        run_backend(kind, args.jobs, int(k), args.api_workers)
+        run_backend(kind, args.jobs, int(k), args.api_workers, args.log_level)
         for kind in args.backends.split(",")
         for k in args.concurrency.split(",")
     ]
-    header = f"{'backend':<10} {'jobs':>6} {'procs':>5} {'bare celery/s':>14} {'single/s':>9} {'ratio':>6} "
-    print(header + f"{'batch/s':>8} {'ratio':>6}")
+    print(f"every contender at log level {args.log_level}; jobs/s end to end, and Conveyor's ratios to bare Celery "
+          "and to the hand-rolled app")  # fmt: skip
+    header = f"{'backend':<10} {'jobs':>6} {'procs':>5} {'celery/s':>9} {'hand 1/s':>9} {'hand N/s':>9} "
+    print(header + f"{'single/s':>9} {'/celery':>8} {'/hand':>6} {'batch/s':>8} {'/celery':>8} {'/hand':>6}")
     for r in rows:
-        print(f"{r['backend']:<10} {r['jobs']:>6} {r['worker_processes']:>5} {r['bare_celery_jobs_per_s']:>14} "
-              f"{r['conveyor_single_jobs_per_s']:>9} {r['ratio_single']:>6} {r['conveyor_batch_jobs_per_s']:>8} "
-              f"{r['ratio_batch']:>6}")  # fmt: skip
+        print(f"{r['backend']:<10} {r['jobs']:>6} {r['worker_processes']:>5} {r['bare_celery_jobs_per_s']:>9} "
+              f"{r['hand_rolled_single_jobs_per_s']:>9} {r['hand_rolled_batch_jobs_per_s']:>9} "
+              f"{r['conveyor_single_jobs_per_s']:>9} {r['ratio_single']:>8} {r['ratio_single_vs_hand_rolled']:>6} "
+              f"{r['conveyor_batch_jobs_per_s']:>8} {r['ratio_batch']:>8} "
+              f"{r['ratio_batch_vs_hand_rolled']:>6}")  # fmt: skip
     print_cpu(rows)
     RESULTS.mkdir(parents=True, exist_ok=True)
     record = {"benchmark": args.name, **machine(), "results": rows}
