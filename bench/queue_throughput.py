@@ -175,7 +175,7 @@ def hand_rolled_run(
         with engine.connect() as connection:
             return int(connection.execute(text(f"SELECT count(*) FROM {TABLE} WHERE status <> 'done'")).scalar_one())  # noqa: S608
 
-    def run(count: int, *, batch: bool) -> tuple[float, dict[str, float]]:
+    def run(count: int, *, batch: bool, quiet: bool = False) -> tuple[float, dict[str, float]]:
         with engine.begin() as connection:
             connection.execute(text(f"DELETE FROM {TABLE}"))  # noqa: S608
         meter.start()
@@ -188,12 +188,13 @@ def hand_rolled_run(
         with engine.connect() as connection:
             done = connection.execute(text(f"SELECT count(*) FROM {TABLE} WHERE status = 'done'")).scalar_one()  # noqa: S608
         assert done == count, f"hand-rolled: {done} of {count} jobs done"
-        print(f"  hand-rolled ({'batch' if batch else 'single'}): submit {count / (submitted - started):.0f}/s, "
-              f"end to end {count / (end - started):.0f}/s")  # fmt: skip
+        if not quiet:
+            print(f"  hand-rolled ({'batch' if batch else 'single'}): submit {count / (submitted - started):.0f}/s, "
+                  f"end to end {count / (end - started):.0f}/s")  # fmt: skip
         return count / (end - started), meter.per_job(count)
 
     try:
-        run(10, batch=False)  # warm-up: the worker is consuming, the pools are open
+        run(10, batch=False, quiet=True)  # warm-up: the worker is consuming, the pools are open
         return {"single": run(jobs, batch=False), "batch": run(jobs, batch=True)}
     finally:
         engine.dispose()
