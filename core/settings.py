@@ -139,8 +139,8 @@ class Settings(BaseSettings):
     )
     rate_limit: str = Field(
         default="100000/minute",
-        description="Requests per API key across all /v1 routes, in flask-limiter's notation (`;` between limits); "
-        "empty turns rate limiting off.",
+        description="Requests per API key across all /v1 routes, in the `limits` notation (`100/minute`, `;` between "
+        "limits: `10 per second;1000/hour`); empty turns rate limiting off.",
     )
     rate_limit_storage_url: str | None = Field(
         default=None,

@@ -15,6 +15,7 @@ from api import create_app
 from api.rate_limits import storage_uri
 from core.queue import RecordingPublisher
 from core.settings import Settings
+from tests.e2e.harness import free_port
 from tests.support.backends import broker_redis
 from tests.support.keys import app_key, client_with
 
@@ -46,6 +47,16 @@ def test_a_key_over_its_limit_gets_429_then_is_allowed_again(
     assert app.test_client().get("/readyz").status_code == 200  # open routes are not counted
     time.sleep(4.2)  # two windows later the key's count has decayed
     assert first.get("/v1/jobs").status_code == 200
+    app.extensions["conveyor"].engine.dispose()
+
+
+def test_a_rate_limit_storage_that_is_down_limits_nothing(clean_db: Engine, database_url: str, tmp_path: Path) -> None:
+    """Redis unreachable: requests go on, unlimited, rather than fail."""
+    settings = Settings(data_dir=tmp_path, database_url=database_url, rate_limit="1 per minute",
+                        rate_limit_storage_url=f"redis://127.0.0.1:{free_port()}/0")  # fmt: skip
+    app = create_app(settings, publisher=RecordingPublisher())
+    client = client_with(app, app_key(app))
+    assert [client.get("/v1/jobs").status_code for _ in range(3)] == [200] * 3
     app.extensions["conveyor"].engine.dispose()
 
 
