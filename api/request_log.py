@@ -44,6 +44,8 @@ def _answered(response: Response) -> Response:
     if began is None:  # answered before _began ran (another before_request hook's answer comes after it)
         return response
     response.headers[REQUEST_ID_HEADER] = g.request_id
+    if not log.isEnabledFor(logging.INFO):  # at WARNING, as production runs: not even the line's fields are built
+        return response
     # The path without its query string: a read token travels as ?access_token= (a browser's EventSource), and a
     # secret never reaches a log.
     log.info(
