@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 import click
 
 from cli.client import ApiClient, api_option, call_api, client_for, download
-from cli.progress import UploadProgress, bar, follow
+from cli.progress import UploadProgress, follow, meter
 
 FORMATS = ["csv", "tsv", "jsonl", "parquet", "xlsx"]
 CONTENT_TYPES = {
@@ -48,8 +48,7 @@ def _progress(job: dict[str, Any]) -> str:
     message = progress.get("message") or ""
     if not progress.get("total"):
         return f"{job['status']:<9} {message}".rstrip()
-    share = min((progress.get("done") or 0) / progress["total"], 1.0)
-    return f"{job['status']:<9} {bar(share)} {100 * share:5.1f}%  {message}".rstrip()
+    return f"{job['status']:<9} {meter((progress.get('done') or 0) / progress['total'])}  {message}".rstrip()
 
 
 def wait_for(client: ApiClient, job: dict[str, Any]) -> dict[str, Any]:

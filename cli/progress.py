@@ -66,7 +66,7 @@ class UploadProgress(io.RawIOBase):
 
     def _show(self) -> None:
         share = min(self.sent / self.total, 1.0)
-        line = f"uploading {self.label}  {bar(share)} {100 * share:5.1f}%  {size(self.sent)} of {size(self.total)}"
+        line = f"uploading {self.label}  {meter(share)}  {size(self.sent)} of {size(self.total)}"
         if self._live:
             now = time.monotonic()
             if now - self._drawn >= 0.1 or self.sent >= self.total:
@@ -81,9 +81,11 @@ class UploadProgress(io.RawIOBase):
             click.echo("\r" + " " * LINE_WIDTH + "\r", nl=False, err=True)
 
 
-def bar(share: float, width: int = 24) -> str:
+def meter(share: float, width: int = 24) -> str:
+    """`[#####-------]  42.0%` for a share done (capped at all of it)."""
+    share = min(share, 1.0)
     filled = int(share * width)
-    return "[" + "#" * filled + "-" * (width - filled) + "]"
+    return "[" + "#" * filled + "-" * (width - filled) + f"] {100 * share:5.1f}%"
 
 
 def size(count: int) -> str:

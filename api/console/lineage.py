@@ -4,10 +4,9 @@ the page needs no script and nothing from the internet."""
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 
-from core.datasets.lineage import Lineage, LineageNode
+from core.datasets.lineage import Lineage, LineageNode, NodeKey
 
 BOX_WIDTH, BOX_HEIGHT = 190, 46
 COLUMN_GAP, ROW_GAP = 56, 16
@@ -49,36 +48,30 @@ class LineageGraph:
 def layout(lineage: Lineage) -> LineageGraph:
     """Each node in the column of its longest path to the dataset (so every arrow points right), nodes of a column in
     the order the lineage found them."""
-    key = {id(node): (node.dataset_id, node.version) for node in lineage.nodes}
-    by_key = {key[id(node)]: node for node in lineage.nodes}
-    depth: dict[tuple[uuid.UUID, int | None], int] = {key[id(lineage.nodes[0])]: 0}
+    by_key = {node.key: node for node in lineage.nodes}
+    depth: dict[NodeKey, int] = {lineage.nodes[0].key: 0}
     for _ in lineage.nodes:  # relax: a DAG settles within as many rounds as it has nodes
         changed = False
         for node in lineage.nodes:
-            here = depth.get(key[id(node)])
+            here = depth.get(node.key)
             if here is None:
                 continue
-            for read in node.inputs:
-                upstream = (uuid.UUID(str(read["dataset_id"])), read.get("version"))
+            for upstream in node.reads:
                 if upstream in by_key and depth.get(upstream, -1) < here + 1:
                     depth[upstream], changed = here + 1, True
         if not changed:
             break
     deepest = max(depth.values())
     rows: dict[int, int] = {}
-    boxes: dict[tuple[uuid.UUID, int | None], Box] = {}
+    boxes: dict[NodeKey, Box] = {}
     for node in lineage.nodes:
-        level = depth.get(key[id(node)], deepest)
+        level = depth.get(node.key, deepest)
         row = rows.get(level, 0)
         rows[level] = row + 1
         x = (deepest - level) * (BOX_WIDTH + COLUMN_GAP)
-        boxes[key[id(node)]] = Box(node, x, row * (BOX_HEIGHT + ROW_GAP), current=node is lineage.nodes[0])
-    edges = []
-    for reader in boxes.values():
-        for read in reader.node.inputs:
-            source = boxes.get((uuid.UUID(str(read["dataset_id"])), read.get("version")))
-            if source is not None:
-                edges.append(Edge(_curve(source, reader)))
+        boxes[node.key] = Box(node, x, row * (BOX_HEIGHT + ROW_GAP), current=node is lineage.nodes[0])
+    edges = [Edge(_curve(boxes[upstream], reader)) for reader in boxes.values() for upstream in reader.node.reads
+             if upstream in boxes]  # fmt: skip
     return LineageGraph(
         boxes=list(boxes.values()),
         edges=edges,

@@ -21,10 +21,12 @@ def read_inputs(session: Session, dataset_ids: Sequence[uuid.UUID], *, tenant_id
     """The job's input datasets, the job's tenant's only (looked up again: the check at submit is not enough), with
     data, each row share-locked until the job commits: an ingest's swap waits, so what is read is the version
     recorded (PostgreSQL; SQLite's single writer and snapshot give the same)."""
+    query = sa.select(Dataset).where(Dataset.id.in_(set(dataset_ids)), Dataset.tenant_id == tenant_id)
+    query = query.with_for_update(read=True).execution_options(populate_existing=True)
+    locked = {d.id: d for d in session.scalars(query)}
     for dataset_id in dataset_ids:
-        get_dataset(session, dataset_id, tenant_id=tenant_id)  # another tenant's is a missing one
-    query = sa.select(Dataset).where(Dataset.id.in_(set(dataset_ids))).with_for_update(read=True)
-    locked = {d.id: d for d in session.scalars(query.execution_options(populate_existing=True))}
+        if dataset_id not in locked:  # missing, or another tenant's: the same DatasetNotFound
+            get_dataset(session, dataset_id, tenant_id=tenant_id)
     datasets = [locked[dataset_id] for dataset_id in dataset_ids]
     for dataset in datasets:
         if dataset.version == 0:

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from core.models import Dataset, DatasetVersion
 
 MAX_NODES = 200  # a graph deeper or wider than this is cut, and says so
+NodeKey = tuple[uuid.UUID, int | None]  # a dataset and one of its versions
 
 
 @dataclass
@@ -28,6 +29,15 @@ class LineageNode:
     source: dict[str, Any] | None = None  # an ingest's file or URL
     inputs: list[dict[str, Any]] = field(default_factory=list)  # [{dataset_id, name, version}]
 
+    @property
+    def key(self) -> NodeKey:
+        return self.dataset_id, self.version
+
+    @property
+    def reads(self) -> list[NodeKey]:
+        """The keys of its inputs: the graph's edges into it."""
+        return [(uuid.UUID(str(i["dataset_id"])), i.get("version")) for i in self.inputs]
+
 
 @dataclass
 class Lineage:
@@ -37,28 +47,27 @@ class Lineage:
 
 def lineage_of(session: Session, dataset: Dataset) -> Lineage:
     """Breadth-first from the dataset's current version; inputs are looked up in the dataset's tenant only."""
-    nodes: dict[tuple[uuid.UUID, int | None], LineageNode] = {}
-    level: list[tuple[uuid.UUID, int | None, str]] = [(dataset.id, dataset.version, dataset.name)]
+    nodes: dict[NodeKey, LineageNode] = {}
+    level: dict[NodeKey, str] = {(dataset.id, dataset.version): dataset.name}  # each key with a recorded name
     truncated = False
     while level:
-        unique = {(key[0], key[1]): key for key in reversed(level)}  # the first recorded name of each
-        level = [key for pair, key in reversed(unique.items()) if pair not in nodes]
-        if len(nodes) + len(level) > MAX_NODES:
-            level, truncated = level[: MAX_NODES - len(nodes)], True
-        if not level:
+        wanted = [key for key in level if key not in nodes]
+        if len(nodes) + len(wanted) > MAX_NODES:
+            wanted, truncated = wanted[: MAX_NODES - len(nodes)], True
+        if not wanted:
             break
-        found = _versions(session, [(key[0], key[1]) for key in level], tenant_id=dataset.tenant_id)
-        following: list[tuple[uuid.UUID, int | None, str]] = []
-        for dataset_id, version, recorded_name in level:
-            node = _node(found, dataset_id, version, recorded_name)
-            nodes[(dataset_id, version)] = node
-            following += [(uuid.UUID(i["dataset_id"]), i.get("version"), str(i.get("name", ""))) for i in node.inputs]
+        found = _versions(session, wanted, tenant_id=dataset.tenant_id)
+        following: dict[NodeKey, str] = {}
+        for key in wanted:
+            node = nodes[key] = _node(found, *key, level[key])
+            for read, recorded in zip(node.reads, node.inputs, strict=True):
+                following.setdefault(read, str(recorded.get("name", "")))  # the first name recorded for it
         level = following
     return Lineage(nodes=list(nodes.values()), truncated=truncated)
 
 
 def _versions(
-    session: Session, wanted: list[tuple[uuid.UUID, int | None]], *, tenant_id: str
+    session: Session, wanted: list[NodeKey], *, tenant_id: str
 ) -> dict[uuid.UUID, tuple[Dataset, dict[int, DatasetVersion]]]:
     """The tenant's datasets among `wanted`, each with the wanted versions of it that are recorded."""
     ids = {dataset_id for dataset_id, _ in wanted}
