@@ -22,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from datetime import UTC, datetime
@@ -98,6 +99,12 @@ def submit_all(port: int, prefix: str, jobs: int, *, batch: bool, headers: dict[
             list(pool.map(submit, range(jobs)))
 
 
+def drain(left: Callable[[], int]) -> None:
+    """Until `left()` is 0: a long wait while much is left (the poll costs CPU on the machine being measured too)."""
+    while remaining := left():
+        time.sleep(min(1.0, max(0.05, remaining / 5000)))
+
+
 def conveyor_run(cluster: Cluster, jobs: int, meter: CpuMeter, *, batch: bool) -> tuple[float, int, dict[str, float]]:
     """Submit `jobs` echo jobs (8 concurrent single POSTs, or batches of 1,000) and wait for every success."""
     since, republished_before = datetime.now(UTC), republished(cluster)
@@ -105,8 +112,7 @@ def conveyor_run(cluster: Cluster, jobs: int, meter: CpuMeter, *, batch: bool) -
     started = time.perf_counter()
     submit_all(cluster.port, "/v1", jobs, batch=batch, headers=cluster.auth)
     submitted = time.perf_counter()
-    while remaining := unfinished(cluster):
-        time.sleep(min(1.0, max(0.05, remaining / 5000)))  # a long wait while much is left: the poll costs too
+    drain(lambda: unfinished(cluster))
     end = time.perf_counter()
     cpu = meter.per_job(jobs)
     assert succeeded(cluster, since) == jobs, "every job of the run must have succeeded"
@@ -182,8 +188,7 @@ def hand_rolled_run(
         started = time.perf_counter()
         submit_all(port, "", count, batch=batch, headers={})
         submitted = time.perf_counter()
-        while remaining := left():
-            time.sleep(min(1.0, max(0.05, remaining / 5000)))
+        drain(left)
         end = time.perf_counter()
         with engine.connect() as connection:
             done = connection.execute(text(f"SELECT count(*) FROM {TABLE} WHERE status = 'done'")).scalar_one()  # noqa: S608
