@@ -50,6 +50,20 @@ ACTIVE = f"status IN ({', '.join(map(repr, UNFINISHED_STATUSES))})"
 # A failure group's jobs (core/failures.py): given up on, or waiting to retry.
 FAILING_STATUSES = (JobStatus.FAILED.value, JobStatus.RETRYING.value)
 FAILING = f"status IN ({', '.join(map(repr, FAILING_STATUSES))})"
+# The rows each of the reconciler's scans (and the queue operations') read, one partial index each (migration 0016).
+# A row is in such an index only while it has that status, so the claim and the completion of an ordinary job, which
+# change its status twice, enter and leave the running one only: an index on (status, column) took a delete and an
+# insert at every change on SQLite, and a new entry for every row version on PostgreSQL. A query names the predicate
+# as this SQL text, not as a bound status: psycopg prepares a statement run five times, and PostgreSQL's generic plan
+# of it cannot prove a partial index's predicate from a parameter.
+SCHEDULED = f"status = '{JobStatus.SCHEDULED.value}'"
+RETRYING = f"status = '{JobStatus.RETRYING.value}'"
+RUNNING = f"status = '{JobStatus.RUNNING.value}'"
+QUEUED = f"status = '{JobStatus.QUEUED.value}'"
+WAITING_STATUSES = (JobStatus.SCHEDULED.value, JobStatus.QUEUED.value, JobStatus.RETRYING.value)
+EXPIRING = f"expires_at IS NOT NULL AND status IN ({', '.join(map(repr, WAITING_STATUSES))})"
+# Finished rows: a range on finished_at implies it, so those queries need not say it.
+FINISHED_ROWS = "finished_at IS NOT NULL"
 
 
 def key_index(name: str, scope: str, key: str, *, also: str | None = None) -> Index:
@@ -122,14 +136,19 @@ class Job(Base):
         CheckConstraint(f"status IN ({STATUS_VALUES})", name="status"),
         CheckConstraint("priority BETWEEN 0 AND 9", name="priority"),
         CheckConstraint("max_attempts >= 1", name="max_attempts"),
-        Index("ix_jobs_status_run_at", "status", "run_at"),
-        Index("ix_jobs_status_next_attempt_at", "status", "next_attempt_at"),
-        Index("ix_jobs_status_lease_until", "status", "lease_until"),
+        # The reconciler's scans: due scheduled jobs, due retries, expired leases (and a stopped worker's jobs), and
+        # waiting jobs past their expiry; each reads its own rows, whatever the size of the backlog and the ledger.
+        where_index("ix_jobs_scheduled_run_at", "run_at", where=SCHEDULED),
+        where_index("ix_jobs_retrying_next_attempt_at", "next_attempt_at", where=RETRYING),
+        where_index("ix_jobs_running_lease_until", "lease_until", where=RUNNING),
+        where_index("ix_jobs_expiring", "expires_at", where=EXPIRING),
+        # The queued jobs by queue and publish time: the messages the broker lacks, and the rows never published.
+        where_index("ix_jobs_queued", "queue", "published_at", where=QUEUED),
         Index("ix_jobs_tenant_created", "tenant_id", "created_at", "id"),
         Index("ix_jobs_queue_status", "queue", "status"),
         # Finished jobs by when they finished: the last minute's throughput and failures (GET /v1/queues) and the
         # retention pruner's expired rows, read as a range instead of the whole history.
-        Index("ix_jobs_status_finished", "status", "finished_at"),
+        where_index("ix_jobs_finished", "status", "finished_at", where=FINISHED_ROWS),
         # The children of a job, which its deletion (the pruner's) sets free (ON DELETE SET NULL): without it each
         # deleted job read the whole table on PostgreSQL.
         where_index("ix_jobs_parent", "parent_id", where="parent_id IS NOT NULL"),

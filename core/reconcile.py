@@ -12,12 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Float, func, literal, or_, select
+from sqlalchemy import Float, func, literal, or_, select, text
 from sqlalchemy.orm import Session
 
 from core import metrics
 from core.jobs import fail_attempt, move, published_alone, record_event, workflow_job_finished
-from core.models import Job
+from core.models import EXPIRING, QUEUED, RETRYING, RUNNING, SCHEDULED, Job
 from core.publish import wakeup_of
 from core.queue import Wakeup
 from core.statements.shared import paused
@@ -27,7 +27,7 @@ from core.workflows.advance import sweep_cancellations
 
 S = JobStatus
 UNPUBLISHED_GRACE = timedelta(seconds=2)  # the API commits, then publishes: don't race it
-QUEUED_UNPAUSED = (Job.status == S.QUEUED.value) & ~paused()  # paused: no message until resumed (and marked)
+QUEUED_UNPAUSED = text(QUEUED) & ~paused()  # paused: no message until resumed (and marked)
 
 
 @dataclass
@@ -63,14 +63,15 @@ def reconcile(
     now = now or utcnow()
     report = ReconcileReport()
 
-    for job in _batch(session, Job.status == S.RUNNING.value, Job.lease_until < now, limit=batch):
+    # Each scan says its partial index's predicate (core/models.py), reads that index's range, and takes the rows
+    # longest due first.
+    for job in _batch(session, text(RUNNING), Job.lease_until < now, limit=batch, order=Job.lease_until):
         error = {"type": "WorkerLost", "message": f"the worker {job.worker} stopped renewing its lease"}
         _run_again(session, job, error, backoff_cap, now)
         report.leases_expired += 1
     session.flush()
 
-    waiting = [S.SCHEDULED.value, S.QUEUED.value, S.RETRYING.value]
-    for job in _batch(session, Job.status.in_(waiting), Job.expires_at <= now, limit=batch):
+    for job in _batch(session, text(EXPIRING), Job.expires_at <= now, limit=batch, order=Job.expires_at):
         # Not started in time (e.g. a schedule's slot, hours late after an outage): a visible cancel, not a late run.
         error = {"type": "Expired", "message": f"not started before its expiry {iso_or_none(job.expires_at)}"}
         detail = {"from": move(job, S.CANCELLED, now).value, "reason": "expired"}
@@ -92,16 +93,13 @@ def reconcile(
         for job in _oldest_messages(rows, missing):
             _republish(session, job, report, now)
 
-    due = or_(
-        (Job.status == S.SCHEDULED.value) & (Job.run_at <= now),
-        (Job.status == S.RETRYING.value) & (Job.next_attempt_at <= now),
-    )
-    for job in _batch(session, due, ~paused(), limit=batch):
-        source = move(job, S.QUEUED, now)
-        record_event(session, job.id, S.QUEUED.value, attempt=job.attempt, detail={"from": source.value}, now=now)
-        published_alone(job, now)
-        report.to_publish.append(wakeup_of(job))
-        report.woken += 1
+    for status, due in ((SCHEDULED, Job.run_at), (RETRYING, Job.next_attempt_at)):
+        for job in _batch(session, text(status), due <= now, ~paused(), limit=batch, order=due):
+            source = move(job, S.QUEUED, now)
+            record_event(session, job.id, S.QUEUED.value, attempt=job.attempt, detail={"from": source.value}, now=now)
+            published_alone(job, now)
+            report.to_publish.append(wakeup_of(job))
+            report.woken += 1
 
     unpublished = Job.published_at.is_(None) & (Job.updated_at < now - UNPUBLISHED_GRACE)
     for job in _batch(session, QUEUED_UNPAUSED, unpublished, limit=batch):
@@ -116,7 +114,7 @@ def release_jobs_of(session: Session, workers: list[str], *, backoff_cap: float,
     waiting for the lease. Returns how many."""
     now = now or utcnow()
     held = or_(*(Job.worker.startswith(prefix, autoescape=True) for prefix in workers))
-    jobs = _batch(session, Job.status == S.RUNNING.value, held, limit=10_000)
+    jobs = _batch(session, text(RUNNING), held, limit=10_000)
     for job in jobs:
         error = {"type": "WorkerStopped", "message": f"the worker {job.worker} was stopped before the job finished"}
         _run_again(session, job, error, backoff_cap, now)

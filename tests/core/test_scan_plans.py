@@ -1,0 +1,144 @@
+"""Every query the reconciler, the pruner, the queue views and the failed-job retry run on `jobs` reads a range of
+an index, never the whole table or a whole index that grows with the ledger. The statements are the ones the code
+really sends (captured as it runs against rows in every state), each explained on the database it ran on."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, event, update
+from sqlalchemy.orm import Session
+
+from core.db import make_sessionmaker
+from core.models import Job
+from core.queries import last_hour_by_minute, queue_stats
+from core.queue_ops import FailedFilter, retry_failed
+from core.reconcile import reconcile, release_jobs_of
+from core.retention import Retention, Rule, prune
+from core.status import JobStatus
+from core.types import utcnow
+from tests.core.factories import insert_job
+
+S = JobStatus
+# Partial indexes bounded by the rows of a status (or unfinished ones): reading one whole is reading the backlog.
+BOUNDED = {"ix_jobs_scheduled_run_at", "ix_jobs_retrying_next_attempt_at", "ix_jobs_running_lease_until",
+           "ix_jobs_expiring", "ix_jobs_queued", "ix_jobs_tenant_active", "ix_jobs_failures"}  # fmt: skip
+
+
+@contextmanager
+def captured(engine: Engine) -> Iterator[list[tuple[str, Any]]]:
+    """The SELECTs on `jobs` sent while the block runs, with their parameters."""
+    sent: list[tuple[str, Any]] = []
+
+    def keep(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and " jobs" in statement:
+            sent.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", keep)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", keep)
+
+
+def plan_lines(engine: Engine, statement: str, parameters: Any) -> list[str]:
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            return [str(row[-1]) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)]
+        conn.exec_driver_sql("SET LOCAL enable_seqscan = off")  # a small table: the plan an index could give
+        return [row[0] for row in conn.exec_driver_sql(f"EXPLAIN {statement}", parameters)]
+
+
+def unbounded_reads(engine: Engine, statement: str, parameters: Any) -> list[str]:
+    """The plan's reads of `jobs` that are not a range of an index: a table scan, or a whole index that is not
+    one of the BOUNDED partial ones."""
+    lines = plan_lines(engine, statement, parameters)
+    if engine.dialect.name == "sqlite":
+        scans = [line for line in lines if line.startswith("SCAN jobs")]
+        return [line for line in scans if not any(f"INDEX {name}" in line for name in BOUNDED)]
+    found = []
+    for index, line in enumerate(lines):
+        if "Seq Scan on jobs" in line:
+            found.append(line)
+        elif " on jobs" in line and "Index" in line and not any(name in line for name in BOUNDED):
+            detail = lines[index + 1 : index + 3]
+            if not any("Index Cond" in d for d in detail):
+                found.append(line)
+    return found
+
+
+@pytest.fixture
+def every_state(session: Session) -> Session:
+    """Rows the scans below must find: in every status, due and not, with expiries and a stopped worker."""
+    now = utcnow()
+    past, future = now - timedelta(hours=1), now + timedelta(hours=1)
+    for status in S:
+        for when in (past, future):
+            job = insert_job(session, status, now=when, lease_until=when)
+            finished = when if status in (S.SUCCEEDED, S.FAILED, S.CANCELLED) else None
+            session.execute(update(Job).where(Job.id == job.id).values(
+                expires_at=when, finished_at=finished, published_at=None if when is future else past))  # fmt: skip
+    session.commit()
+    return session
+
+
+def run_reconciler(session: Session, _engine: Engine) -> None:
+    reconcile(session, republish_after=0, backoff_cap=60)
+    session.rollback()
+
+
+def run_release(session: Session, _engine: Engine) -> None:
+    release_jobs_of(session, ["test@host:"], backoff_cap=60)
+    session.rollback()
+
+
+def run_pruner(_session: Session, engine: Engine) -> None:
+    retention = Retention({"succeeded": 1 / 48, "failed": 1 / 48, "cancelled": 1 / 48}, {"sleep": {"failed": 1}}, 0)
+    prune(make_sessionmaker(engine), retention, data_dir=Path("/nonexistent"), batch=1, budget_seconds=30)
+
+
+def run_queue_views(session: Session, _engine: Engine) -> None:
+    queue_stats(session, ["default"], tenant_id="default")
+    last_hour_by_minute(session, tenant_id="default")
+    session.rollback()
+
+
+def run_failed_retry(_session: Session, engine: Engine) -> None:
+    class NoPublish:
+        def publish(self, *_args: Any, **_kwargs: Any) -> None: ...
+
+    retry_failed(make_sessionmaker(engine), NoPublish(), FailedFilter(tenant_id="default"), limit=1,  # type: ignore[arg-type]
+                 actor=None)  # fmt: skip
+
+
+RUNS: dict[str, Callable[[Session, Engine], None]] = {
+    "the reconciler's tick": run_reconciler,
+    "the release of a stopped worker's jobs": run_release,
+    "the pruner": run_pruner,
+    "the queue views": run_queue_views,
+    "the retry of failed jobs": run_failed_retry,
+}
+
+
+@pytest.mark.parametrize("run", list(RUNS))
+def test_every_scan_reads_an_index_range(every_state: Session, clean_db: Engine, run: str) -> None:
+    with captured(clean_db) as sent:
+        RUNS[run](every_state, clean_db)
+    assert sent, "the run sent no query on jobs"
+    unbounded = {statement: reads for statement, parameters in sent
+                 if (reads := unbounded_reads(clean_db, statement, parameters))}  # fmt: skip
+    assert not unbounded, unbounded
+
+
+def test_rules_are_what_the_pruner_runs() -> None:
+    """(The pruner above runs the type rule too: a type with a retention of its own.)"""
+    rules = Retention({"succeeded": 1, "failed": 1, "cancelled": 1}, {"sleep": {"failed": 2}}, 0).rules()
+    assert [rule.status for rule in rules].count("failed") == 2
+    assert all(isinstance(rule, Rule) for rule in rules)
+    assert uuid.UUID(int=0)  # (imports used)
