@@ -7,7 +7,11 @@ the same log level (WARNING, as production runs; `--log-level INFO` for the labe
 - Conveyor: HTTP submit → ledger → worker → succeeded row.
 Single submits from 8 client connections, and batches of 1,000; jobs/s and CPU ms per job by role for each.
 
-    .venv/bin/python bench/queue_throughput.py [--jobs 20000] [--concurrency 2] [--backends embedded,services]
+This VM's speed moves by tens of percent between minutes, so a run is `--rounds` rounds, each measuring every
+contender one after another on fresh databases; each ratio is taken within its round and the medians are reported.
+
+    .venv/bin/python bench/queue_throughput.py [--jobs 20000] [--rounds 3] [--concurrency 2]
+        [--backends embedded,services]
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import json
 import os
 import platform
 import shlex
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -227,7 +232,25 @@ def machine() -> dict[str, object]:
     }
 
 
-def run_backend(kind: str, jobs: int, concurrency: int, api_workers: int, log_level: str) -> dict[str, object]:
+RATIOS = ("ratio_single", "ratio_single_vs_hand_rolled", "ratio_batch", "ratio_batch_vs_hand_rolled")
+RATES = ("bare_celery_jobs_per_s", "hand_rolled_single_jobs_per_s", "hand_rolled_batch_jobs_per_s",
+         "conveyor_single_jobs_per_s", "conveyor_batch_jobs_per_s")  # fmt: skip
+
+
+def run_backend(
+    kind: str, jobs: int, concurrency: int, api_workers: int, log_level: str, rounds: int
+) -> dict[str, Any]:
+    """`rounds` rounds; the medians of each rate and each within-round ratio, every round's figures beside them."""
+    measured = []
+    for number in range(1, rounds + 1):
+        print(f"{kind}, round {number} of {rounds}")
+        measured.append(run_round(kind, jobs, concurrency, api_workers, log_level))
+    medians = {key: round(statistics.median(r[key] for r in measured), 3) for key in RATIOS + RATES}
+    republished = {mode: sum(r["republished"][mode] for r in measured) for mode in ("single", "batch")}
+    return {**measured[0], **medians, "republished": republished, "rounds": measured}
+
+
+def run_round(kind: str, jobs: int, concurrency: int, api_workers: int, log_level: str) -> dict[str, Any]:
     with ExitStack() as stack:
         directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"bench-{kind}-")))
         database_url, broker_url, counter_url = backend_urls(kind, directory, stack)
@@ -272,8 +295,16 @@ def conveyor_roles(cluster: Cluster, database_url: str) -> dict[str, Selector]:
     return roles
 
 
+def print_rounds(rows: list[dict[str, Any]]) -> None:
+    """Every round's ratios: how far apart the rounds were."""
+    print(f"{'each round':<20}" + "".join(f"{key.removeprefix('ratio_'):>26}" for key in RATIOS))
+    for r in rows:
+        cells = "".join(f"{' / '.join(str(one[key]) for one in r['rounds']):>26}" for key in RATIOS)
+        print(f"{r['backend'] + ' ' + str(r['worker_processes']) + ' procs':<20}{cells}")
+
+
 def print_cpu(rows: list[dict[str, Any]]) -> None:
-    """CPU ms per job by role (submit: bare Celery's client, Conveyor's API processes)."""
+    """CPU ms per job by role (submit: bare Celery's client, Conveyor's API processes), of the first round."""
     roles = ["submit", "worker", "maintenance", "redis", "postgres"]
     print(f"{'CPU ms/job':<30}" + "".join(f"{role:>12}" for role in roles) + f"{'total':>9}")
     for r in rows:
@@ -285,6 +316,7 @@ def print_cpu(rows: list[dict[str, Any]]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=20000)
+    parser.add_argument("--rounds", type=int, default=3, help="the medians of this many rounds are reported")
     parser.add_argument("--concurrency", default="2", help="worker processes; a comma list measures scaling (1,2,4)")
     parser.add_argument("--backends", default="embedded,services")
     parser.add_argument("--api-workers", type=int, default=1,
@@ -295,12 +327,12 @@ def main() -> None:
     parser.add_argument("--name", default="queue_throughput", help="file name under bench/results/")
     args = parser.parse_args()
     rows = [
-        run_backend(kind, args.jobs, int(k), args.api_workers, args.log_level)
+        run_backend(kind, args.jobs, int(k), args.api_workers, args.log_level, args.rounds)
         for kind in args.backends.split(",")
         for k in args.concurrency.split(",")
     ]
     print(f"every contender at log level {args.log_level}; jobs/s end to end, and Conveyor's ratios to bare Celery "
-          "and to the hand-rolled app")  # fmt: skip
+          f"and to the hand-rolled app: medians of {args.rounds} rounds (each ratio within its round)")  # fmt: skip
     header = f"{'backend':<10} {'jobs':>6} {'procs':>5} {'celery/s':>9} {'hand 1/s':>9} {'hand N/s':>9} "
     print(header + f"{'single/s':>9} {'/celery':>8} {'/hand':>6} {'batch/s':>8} {'/celery':>8} {'/hand':>6}")
     for r in rows:
@@ -309,6 +341,7 @@ def main() -> None:
               f"{r['conveyor_single_jobs_per_s']:>9} {r['ratio_single']:>8} {r['ratio_single_vs_hand_rolled']:>6} "
               f"{r['conveyor_batch_jobs_per_s']:>8} {r['ratio_batch']:>8} "
               f"{r['ratio_batch_vs_hand_rolled']:>6}")  # fmt: skip
+    print_rounds(rows)
     print_cpu(rows)
     RESULTS.mkdir(parents=True, exist_ok=True)
     record = {"benchmark": args.name, **machine(), "results": rows}

@@ -59,9 +59,9 @@ FAILING = f"status IN ({', '.join(map(repr, FAILING_STATUSES))})"
 SCHEDULED = f"status = '{JobStatus.SCHEDULED.value}'"
 RETRYING = f"status = '{JobStatus.RETRYING.value}'"
 RUNNING = f"status = '{JobStatus.RUNNING.value}'"
-QUEUED = f"status = '{JobStatus.QUEUED.value}'"
-WAITING_STATUSES = (JobStatus.SCHEDULED.value, JobStatus.QUEUED.value, JobStatus.RETRYING.value)
-EXPIRING = f"expires_at IS NOT NULL AND status IN ({', '.join(map(repr, WAITING_STATUSES))})"
+WAITING_STATUSES = (JobStatus.SCHEDULED.value, JobStatus.QUEUED.value, JobStatus.RETRYING.value)  # not started yet
+WAITING = f"status IN ({', '.join(map(repr, WAITING_STATUSES))})"
+EXPIRING = f"expires_at IS NOT NULL AND {WAITING}"
 # Finished rows: a range on finished_at implies it, so those queries need not say it.
 FINISHED_ROWS = "finished_at IS NOT NULL"
 
@@ -142,10 +142,10 @@ class Job(Base):
         where_index("ix_jobs_retrying_next_attempt_at", "next_attempt_at", where=RETRYING),
         where_index("ix_jobs_running_lease_until", "lease_until", where=RUNNING),
         where_index("ix_jobs_expiring", "expires_at", where=EXPIRING),
-        # The queued jobs by queue and publish time: the messages the broker lacks, and the rows never published.
-        where_index("ix_jobs_queued", "queue", "published_at", where=QUEUED),
+        # The jobs not started yet, by queue and status: the queued jobs' messages the broker lacks and the rows never
+        # published (by publish time), a queue's drain and resume. A running or finished job is not in it.
+        where_index("ix_jobs_waiting", "queue", "status", "published_at", where=WAITING),
         Index("ix_jobs_tenant_created", "tenant_id", "created_at", "id"),
-        Index("ix_jobs_queue_status", "queue", "status"),
         # Finished jobs by when they finished: the last minute's throughput and failures (GET /v1/queues) and the
         # retention pruner's expired rows, read as a range instead of the whole history.
         where_index("ix_jobs_finished", "status", "finished_at", where=FINISHED_ROWS),

@@ -15,7 +15,7 @@ from sqlalchemy import Select, func, select, text, tuple_
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from core.errors import ConveyorError, JobNotFound, ResultNotReady
-from core.models import ACTIVE, Job, JobEvent, JobResult
+from core.models import ACTIVE, WAITING, Job, JobEvent, JobResult
 from core.statements.shared import due_at
 from core.status import JobStatus
 from core.types import utcnow
@@ -131,7 +131,7 @@ def queue_stats(session: Session, queues: list[str], *, tenant_id: str = "defaul
     oldest = dict(
         session.execute(
             select(Job.queue, func.min(Job.updated_at))
-            .where(Job.tenant_id == tenant_id, Job.status == JobStatus.QUEUED.value)
+            .where(Job.tenant_id == tenant_id, text(WAITING), Job.status == JobStatus.QUEUED.value)
             .group_by(Job.queue)
         ).all()
     )

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, select, true, update
+from sqlalchemy import ColumnElement, select, text, true, update
 from sqlalchemy.orm import Session
 
 from core import metrics
@@ -25,7 +25,7 @@ from core.db import Sessions
 from core.errors import ConveyorError
 from core.failures import GroupFilter
 from core.jobs import move, record_event, requeue_failed, workflow_job_finished
-from core.models import ALL_TENANTS, Job, QueuePause
+from core.models import ALL_TENANTS, WAITING, Job, QueuePause
 from core.publish import messages_of, publish_committed
 from core.queue import Publisher
 from core.status import JobStatus
@@ -34,7 +34,6 @@ from core.types import utcnow
 S = JobStatus
 CHUNK = 500
 RETRY_LIMIT_MAX = 10_000  # one retry call's bound: a bigger backlog is retried in several calls
-PENDING = (S.QUEUED.value, S.SCHEDULED.value, S.RETRYING.value)  # not started yet: what a drain cancels
 
 
 class QueueNotFound(ConveyorError):
@@ -92,6 +91,7 @@ def resume_queue(sessions: Sessions, queue: str, *, tenant_id: str) -> int:
             chunk = (
                 select(Job.id)
                 .where(
+                    text(WAITING),  # ix_jobs_waiting
                     Job.status == S.QUEUED.value,
                     Job.queue == queue,
                     _of_tenant(tenant_id),
@@ -116,7 +116,8 @@ def drain_queue(
     """Cancel the queue's pending jobs (queued, scheduled, retrying) of the tenant (or all), those made before the
     call; running jobs finish. Each gets a `cancelled` event with the reason. Returns how many were cancelled."""
     started = now or utcnow()
-    pending = [Job.queue == queue, Job.status.in_(PENDING), _of_tenant(tenant_id), Job.created_at <= started]
+    # not started yet (ix_jobs_waiting): what a drain cancels
+    pending = [Job.queue == queue, text(WAITING), _of_tenant(tenant_id), Job.created_at <= started]
     error = {"type": "Drained", "message": reason}
     return cancel_matching(sessions, pending, error=error, by="drain", actor=actor, limit=None).cancelled
 

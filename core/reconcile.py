@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from core import metrics
 from core.jobs import fail_attempt, move, published_alone, record_event, workflow_job_finished
-from core.models import EXPIRING, QUEUED, RETRYING, RUNNING, SCHEDULED, Job
+from core.models import EXPIRING, RETRYING, RUNNING, SCHEDULED, WAITING, Job
 from core.publish import wakeup_of
 from core.queue import Wakeup
 from core.statements.shared import paused
@@ -27,7 +27,8 @@ from core.workflows.advance import sweep_cancellations
 
 S = JobStatus
 UNPUBLISHED_GRACE = timedelta(seconds=2)  # the API commits, then publishes: don't race it
-QUEUED_UNPAUSED = text(QUEUED) & ~paused()  # paused: no message until resumed (and marked)
+# In ix_jobs_waiting; paused: no message until resumed (and marked)
+QUEUED_UNPAUSED = text(WAITING) & (Job.status == S.QUEUED.value) & ~paused()
 
 
 @dataclass

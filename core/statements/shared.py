@@ -28,6 +28,7 @@ STEPS = cast(Table, WorkflowStep.__table__)
 JOB_COLUMNS = tuple((attribute.key, attribute.columns[0].key) for attribute in sa_inspect(Job).column_attrs)
 JOB_COLUMN_KEYS = tuple(column for _, column in JOB_COLUMNS)  # the jobs table's columns, in insert order
 EVENT_COLUMNS = ("job_id", "kind", "attempt", "worker", "detail", "created_at")
+RESULT_COLUMNS = ("job_id", "data", "created_at")
 
 
 def event_row(

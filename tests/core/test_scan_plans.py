@@ -1,6 +1,7 @@
-"""Every query the reconciler, the pruner, the queue views and the failed-job retry run on `jobs` reads a range of
-an index, never the whole table or a whole index that grows with the ledger. The statements are the ones the code
-really sends (captured as it runs against rows in every state), each explained on the database it ran on."""
+"""Every query the reconciler, the pruner, the queue views and operations and the failed-job retry run on `jobs`
+reads a range of an index, never the whole table or a whole index that grows with the ledger. The statements are the
+ones the code really sends (captured as it runs against rows in every state), each explained on the database it ran
+on."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from sqlalchemy.orm import Session
 from core.db import make_sessionmaker
 from core.models import Job
 from core.queries import last_hour_by_minute, queue_stats
-from core.queue_ops import FailedFilter, retry_failed
+from core.queue_ops import FailedFilter, drain_queue, pause_queue, resume_queue, retry_failed
 from core.reconcile import reconcile, release_jobs_of
 from core.retention import Retention, Rule, prune
 from core.status import JobStatus
@@ -28,16 +29,17 @@ from tests.core.factories import insert_job
 S = JobStatus
 # Partial indexes bounded by the rows of a status (or unfinished ones): reading one whole is reading the backlog.
 BOUNDED = {"ix_jobs_scheduled_run_at", "ix_jobs_retrying_next_attempt_at", "ix_jobs_running_lease_until",
-           "ix_jobs_expiring", "ix_jobs_queued", "ix_jobs_tenant_active", "ix_jobs_failures"}  # fmt: skip
+           "ix_jobs_expiring", "ix_jobs_waiting", "ix_jobs_tenant_active", "ix_jobs_failures"}  # fmt: skip
 
 
 @contextmanager
 def captured(engine: Engine) -> Iterator[list[tuple[str, Any]]]:
-    """The SELECTs on `jobs` sent while the block runs, with their parameters."""
+    """The statements that read `jobs` (SELECTs, and the WHERE of UPDATEs and DELETEs) sent while the block runs, with
+    their parameters."""
     sent: list[tuple[str, Any]] = []
 
     def keep(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool) -> None:
-        if statement.lstrip().upper().startswith("SELECT") and " jobs" in statement:
+        if statement.lstrip().upper().startswith(("SELECT", "UPDATE", "DELETE")) and " jobs" in statement:
             sent.append((statement, parameters))
 
     event.listen(engine, "before_cursor_execute", keep)
@@ -57,7 +59,8 @@ def plan_lines(engine: Engine, statement: str, parameters: Any) -> list[str]:
 
 def unbounded_reads(engine: Engine, statement: str, parameters: Any) -> list[str]:
     """The plan's reads of `jobs` that are not a range of an index: a table scan, or a whole index that is not
-    one of the BOUNDED partial ones."""
+    one of the BOUNDED partial ones. (A range of the tenant's history, ix_jobs_tenant_created, still passes: the
+    queue views' counts, a drain and the failed jobs' retry read one; issue 22 takes them on.)"""
     lines = plan_lines(engine, statement, parameters)
     if engine.dialect.name == "sqlite":
         scans = [line for line in lines if line.startswith("SCAN jobs")]
@@ -117,12 +120,24 @@ def run_failed_retry(_session: Session, engine: Engine) -> None:
                  actor=None)  # fmt: skip
 
 
+def run_pause_and_resume(session: Session, engine: Engine) -> None:
+    pause_queue(session, "default", tenant_id="default", actor=None, reason=None)
+    session.commit()
+    resume_queue(make_sessionmaker(engine), "default", tenant_id="default")
+
+
+def run_drain(_session: Session, engine: Engine) -> None:
+    drain_queue(make_sessionmaker(engine), "default", tenant_id="default", actor=None, reason="test")
+
+
 RUNS: dict[str, Callable[[Session, Engine], None]] = {
     "the reconciler's tick": run_reconciler,
     "the release of a stopped worker's jobs": run_release,
     "the pruner": run_pruner,
     "the queue views": run_queue_views,
     "the retry of failed jobs": run_failed_retry,
+    "a queue's resume": run_pause_and_resume,
+    "a queue's drain": run_drain,
 }
 
 

@@ -1,9 +1,9 @@
 """The reconciler's and the finished jobs' indexes made partial to the rows they serve (core/models.py)
 
-The (status, column) indexes held every row, so each status change of every job moved it in all four; the partial
-ones hold only the rows of their status (finished rows, for ix_jobs_finished), and an ordinary job's claim and
-completion enter one and leave it. The waiting jobs' expiry and the queued jobs' publish times get indexes of their
-own: the reconciler's scans read every waiting row through the old status indexes.
+The (status, column) and (queue, status) indexes held every row, so each status change of every job moved it in
+all five; the partial ones hold only the rows of their status (finished rows, for ix_jobs_finished; jobs not started
+yet, for ix_jobs_waiting), and an ordinary job's claim and completion enter the running one and leave it. The waiting
+jobs' expiry gets an index of its own: the reconciler's scan read every waiting row through the old status indexes.
 
 Revision ID: 0016
 Revises: 0015
@@ -25,7 +25,7 @@ NEW = {
     'ix_jobs_retrying_next_attempt_at': (['next_attempt_at'], "status = 'retrying'"),
     'ix_jobs_running_lease_until': (['lease_until'], "status = 'running'"),
     'ix_jobs_expiring': (['expires_at'], f"expires_at IS NOT NULL AND {WAITING}"),
-    'ix_jobs_queued': (['queue', 'published_at'], "status = 'queued'"),
+    'ix_jobs_waiting': (['queue', 'status', 'published_at'], WAITING),
     'ix_jobs_finished': (['status', 'finished_at'], 'finished_at IS NOT NULL'),
 }
 OLD = {
@@ -33,6 +33,7 @@ OLD = {
     'ix_jobs_status_next_attempt_at': ['status', 'next_attempt_at'],
     'ix_jobs_status_lease_until': ['status', 'lease_until'],
     'ix_jobs_status_finished': ['status', 'finished_at'],
+    'ix_jobs_queue_status': ['queue', 'status'],
 }
 
 
