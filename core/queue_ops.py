@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, select, text, true, update
+from sqlalchemy import ColumnElement, ColumnExpressionArgument, select, text, true, update
 from sqlalchemy.orm import Session
 
 from core import metrics
@@ -117,7 +117,12 @@ def drain_queue(
     call; running jobs finish. Each gets a `cancelled` event with the reason. Returns how many were cancelled."""
     started = now or utcnow()
     # not started yet (ix_jobs_waiting): what a drain cancels
-    pending = [Job.queue == queue, text(WAITING), _of_tenant(tenant_id), Job.created_at <= started]
+    pending: list[ColumnExpressionArgument[bool]] = [
+        Job.queue == queue,
+        text(WAITING),
+        _of_tenant(tenant_id),
+        Job.created_at <= started,
+    ]
     error = {"type": "Drained", "message": reason}
     return cancel_matching(sessions, pending, error=error, by="drain", actor=actor, limit=None).cancelled
 
@@ -130,7 +135,7 @@ class CancelReport:
 
 def cancel_matching(
     sessions: Sessions,
-    conditions: list[ColumnElement[bool]],
+    conditions: Sequence[ColumnExpressionArgument[bool]],
     *,
     error: dict[str, str] | None,
     by: str,
