@@ -71,6 +71,8 @@ def test_job_counters_equal_the_ledger_across_processes_and_a_replaced_child(dep
 
     sleeper = deployment.submit("sleep", {"seconds": 2})["id"]  # its pool child is killed mid-job
     deployment.wait_job(sleeper, {"running"})
+    # Counted just after the claim commits: a kill in between (the row is already `running`) would lose the count.
+    wait_for(lambda: total(scrape(deployment, token), "conveyor_jobs_started_total", type="sleep") == 1)
     os.kill(int(deployment.row(sleeper).worker.rsplit(":", 1)[1]), signal.SIGKILL)  # type: ignore[union-attr]
     assert deployment.wait_job(sleeper, timeout=60)["status"] == "succeeded"
     ids += [sleeper] + [deployment.submit("echo", {"message": "after"})["id"] for _ in range(10)]
