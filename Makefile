@@ -66,11 +66,12 @@ $(BENCH_VENV)/bin/python:
 	$(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/pip install --quiet -c constraints.txt pandas sqlalchemy 'psycopg[binary]'
 
-## bench: ingest vs psql \copy and pandas; throughput vs bare Celery (single, batch); latency; scaling 1→2→4; pruner; fan-in vs a Celery chord; failure groups over 1M failures
+## bench: ingest vs psql \copy and pandas; throughput vs bare Celery and the hand-rolled app (single, batch); bytes written per job; latency; scaling 1→2→4; pruner; fan-in vs a Celery chord; failure groups over 1M failures
 bench: install-test $(BENCH_VENV)/bin/python
 	$(BIN)/python bench/ingest.py --pandas-python $(BENCH_VENV)/bin/python
 	$(BIN)/python bench/api_load.py
 	$(BIN)/python bench/queue_throughput.py
+	$(BIN)/python bench/ledger_writes.py
 	$(BIN)/python bench/latency.py
 	$(BIN)/python bench/queue_throughput.py --backends services --concurrency 1,2,4 --jobs 2000 --name scaling
 	$(BIN)/python bench/prune.py
