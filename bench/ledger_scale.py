@@ -40,12 +40,10 @@ from sqlalchemy import Engine, text
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.api_load import load
-from bench.cpu import CpuMeter
-from bench.queue_throughput import RESULTS, backend_urls, conveyor_roles, conveyor_run, drain, machine, unfinished
+from bench.queue_throughput import RESULTS, backend_urls, bench_cluster, conveyor_run, drain, machine, unfinished
 from core.db import make_engine, make_sessionmaker
 from core.migrate import upgrade_database
 from core.reconcile import reconcile
-from tests.e2e.harness import Cluster
 
 SIZES = {"services": "0,1000000,10000000", "embedded": "0,100000,1000000"}
 QUICK_SIZES = {"services": "0,50000", "embedded": "0,20000"}
@@ -177,14 +175,8 @@ def latency(call: Call) -> dict[str, float]:
 
 
 def measure(kind: str, directory: Path, url: str, broker: str, size: int, jobs: int) -> dict[str, Any]:
-    directory.mkdir(parents=True)
-    cluster = Cluster(directory, url, broker, worker_concurrency="2", lease_seconds="30", reconcile_interval="2",
-                      republish_after="60", api_workers="1", log_level="WARNING")  # fmt: skip
-    try:
-        cluster.start()
-        cluster.wait_ready()
-        cluster.wait_workers()
-        meter = CpuMeter(conveyor_roles(cluster, url))
+    with bench_cluster(directory, url, broker, worker_concurrency="2", api_workers="1",
+                       log_level="WARNING") as (cluster, meter):  # fmt: skip
         single, _, _ = conveyor_run(cluster, jobs, meter, batch=False)
         batch, _, _ = conveyor_run(cluster, jobs, meter, batch=True)
         base, auth = cluster.base, cluster.auth
@@ -207,8 +199,6 @@ def measure(kind: str, directory: Path, url: str, broker: str, size: int, jobs: 
         }  # fmt: skip
         drain(lambda: unfinished(cluster))
         figures["database_mb"] = round(database_bytes(url) / 2**20, 1)
-    finally:
-        cluster.close()
     print(f"  {size:>10,} finished: single {figures['single_jobs_per_s']}/s, batch {figures['batch_jobs_per_s']}/s, "
           f"POST p99 {figures['post']['p99_ms']} ms, tick {figures['reconcile_tick']['p50_ms']} ms, "
           f"pages p99 {figures['jobs_page']['p99_ms']} / {figures['failed_sleep_page']['p99_ms']} ms, "

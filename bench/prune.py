@@ -20,12 +20,10 @@ from sqlalchemy import func, select, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.cpu import CpuMeter
-from bench.queue_throughput import RESULTS, conveyor_roles, conveyor_run, machine
+from bench.queue_throughput import RESULTS, bench_cluster, conveyor_run, machine
 from core.db import make_engine
 from core.migrate import upgrade_database
 from core.models import Job
-from tests.e2e.harness import Cluster
 from tests.support.backends import postgres_database, service_redis_db
 
 # Finished 30 days ago, one millisecond apart; one `succeeded` event and one result each. Server-side, in one
@@ -71,18 +69,9 @@ def fill(database_url: str, expired: int) -> None:
 
 
 def measure(directory: Path, database_url: str, broker_url: str, jobs: int, **settings: str) -> float:
-    directory.mkdir(parents=True)
-    cluster = Cluster(directory, database_url, broker_url, lease_seconds="30", reconcile_interval="2",
-                      republish_after="60", **settings)  # fmt: skip
-    try:
-        cluster.start()
-        cluster.wait_ready()
-        cluster.wait_workers()
-        meter = CpuMeter(conveyor_roles(cluster, database_url))
+    with bench_cluster(directory, database_url, broker_url, **settings) as (cluster, meter):
         rate, _republished, _cpu = conveyor_run(cluster, jobs, meter, batch=False)
         return rate
-    finally:
-        cluster.close()
 
 
 def main() -> None:

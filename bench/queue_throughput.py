@@ -27,9 +27,9 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from http.client import HTTPConnection
 from pathlib import Path
@@ -259,16 +259,9 @@ def run_round(kind: str, jobs: int, concurrency: int, api_workers: int, log_leve
         hand_url = (stack.enter_context(postgres_database()) if kind == "services"
                     else f"sqlite:///{directory / 'hand-rolled.db'}")  # fmt: skip
         hand = hand_rolled_run(directory, hand_url, broker_url, counter_url, jobs, concurrency, api_workers, log_level)
-        # Production's lease and re-publish delay (the test harness shortens both): a 20,000-job backlog may wait
-        # longer than the harness's 10 s, and each re-published message is a duplicate delivery to skip.
-        cluster = Cluster(directory, database_url, broker_url, worker_concurrency=str(concurrency),
-                          lease_seconds="30", reconcile_interval="2", republish_after="60",
-                          api_workers=str(api_workers), log_level=log_level)  # fmt: skip
-        stack.callback(cluster.close)
-        cluster.start()
-        cluster.wait_ready()
-        cluster.wait_workers()
-        meter = CpuMeter(conveyor_roles(cluster, database_url))
+        conveyor = bench_cluster(directory, database_url, broker_url, worker_concurrency=str(concurrency),
+                                 api_workers=str(api_workers), log_level=log_level)  # fmt: skip
+        cluster, meter = stack.enter_context(conveyor)
         single, single_republished, single_cpu = conveyor_run(cluster, jobs, meter, batch=False)
         batched, batch_republished, batch_cpu = conveyor_run(cluster, jobs, meter, batch=True)
     (hand_single, hand_single_cpu), (hand_batch, hand_batch_cpu) = hand["single"], hand["batch"]
@@ -284,6 +277,25 @@ def run_round(kind: str, jobs: int, concurrency: int, api_workers: int, log_leve
             "cpu_ms_per_job": {"bare_celery": bare_cpu, "hand_rolled_single": hand_single_cpu,
                                "hand_rolled_batch": hand_batch_cpu, "single": single_cpu,
                                "batch": batch_cpu}}  # fmt: skip
+
+
+@contextmanager
+def bench_cluster(
+    directory: Path, database_url: str, broker_url: str, **settings: str
+) -> Iterator[tuple[Cluster, CpuMeter]]:
+    """A Conveyor deployment as the benchmarks run it, started, ready and its workers consuming, with a CPU meter of
+    its roles; closed on exit. Production's lease and re-publish delay (the test harness shortens both): a 20,000-job
+    backlog may wait longer than the harness's 10 s, and each re-published message is a duplicate delivery to skip."""
+    directory.mkdir(parents=True, exist_ok=True)
+    cluster = Cluster(directory, database_url, broker_url, lease_seconds="30", reconcile_interval="2",
+                      republish_after="60", **settings)  # fmt: skip
+    try:
+        cluster.start()
+        cluster.wait_ready()
+        cluster.wait_workers()
+        yield cluster, CpuMeter(conveyor_roles(cluster, database_url))
+    finally:
+        cluster.close()
 
 
 def conveyor_roles(cluster: Cluster, database_url: str) -> dict[str, Selector]:
