@@ -35,7 +35,7 @@ ONE_STATEMENT_SUBMIT = False
 
 def claim(connection: Connection, to_claim: Claim) -> Any | None:
     """The claim, then its `running` event; the claimed row (CLAIMED), or None if the job was not claimable."""
-    row = connection.execute(claim_update(), to_claim.params()).one_or_none()
+    row = _claim(connection, to_claim)
     if row is not None:
         _insert_rows(connection, EVENTS, EVENT_COLUMNS, [_running(to_claim, row)])
     return row
@@ -55,11 +55,15 @@ def complete_and_claim(
 ) -> tuple[Completed | None, Any | None]:
     """`complete`, then `claim` of another job, with both events in one INSERT: (what was completed, the claimed
     row)."""
-    completed = _complete(connection, done)
-    row = connection.execute(claim_update(), to_claim.params()).one_or_none()
+    completed, row = _complete(connection, done), _claim(connection, to_claim)
     events = ([_succeeded(done)] if completed else []) + ([_running(to_claim, row)] if row is not None else [])
     _insert_rows(connection, EVENTS, EVENT_COLUMNS, events)
     return completed, row
+
+
+def _claim(connection: Connection, to_claim: Claim) -> Any | None:
+    """The claim, without its event."""
+    return connection.execute(claim_update(), to_claim.params()).one_or_none()
 
 
 def _complete(connection: Connection, done: Completion) -> Completed | None:
