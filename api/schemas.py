@@ -293,7 +293,12 @@ class QueuePauseRead(BaseModel):
 class QueueRead(BaseModel):
     name: str
     paused: QueuePauseRead | None = Field(description="Set while workers claim none of this tenant's jobs in it.")
-    counts: dict[str, int] = Field(description="This tenant's jobs in the queue, by status.")
+    counts: dict[str, int] = Field(
+        description="This tenant's unfinished jobs in the queue, by status (scheduled, queued, running, retrying). "
+        "Finished jobs are not counted here: their history only grows, and counting it made this view slower with "
+        "every job. `succeeded_last_minute` and `failed_last_minute` give the recent ones, `GET /v1/jobs?status=` "
+        "lists them, `GET /v1/failures` groups the failed ones, and `/metrics` counts every job since start."
+    )
     depth: int = Field(description="Jobs waiting for a worker (queued).")
     oldest_queued_age_seconds: float | None
     succeeded_last_minute: int

@@ -62,6 +62,9 @@ RUNNING = f"status = '{JobStatus.RUNNING.value}'"
 WAITING_STATUSES = (JobStatus.SCHEDULED.value, JobStatus.QUEUED.value, JobStatus.RETRYING.value)  # not started yet
 WAITING = f"status IN ({', '.join(map(repr, WAITING_STATUSES))})"
 EXPIRING = f"expires_at IS NOT NULL AND {WAITING}"
+# The jobs that ended without success: rare next to the succeeded ones, and what an operator pages through.
+UNSUCCESSFUL_STATUSES = (JobStatus.FAILED.value, JobStatus.CANCELLED.value)
+UNSUCCESSFUL = f"status IN ({', '.join(map(repr, UNSUCCESSFUL_STATUSES))})"
 # Finished rows: a range on finished_at implies it, so those queries need not say it.
 FINISHED_ROWS = "finished_at IS NOT NULL"
 
@@ -143,8 +146,10 @@ class Job(Base):
         where_index("ix_jobs_running_lease_until", "lease_until", where=RUNNING),
         where_index("ix_jobs_expiring", "expires_at", where=EXPIRING),
         # The jobs not started yet, by queue and status: the queued jobs' messages the broker lacks and the rows never
-        # published (by publish time), a queue's drain and resume. A running or finished job is not in it.
-        where_index("ix_jobs_waiting", "queue", "status", "published_at", where=WAITING),
+        # published (by publish time), a queue's drain and resume. A running or finished job is not in it. Its last
+        # columns let the reconciler weigh a queue's messages from the index alone (migration 0017): a publish
+        # rewrites the entry anyway, as it sets published_at.
+        where_index("ix_jobs_waiting", "queue", "status", "published_at", "tenant_id", "message_jobs", where=WAITING),
         Index("ix_jobs_tenant_created", "tenant_id", "created_at", "id"),
         # Finished jobs by when they finished: the last minute's throughput and failures (GET /v1/queues) and the
         # retention pruner's expired rows, read as a range instead of the whole history.
@@ -158,6 +163,10 @@ class Job(Base):
         # A tenant's unfinished jobs, for its quota (core/quotas.py): counted whole by the maintenance tick, and since
         # that count by each submit. Finished rows leave it, so it stays the size of the backlog.
         where_index("ix_jobs_tenant_active", "tenant_id", "created_at", where=ACTIVE),
+        # A tenant's failed and cancelled jobs by creation: the job list filtered by those statuses reads them a page
+        # at a time, where the tenant's history (ix_jobs_tenant_created) held 14 succeeded jobs for each. A job enters
+        # it once, as it ends; a success never does.
+        where_index("ix_jobs_tenant_unsuccessful", "tenant_id", "created_at", where=UNSUCCESSFUL),
         # The failure groups (core/failures.py): the failed and retrying jobs by tenant and cause, grouped and counted
         # from the index alone, and a group's newest failure read off its end (failed_at before status: the sample
         # of a 50,000-job group took 50 ms the other way round). Succeeding jobs never enter it.

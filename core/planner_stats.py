@@ -1,11 +1,17 @@
-"""Statistics for PostgreSQL's planner on the ledger's hot table, where autovacuum has not provided them (yet).
+"""Statistics for the planner on the ledger's hot table, where nothing else has provided them (yet).
 
-Without statistics on `jobs`, PostgreSQL costs the primary key and a status or tenant index alike for a statement
-such as the claim (`WHERE id = :id AND status IN (...)`) and may take the other index; each claim, completion and
-status read then walks every queued row. Measured on a never-analysed database: 243 million index entries read for a
-20,000-job batch (6,100 per job) and 430 instead of 620 jobs/s. Autovacuum analyses a table about a minute after it
-has changed by a tenth, when it runs at all; the reconciler closes that gap on a new deployment and stands in where
-autovacuum is off. Every ANALYZE replans the prepared statements that read the table."""
+PostgreSQL: without statistics on `jobs`, PostgreSQL costs the primary key and a status or tenant index alike for a
+statement such as the claim (`WHERE id = :id AND status IN (...)`) and may take the other index; each claim,
+completion and status read then walks every queued row. Measured on a never-analysed database: 243 million index
+entries read for a 20,000-job batch (6,100 per job) and 430 instead of 620 jobs/s. Autovacuum analyses a table about a
+minute after it has changed by a tenth, when it runs at all; the reconciler closes that gap on a new deployment and
+stands in where autovacuum is off. Every ANALYZE replans the prepared statements that read the table.
+
+SQLite never analyses by itself. Without statistics it takes an index for the number of its columns a query
+constrains, not for the rows behind them: a queue's drain (`queue = ? AND status IN (...) AND tenant_id = ? AND
+created_at <= ?`) read the tenant's whole history through (tenant_id, created_at) instead of the waiting jobs' partial
+index. A sampled ANALYZE (a thousand rows per index, milliseconds at any size) tells it that one tenant is every row.
+"""
 
 from __future__ import annotations
 
@@ -27,11 +33,33 @@ _STALE = text(
 
 
 def refresh_planner_statistics(session: Session) -> list[str]:
-    """ANALYZE the hot tables whose statistics are missing or stale by the rule above; returns their names.
-    A no-op on SQLite, whose planner prefers a unique index for an equality on all its columns anyway."""
-    if session.get_bind().dialect.name != "postgresql":
-        return []
+    """ANALYZE the hot tables whose statistics are missing or stale by the rules above; returns their names."""
+    if session.get_bind().dialect.name == "sqlite":
+        return _refresh_sqlite(session)
     stale = list(session.scalars(_STALE, {"tables": HOT_TABLES, "min_changed": MIN_CHANGED_ROWS}))
     for table in stale:
         session.execute(text(f'ANALYZE "{table}"'))  # names from HOT_TABLES, not from input
+    return stale
+
+
+SQLITE_SAMPLE = 1000  # PRAGMA analysis_limit: rows read per index
+# The rows each table spanned when this process last analysed it, by database: SQLite keeps no count of changes, so a
+# process analyses a table once it has MIN_CHANGED_ROWS, and again each time it has doubled (or halved) since. A new
+# process analyses once more on its first tick: a sample costs milliseconds.
+_analysed: dict[tuple[str, str], int] = {}
+
+
+def _refresh_sqlite(session: Session) -> list[str]:
+    database = str(session.get_bind().engine.url)
+    stale = []
+    for table in HOT_TABLES:
+        # the rowid range: two index lookups, where count(*) reads the table; holes (deleted rows) make it high
+        rows = f'SELECT coalesce(max(rowid) - min(rowid) + 1, 0) FROM "{table}"'  # noqa: S608 (HOT_TABLES' names)
+        span = session.scalar(text(rows)) or 0
+        last = _analysed.get((database, table))
+        if span >= MIN_CHANGED_ROWS and (last is None or not last / 2 <= span <= last * 2):
+            session.execute(text(f"PRAGMA analysis_limit = {SQLITE_SAMPLE}"))
+            session.execute(text(f'ANALYZE "{table}"'))
+            _analysed[(database, table)] = span
+            stale.append(table)
     return stale

@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, func, select, text, tuple_
+from sqlalchemy import Select, TextClause, func, select, text, tuple_
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from core.errors import ConveyorError, JobNotFound, ResultNotReady
-from core.models import ACTIVE, WAITING, Job, JobEvent, JobResult
+from core.models import ACTIVE, UNSUCCESSFUL, UNSUCCESSFUL_STATUSES, WAITING, Job, JobEvent, JobResult
 from core.statements.shared import due_at
-from core.status import JobStatus
+from core.status import UNFINISHED_STATUSES, JobStatus
 from core.types import utcnow
 
 RowId = TypeVar("RowId")
@@ -77,7 +77,7 @@ def list_jobs(
     """Newest first by creation."""
     query = select(Job).where(Job.tenant_id == tenant_id)
     if filters.status:
-        query = query.where(Job.status.in_(filters.status))
+        query = query.where(Job.status.in_(filters.status), *_statuses_index(filters.status))
     if filters.type:
         query = query.where(Job.type == filters.type)
     if filters.queue:
@@ -87,6 +87,20 @@ def list_jobs(
     if filters.created_before:
         query = query.where(Job.created_at < filters.created_before)
     return page_of_jobs(session, query, key=Job.created_at, limit=limit, cursor=cursor)
+
+
+def has_jobs(session: Session, *, tenant_id: str) -> bool:
+    """Whether the tenant has any job at all: one entry of ix_jobs_tenant_created."""
+    return session.scalar(select(Job.id).where(Job.tenant_id == tenant_id).limit(1)) is not None
+
+
+def _statuses_index(statuses: list[str]) -> list[TextClause]:
+    """The predicate of the partial index that holds every job of these statuses, by tenant and creation, if one does:
+    a page of the unfinished, or of the failed and cancelled, jobs then reads those rows, not the tenant's history."""
+    for predicate, held in ((ACTIVE, UNFINISHED_STATUSES), (UNSUCCESSFUL, UNSUCCESSFUL_STATUSES)):
+        if set(statuses) <= set(held):
+            return [text(predicate)]
+    return []
 
 
 def list_events(session: Session, job_id: uuid.UUID, *, tenant_id: str = "default") -> list[JobEvent]:
@@ -105,7 +119,7 @@ def get_result(session: Session, job_id: uuid.UUID, *, tenant_id: str = "default
 @dataclass(frozen=True)
 class QueueStats:
     name: str
-    counts: dict[str, int]
+    counts: dict[str, int]  # unfinished jobs by status
     oldest_queued_age_seconds: float | None
     finished_last_minute: dict[str, int]  # succeeded and failed, by finished_at in the last ACTIVITY_WINDOW
 
@@ -120,14 +134,17 @@ ACTIVITY_WINDOW = timedelta(minutes=1)
 
 
 def queue_stats(session: Session, queues: list[str], *, tenant_id: str = "default") -> list[QueueStats]:
-    """The tenant's jobs of each queue by status, its oldest queued job's age, and the last minute's finished jobs
-    (a range of ix_jobs_status_finished)."""
-    counts: dict[str, dict[str, int]] = {q: dict.fromkeys((s.value for s in JobStatus), 0) for q in queues}
+    """The tenant's unfinished jobs of each queue by status, its oldest queued job's age, and the last minute's
+    finished jobs. Each read is a range of a partial index (ix_jobs_tenant_active, ix_jobs_waiting, ix_jobs_finished):
+    its cost follows the backlog and the last minute's throughput, never the finished history (ADR 0016)."""
+    counts: dict[str, dict[str, int]] = {q: dict.fromkeys(UNFINISHED_STATUSES, 0) for q in queues}
     rows = session.execute(
-        select(Job.queue, Job.status, func.count()).where(Job.tenant_id == tenant_id).group_by(Job.queue, Job.status)
+        select(Job.queue, Job.status, func.count())
+        .where(Job.tenant_id == tenant_id, text(ACTIVE))
+        .group_by(Job.queue, Job.status)
     )
     for queue, status, count in rows:
-        counts.setdefault(queue, dict.fromkeys((s.value for s in JobStatus), 0))[status] = count
+        counts.setdefault(queue, dict.fromkeys(UNFINISHED_STATUSES, 0))[status] = count
     oldest = dict(
         session.execute(
             select(Job.queue, func.min(Job.updated_at))
@@ -195,7 +212,7 @@ class MinuteCounts:
 
 def last_hour_by_minute(session: Session, *, tenant_id: str, now: datetime | None = None) -> dict[str, MinuteCounts]:
     """Per queue, the tenant's succeeded and failed jobs in each of the last 60 minutes (a range of
-    ix_jobs_status_finished), for the console's throughput and failure charts."""
+    ix_jobs_finished), for the console's throughput and failure charts."""
     now = (now or utcnow()).replace(second=0, microsecond=0) + timedelta(minutes=1)
     start = now - timedelta(hours=1)
     if session.get_bind().dialect.name == "postgresql":

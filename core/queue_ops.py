@@ -25,7 +25,7 @@ from core.db import Sessions
 from core.errors import ConveyorError
 from core.failures import GroupFilter
 from core.jobs import move, record_event, requeue_failed, workflow_job_finished
-from core.models import ALL_TENANTS, WAITING, Job, QueuePause
+from core.models import ALL_TENANTS, FAILING, WAITING, Job, QueuePause
 from core.publish import messages_of, publish_committed
 from core.queue import Publisher
 from core.status import JobStatus
@@ -124,7 +124,10 @@ def drain_queue(
         Job.created_at <= started,
     ]
     error = {"type": "Drained", "message": reason}
-    return cancel_matching(sessions, pending, error=error, by="drain", actor=actor, limit=None).cancelled
+    # In no order: every chunk takes the first rows of the index's range (the ones before it left it), where an
+    # order by creation sorted the queue's whole backlog once per chunk, or read the tenant's history for it.
+    drained = cancel_matching(sessions, pending, error=error, by="drain", actor=actor, limit=None, oldest_first=False)
+    return drained.cancelled
 
 
 @dataclass(frozen=True)
@@ -141,9 +144,10 @@ def cancel_matching(
     by: str,
     actor: str | None,
     limit: int | None,
+    oldest_first: bool = True,
 ) -> CancelReport:
-    """Cancel up to `limit` (or all) not yet running jobs matching `conditions`, oldest first, in chunks; each gets a
-    `cancelled` event saying by what (`by`) and whom (`actor`), and `error` when given."""
+    """Cancel up to `limit` (or all) not yet running jobs matching `conditions`, oldest first (or in no order), in
+    chunks; each gets a `cancelled` event saying by what (`by`) and whom (`actor`), and `error` when given."""
     cancelled = 0
     while limit is None or cancelled < limit:
         wanted = CHUNK if limit is None else min(CHUNK, limit - cancelled)
@@ -152,7 +156,7 @@ def cancel_matching(
             query = (
                 select(Job)
                 .where(*conditions)
-                .order_by(Job.created_at)
+                .order_by(Job.created_at if oldest_first else None)
                 .limit(wanted)
                 .with_for_update(skip_locked=True)
                 .execution_options(populate_existing=True)
@@ -198,10 +202,16 @@ class FailedFilter:
     failed_after: datetime | None = None
     failed_before: datetime | None = None
 
-    def conditions(self) -> list[ColumnElement[bool]]:
+    def conditions(self) -> list[ColumnExpressionArgument[bool]]:
         # A workflow's failed job is retried with its workflow (POST /v1/workflows/{id}/retry), which reruns its
-        # skipped dependants too.
-        found = [Job.status == S.FAILED.value, _of_tenant(self.tenant_id), Job.workflow_id.is_(None)]
+        # skipped dependants too. FAILING is ix_jobs_failures' predicate: the failed jobs are read from that index,
+        # not from the tenant's history.
+        found: list[ColumnExpressionArgument[bool]] = [
+            text(FAILING),
+            Job.status == S.FAILED.value,
+            _of_tenant(self.tenant_id),
+            Job.workflow_id.is_(None),
+        ]
         if self.type is not None:
             found.append(Job.type == self.type)
         if self.queue is not None:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Float, func, literal, or_, select, text
+from sqlalchemy import ColumnElement, Float, func, literal, or_, select, text
 from sqlalchemy.orm import Session
 
 from core import metrics
@@ -53,14 +53,16 @@ def reconcile(
     *,
     republish_after: float,
     backoff_cap: float,
-    broker_depth: Callable[[str], int] = lambda _queue: 0,
+    broker_depth: Callable[[str], int] | None = lambda _queue: 0,
     batch: int = 500,
     now: datetime | None = None,
 ) -> ReconcileReport:
     """One tick. The caller commits, then publishes `report.to_publish`.
 
     `broker_depth(queue)` is how many messages the broker holds for a queue (the default, none, makes every `queued`
-    row unclaimed for `republish_after` seconds count as a lost message)."""
+    row unclaimed for `republish_after` seconds count as a lost message). None skips the search for lost messages,
+    which weighs every queued row (the maintenance tick runs it every `backlog_interval`); the rest of a tick reads
+    only the rows that are due."""
     now = now or utcnow()
     report = ReconcileReport()
 
@@ -88,7 +90,8 @@ def reconcile(
     # Published rows: the API commits before it publishes, so a row published within the grace may lack its message
     # for a moment; leaving it out errs towards fewer republishes (its message, once sent, is in the depth).
     settled = Job.published_at < now - UNPUBLISHED_GRACE
-    for queue, missing in _missing_messages(session, stale, settled, broker_depth).items():
+    lost = {} if broker_depth is None else _missing_messages(session, stale, settled, broker_depth)
+    for queue, missing in lost.items():
         rows = _batch(session, QUEUED_UNPAUSED, Job.queue == queue, stale, limit=batch,
                       order=Job.published_at)  # fmt: skip
         for job in _oldest_messages(rows, missing):
@@ -146,7 +149,8 @@ def _missing_messages(
     queue lacks every message. Messages a worker holds unacknowledged, and duplicates already queued, make the count
     low for a while, never high: they are consumed, and later ticks republish what is still missing."""
     queued = QUEUED_UNPAUSED
-    queues = list(session.scalars(select(Job.queue).where(queued, stale).distinct()))  # type: ignore[arg-type]
+    has_stale = select(Job.id).where(queued, stale).limit(1)  # type: ignore[arg-type]
+    queues = [q for q in _waiting_queues(session) if session.scalar(has_stale.where(Job.queue == q)) is not None]
     # The depths first: a message consumed between the two reads then errs towards fewer republishes, not more.
     depths = {queue: broker_depth(queue) for queue in queues}
     weight = func.sum(literal(1.0, Float) / Job.message_jobs)
@@ -158,6 +162,17 @@ def _missing_messages(
     expected: dict[str, float] = {queue: float(total or 0) for queue, total in session.execute(published).all()}
     missing = {queue: math.inf if depths[queue] == 0 else expected.get(queue, 0.0) - depths[queue] for queue in queues}
     return {queue: count for queue, count in missing.items() if count > 0}
+
+
+def _waiting_queues(session: Session) -> list[str]:
+    """The queues holding jobs not started yet, one probe of ix_jobs_waiting (queue first) each: a DISTINCT sorted
+    the whole backlog, 1.5 s behind 2,000,000 queued jobs on PostgreSQL."""
+    found: list[str] = []
+    after: list[ColumnElement[bool]] = []
+    while (queue := session.scalar(select(func.min(Job.queue)).where(text(WAITING), *after))) is not None:
+        found.append(queue)
+        after = [Job.queue > queue]
+    return found
 
 
 def _oldest_messages(rows: list[Job], missing: float) -> list[Job]:

@@ -66,6 +66,13 @@ class Settings(BaseSettings):
     )
     lease_seconds: float = Field(default=30.0, gt=0, description="A running job's lease; renewed by a heartbeat.")
     reconcile_interval: float = Field(default=2.0, gt=0, description="Seconds between reconciler ticks (beat).")
+    backlog_interval: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds between the reconciler's reads of the whole backlog: the search for messages the broker "
+        "lost, the quotas' counts, the backlog gauges and the planner's statistics. Its other work reads only what is "
+        "due, so a tick stays short behind a million queued jobs.",
+    )
     schedule_tick: float = Field(
         default=1.0, gt=0, description="Seconds between beat's checks for due schedule slots (a slot fires this late)."
     )

@@ -32,23 +32,30 @@ log = logging.getLogger(__name__)
 
 
 def run_reconcile(runtime: WorkerRuntime) -> dict[str, Any]:
+    """One reconciler tick (core/reconcile.py), and every `backlog_interval` the reads of the whole backlog: lost
+    messages, the tenants' usage, the planner's statistics and the backlog gauges."""
     settings = runtime.settings
+    read_backlog = time.monotonic() - runtime.backlog_read_at >= settings.backlog_interval
+    if read_backlog:
+        runtime.backlog_read_at = time.monotonic()
     with runtime.sessions() as session, session.begin():
         report = reconcile(
             session,
             republish_after=settings.republish_after,
             backoff_cap=settings.retry_backoff_max,
-            broker_depth=functools.partial(_broker_depth, runtime),
+            broker_depth=functools.partial(_broker_depth, runtime) if read_backlog else None,
         )
     failed = _publish(runtime, messages(report.to_publish))
-    with runtime.sessions() as session, session.begin():
-        tenants = refresh_usage(session)
-    with runtime.sessions() as session, session.begin():
-        analyzed = refresh_planner_statistics(session)
-    set_backlog_gauges(runtime)
+    tenants, analyzed = 0, []
+    if read_backlog:
+        with runtime.sessions() as session, session.begin():
+            tenants = refresh_usage(session)
+        with runtime.sessions() as session, session.begin():
+            analyzed = refresh_planner_statistics(session)
+        set_backlog_gauges(runtime)
     _ticked(runtime, "reconcile")
     summary = asdict(report) | {"to_publish": len(report.to_publish), "publish_failed": failed, "analyzed": analyzed,
-                                "tenants_counted": tenants}  # fmt: skip
+                                "tenants_counted": tenants, "backlog_read": read_backlog}  # fmt: skip
     if report.to_publish or report.leases_expired or report.expired or analyzed:
         log.info("reconcile: %s", summary)
     return summary

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
@@ -26,6 +27,7 @@ class WorkerRuntime:
         self.publisher = CeleryPublisher(app, lean=settings.celery_lean)
         self.duplicate_deliveries = 0
         self.gauged_queues: set[str] = set()  # queues the backlog gauges have named (worker/maintenance.py)
+        self.backlog_read_at = -math.inf  # time.monotonic() of the reconciler's last read of the whole backlog
 
     @cached_property
     def engine(self) -> Engine:

@@ -20,7 +20,7 @@ from api.console.session import (
 from api.extension import conveyor, db
 from core.errors import ConveyorError
 from core.keys import KeyInvalid, Scope
-from core.queries import last_hour_by_minute, queue_stats
+from core.queries import has_jobs, last_hour_by_minute, queue_stats
 from core.queue_ops import pauses
 
 
@@ -85,5 +85,5 @@ def overview() -> Any:
     queues = queue_stats(session, conveyor().settings.queues, tenant_id=tenant_id)
     held = pauses(session, tenant_id)
     minutes = last_hour_by_minute(session, tenant_id=tenant_id)
-    empty = all(sum(q.counts.values()) == 0 for q in queues)
+    empty = not has_jobs(session, tenant_id=tenant_id)
     return render_template("console/overview.html", queues=queues, pauses=held, minutes=minutes, empty=empty)

@@ -400,6 +400,17 @@ def test_a_newcomer_sees_how_to_submit_a_first_job(app: APIFlask, make_key: KeyF
         assert "No jobs yet" in html and "/v1/jobs" in html, page
 
 
+def test_finished_jobs_alone_are_not_an_empty_console(
+    app: APIFlask, make_key: KeyFactory, client: FlaskClient, run_job: RunJob
+) -> None:
+    """The overview counts the unfinished jobs only; a tenant whose jobs have all finished still has jobs."""
+    job = client.post("/v1/jobs", json={"type": "echo", "payload": {"message": "x"}}).json
+    assert run_job(job["id"]).status == "succeeded"
+    html = signed_in(app, make_key()).get("/console").get_data(as_text=True)
+    assert "No jobs yet" not in html
+    assert "/console/jobs?queue=default&amp;status=succeeded" in html
+
+
 def test_pages_load_nothing_from_elsewhere(app: APIFlask, make_key: KeyFactory) -> None:
     console = signed_in(app, make_key())
     response = console.get("/console")

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, func, insert, select, text
-from sqlalchemy.orm import Session
 
 from core.db import make_engine, make_sessionmaker
 from core.failures import GroupFilter, group_counts
@@ -101,10 +100,19 @@ def test_per_job_statements_read_one_row_once_the_table_has_statistics(fresh_pos
     assert BACKLOG > MIN_CHANGED_ROWS
 
 
-def test_statistics_are_left_to_sqlite(session: Session) -> None:
-    if session.get_bind().dialect.name != "sqlite":
+def test_sqlite_gets_sampled_statistics_as_the_table_grows(clean_db: Engine) -> None:
+    if clean_db.dialect.name != "sqlite":
         pytest.skip("PostgreSQL is the test above")
-    assert refresh_planner_statistics(session) == []
+    add_queued(clean_db, MIN_CHANGED_ROWS - 1)
+    assert refresh(clean_db) == []  # too few rows to bother
+    add_queued(clean_db, 1)
+    assert refresh(clean_db) == ["jobs"]
+    assert refresh(clean_db) == []  # fresh now: no ANALYZE on every tick
+    with clean_db.connect() as conn:
+        analysed = dict(conn.execute(text("SELECT idx, stat FROM sqlite_stat1 WHERE tbl = 'jobs'")).all())
+    assert "ix_jobs_tenant_created" in analysed and "ix_jobs_waiting" in analysed, analysed
+    add_queued(clean_db, MIN_CHANGED_ROWS + 1)
+    assert refresh(clean_db) == ["jobs"]  # doubled
 
 
 KEY_LOOKUPS = {

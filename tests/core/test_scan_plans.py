@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event, update
+from sqlalchemy import Engine, event, text, update
 from sqlalchemy.orm import Session
 
 from core.db import make_sessionmaker
 from core.models import Job
-from core.queries import last_hour_by_minute, queue_stats
+from core.queries import JobFilter, last_hour_by_minute, list_jobs, queue_stats
 from core.queue import RecordingPublisher
 from core.queue_ops import FailedFilter, drain_queue, pause_queue, resume_queue, retry_failed
 from core.reconcile import reconcile, release_jobs_of
@@ -30,6 +30,8 @@ S = JobStatus
 # Partial indexes bounded by the rows of a status (or unfinished ones): reading one whole is reading the backlog.
 BOUNDED = {"ix_jobs_scheduled_run_at", "ix_jobs_retrying_next_attempt_at", "ix_jobs_running_lease_until",
            "ix_jobs_expiring", "ix_jobs_waiting", "ix_jobs_tenant_active", "ix_jobs_failures"}  # fmt: skip
+
+HISTORY = "ix_jobs_tenant_created"  # every job of a tenant, by creation
 
 
 @contextmanager
@@ -58,14 +60,15 @@ def plan_lines(engine: Engine, statement: str, parameters: Any) -> list[str]:
 
 
 def unbounded_reads(engine: Engine, statement: str, parameters: Any) -> list[str]:
-    """The plan's reads of `jobs` that are not a range of an index: a table scan, or a whole index that is not
-    one of the BOUNDED partial ones. (A range of the tenant's history, ix_jobs_tenant_created, still passes: the
-    queue views' counts, a drain and the failed jobs' retry read one; issue 22 takes them on.)"""
+    """The plan's reads of `jobs` that are not a range of an index: a table scan, a whole index that is not one of
+    the BOUNDED partial ones, or a range of the tenant's whole history (ix_jobs_tenant_created, which only the job
+    list may read, a page at a time)."""
     lines = plan_lines(engine, statement, parameters)
+    history = [line for line in lines if HISTORY in line]
     if engine.dialect.name == "sqlite":
         scans = [line for line in lines if line.startswith("SCAN jobs")]
-        return [line for line in scans if not any(f"INDEX {name}" in line for name in BOUNDED)]
-    found = []
+        return history + [line for line in scans if not any(f"INDEX {name}" in line for name in BOUNDED)]
+    found = history
     for index, line in enumerate(lines):
         if "Seq Scan on jobs" in line:
             found.append(line)
@@ -87,6 +90,9 @@ def every_state(session: Session) -> Session:
             finished = when if status in (S.SUCCEEDED, S.FAILED, S.CANCELLED) else None
             session.execute(update(Job).where(Job.id == job.id).values(
                 expires_at=when, finished_at=finished, published_at=None if when is future else past))  # fmt: skip
+    session.commit()
+    # with statistics, as the reconciler's tick gives them (core/planner_stats.py; too few rows here for its rule)
+    session.execute(text("ANALYZE jobs"))
     session.commit()
     return session
 
@@ -154,3 +160,17 @@ def test_every_scan_reads_an_index_range(every_state: Session, clean_db: Engine,
 def test_the_pruner_above_runs_a_type_rule_too() -> None:
     """RETENTION makes the pruner run a rule of every status and a failed `sleep` jobs' one of their own."""
     assert sorted(rule.status for rule in RETENTION.rules()) == ["cancelled", "failed", "failed", "succeeded"]
+
+
+@pytest.mark.parametrize("statuses", [["failed"], ["cancelled", "failed"], ["queued"], ["running", "retrying"]])
+def test_a_page_of_rare_statuses_reads_their_index_not_the_history(
+    every_state: Session, clean_db: Engine, statuses: list[str]
+) -> None:
+    with captured(clean_db) as sent:
+        jobs, _ = list_jobs(every_state, filters=JobFilter(status=statuses, type="echo"), limit=1, tenant_id="default")
+    assert jobs and {job.status for job in jobs} <= set(statuses)
+    every_state.rollback()
+    [(statement, parameters)] = sent
+    # the statuses' own rows (ix_jobs_tenant_active, ix_jobs_tenant_unsuccessful, or the waiting jobs'), never a
+    # walk through the tenant's history
+    assert not unbounded_reads(clean_db, statement, parameters), plan_lines(clean_db, statement, parameters)

@@ -53,6 +53,7 @@ class Cluster:
             "CONVEYOR_API_PORT": str(self.port),
             "CONVEYOR_LEASE_SECONDS": "3",
             "CONVEYOR_RECONCILE_INTERVAL": "0.5",
+            "CONVEYOR_BACKLOG_INTERVAL": "0.5",
             "CONVEYOR_SCHEDULE_TICK": "0.5",
             "CONVEYOR_REPUBLISH_AFTER": "10",
             "CONVEYOR_WORKER_CONCURRENCY": "2",
