@@ -25,6 +25,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeEngine
 
+from core.ids import uuid7
 from core.status import TERMINAL, UNFINISHED_STATUSES, JobStatus
 from core.types import UTCDateTime, utcnow
 
@@ -92,7 +93,8 @@ class Base(DeclarativeBase):
 class Job(Base):
     __tablename__ = "jobs"
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    # time-ordered: new jobs go beside the last ones in every index keyed by job id (core/ids.py)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid7)
     tenant_id: Mapped[str] = mapped_column(String(64), default="default")
     type: Mapped[str] = mapped_column(String(100))
     queue: Mapped[str] = mapped_column(String(100))

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, make_transient_to_detached
 
 from core import metrics, statements
 from core.errors import ConveyorError, IdempotencyMismatch, PayloadInvalid, UnknownQueue, UnknownType
+from core.ids import uuid7
 from core.models import UNFINISHED, Job
 from core.publish import messages_of
 from core.queue import Message
@@ -226,7 +227,7 @@ def validated_request(
 def _job_of(request: JobRequest, spec: JobSpec, payload: BaseModel, queue: str, now: datetime) -> Job:
     due = request.run_at is None or request.run_at <= now
     given = dict(
-        id=request.job_id or uuid.uuid4(),
+        id=request.job_id or uuid7(),
         tenant_id=request.tenant_id,
         type=request.type,
         queue=queue,

@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from core.context import JobCancelled, LeaseLost
+from core.ids import uuid7
 from core.jobs import ClaimedJob, renew_lease
 from core.settings import Settings
 from core.submit import JobRequest, validated_request
@@ -79,7 +80,7 @@ class WorkerJobContext:
         run_at = now + timedelta(seconds=delay_seconds) if delay_seconds else None
         request = JobRequest(type=job_type, payload=payload, queue=queue, priority=priority,
                              max_attempts=max_attempts, run_at=run_at, tenant_id=self.tenant_id,
-                             request_id=self.request_id, parent_id=self.job_id, job_id=uuid.uuid4())  # fmt: skip
+                             request_id=self.request_id, parent_id=self.job_id, job_id=uuid7())  # fmt: skip
         validated_request(self.runtime.registry, self.runtime.settings.queues, request)  # raises what a submit would
         self.children.append(request)
         assert request.job_id is not None  # noqa: S101 - given above

@@ -22,7 +22,7 @@ class Box:
 
     @property
     def name(self) -> str:
-        name = self.node.name or str(self.node.dataset_id)[:8]
+        name = self.node.name or str(self.node.dataset_id)[-8:]
         return name if len(name) <= NAME_CHARACTERS else name[: NAME_CHARACTERS - 1] + "…"
 
     @property

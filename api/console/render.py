@@ -90,7 +90,14 @@ def bars(values: Sequence[int], *, label: str, height: int = 28, css: str = "bar
     ).format(css=css, width=width, height=height, title=title, rects=Markup(rects))  # noqa: S704 - numbers only
 
 
+def short_id(value: object) -> str:
+    """An id's last 8 characters: random in every id, where a job id's first ones are its creation time (core/ids.py)
+    and the same for every job of the same minute."""
+    return str(value)[-8:]
+
+
 TEMPLATE_HELPERS = {
+    "short_id": short_id,
     "when": when,
     "status": status,
     "pretty_json": pretty_json,

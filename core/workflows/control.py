@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from core import metrics
 from core.errors import ConveyorError, InvalidTransition
+from core.ids import uuid7
 from core.jobs import published_alone, record_event, requeue_failed
 from core.models import Job
 from core.publish import messages_of
@@ -119,7 +120,7 @@ def _rerun_jobs(run: Run, step: WorkflowStep, actor: str | None) -> None:
 
 def _replacement(run: Run, cancelled: Job, actor: str | None) -> Job:
     """A new job for a cancelled one (a cancelled job never runs again): same step, item, payload and settings."""
-    job = Job(id=uuid.uuid4(), tenant_id=cancelled.tenant_id, type=cancelled.type, queue=cancelled.queue,
+    job = Job(id=uuid7(), tenant_id=cancelled.tenant_id, type=cancelled.type, queue=cancelled.queue,
               priority=cancelled.priority, status=JobStatus.QUEUED.value, payload=cancelled.payload, attempt=0,
               max_attempts=cancelled.max_attempts, message_jobs=1, request_id=cancelled.request_id,
               workflow_id=cancelled.workflow_id, workflow_step=cancelled.workflow_step,
