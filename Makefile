@@ -66,7 +66,7 @@ $(BENCH_VENV)/bin/python:
 	$(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/pip install --quiet -c constraints.txt pandas sqlalchemy 'psycopg[binary]'
 
-## bench: ingest vs psql \copy and pandas; throughput vs bare Celery and the hand-rolled app (single, batch); bytes written per job; latency; scaling 1→2→4; pruner; fan-in vs a Celery chord; failure groups over 1M failures; the same speed with 10M finished jobs in the ledger
+## bench: ingest vs psql \copy and pandas; throughput vs bare Celery and the hand-rolled app (single, batch); bytes written per job; latency; scaling 1→2→4; pruner; fan-in vs a Celery chord; failure groups over 1M failures; the same speed with 10M finished jobs in the ledger; a backlog of 1M drained
 bench: install-test $(BENCH_VENV)/bin/python
 	$(BIN)/python bench/ingest.py --pandas-python $(BENCH_VENV)/bin/python
 	$(BIN)/python bench/api_load.py
@@ -79,6 +79,8 @@ bench: install-test $(BENCH_VENV)/bin/python
 	$(BIN)/python bench/failure_groups.py
 	$(BIN)/python bench/ledger_scale.py --backend services
 	$(BIN)/python bench/ledger_scale.py --backend embedded
+	$(BIN)/python bench/backlog.py --backend services
+	$(BIN)/python bench/backlog.py --backend embedded
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) var .pytest_cache .mypy_cache .ruff_cache
