@@ -32,7 +32,7 @@ from sqlalchemy import func, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.ledger_scale import tick_ms
+from bench.ledger_scale import KEEP_EVERY_JOB, tick_ms
 from bench.queue_throughput import RESULTS, backend_urls, bench_cluster, machine, submit_all, unfinished
 from core.migrate import upgrade_database
 from core.models import Job, JobEvent
@@ -109,9 +109,9 @@ def run(kind: str, jobs: int) -> dict[str, Any]:
         directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-backlog-")))
         url, broker, _counter = backend_urls(kind, directory, stack)
         upgrade_database(url)
-        keep = {f"retention_{status}_days": "0" for status in ("succeeded", "failed", "cancelled")}
         cluster, _meter = stack.enter_context(bench_cluster(directory / "run", url, broker, worker_concurrency="2",
-                                                            api_workers="1", log_level="WARNING", **keep))  # fmt: skip
+                                                            api_workers="1", log_level="WARNING",
+                                                            **KEEP_EVERY_JOB))  # fmt: skip
         sampler = BrokerSampler(broker)
         sampler.start()
         since, started = utcnow(), time.perf_counter()

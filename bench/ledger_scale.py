@@ -54,6 +54,10 @@ SIZES = {"services": "5000,1000000,10000000", "embedded": "5000,100000,1000000"}
 QUICK_SIZES = {"services": "5000,50000", "embedded": "5000,20000"}
 LATENCY_SECONDS = 5
 FILL_CHUNK = 200_000
+# Retention off: the ledger keeps its size while it is measured. With the defaults (7 days for succeeded jobs) the
+# pruner deleted the filled history's older three quarters during the measurement, and on SQLite its deletes hold the
+# one write lock (bench/prune.py measures the pruner).
+KEEP_EVERY_JOB = {f"retention_{status}_days": "0" for status in ("succeeded", "failed", "cancelled")}
 DAYS = 30
 
 # One statement per chunk, server-side (data-modifying CTEs): rows `start` .. `end`-1 of a ledger of `total` rows
@@ -194,12 +198,8 @@ def latency(call: Call) -> dict[str, float]:
 
 
 def measure(kind: str, directory: Path, url: str, broker: str, size: int, jobs: int) -> dict[str, Any]:
-    # Retention off: the ledger keeps its size while it is measured. With the defaults (7 days for succeeded jobs) the
-    # pruner deleted the filled history's older three quarters during the measurement, and on SQLite its deletes hold
-    # the one write lock (bench/prune.py measures the pruner).
-    keep = {f"retention_{status}_days": "0" for status in ("succeeded", "failed", "cancelled")}
     with bench_cluster(directory, url, broker, worker_concurrency="2", api_workers="1", log_level="WARNING",
-                       **keep) as (cluster, meter):  # fmt: skip
+                       **KEEP_EVERY_JOB) as (cluster, meter):  # fmt: skip
         single, _, _ = conveyor_run(cluster, jobs, meter, batch=False)
         batch, _, _ = conveyor_run(cluster, jobs, meter, batch=True)
         base, auth = cluster.base, cluster.auth

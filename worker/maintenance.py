@@ -35,9 +35,10 @@ def run_reconcile(runtime: WorkerRuntime) -> dict[str, Any]:
     """One reconciler tick (core/reconcile.py), and every `backlog_interval` the reads of the whole backlog: lost
     messages, the tenants' usage, the planner's statistics and the backlog gauges."""
     settings = runtime.settings
-    read_backlog = time.monotonic() - runtime.backlog_read_at >= settings.backlog_interval
+    now = time.monotonic()
+    read_backlog = now - runtime.backlog_read_at >= settings.backlog_interval
     if read_backlog:
-        runtime.backlog_read_at = time.monotonic()
+        runtime.backlog_read_at = now
     with runtime.sessions() as session, session.begin():
         report = reconcile(
             session,

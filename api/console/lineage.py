@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from api.console.render import short_id
 from core.datasets.lineage import Lineage, LineageNode, NodeKey
 
 BOX_WIDTH, BOX_HEIGHT = 190, 46
@@ -22,7 +23,7 @@ class Box:
 
     @property
     def name(self) -> str:
-        name = self.node.name or str(self.node.dataset_id)[-8:]
+        name = self.node.name or short_id(self.node.dataset_id)
         return name if len(name) <= NAME_CHARACTERS else name[: NAME_CHARACTERS - 1] + "…"
 
     @property
