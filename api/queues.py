@@ -87,14 +87,15 @@ def pause(queue: str, body: QueuePauseCreate) -> Any:
 @bp.output(QueueRead)
 @bp.doc(
     summary="Resume a queue this tenant paused",
-    description="Its waiting jobs are published again by the reconciler's next ticks. A pause of every tenant's jobs "
-    "(an operator's `conveyor queues pause`) stays: `paused.scope` is then `all`.",
+    description="Its waiting jobs are published again, oldest first, before the answer. A pause of every tenant's "
+    "jobs (an operator's `conveyor queues pause`) stays, and holds them: `paused.scope` is then `all`.",
     responses={404: "No such queue"},
 )
 def resume(queue: str) -> Any:
     ext = conveyor()
     check_queue(queue, ext.settings.queues)
-    resume_queue(ext.sessions, queue, tenant_id=tenant())
+    resume_queue(ext.sessions, ext.publisher, queue, tenant_id=tenant(), registry=ext.registry,
+                 jobs_per_message=ext.settings.jobs_per_message)  # fmt: skip
     return one_queue(queue)
 
 

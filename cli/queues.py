@@ -33,10 +33,14 @@ tenant_option = click.option(
 )
 
 
+def _publisher(settings: Settings) -> CeleryPublisher:
+    return CeleryPublisher(make_celery(settings, name="conveyor-cli", producer=True), lean=settings.celery_lean)
+
+
 def _sessions(settings: Settings) -> Sessions:
     """A drain may finish a workflow's jobs, whose next steps it then releases and publishes (ADR 0014)."""
-    publisher = CeleryPublisher(make_celery(settings, producer=True), lean=settings.celery_lean)
-    return process_sessions(make_engine(settings.resolved_database_url), settings, load_registry(), publisher)
+    engine = make_engine(settings.resolved_database_url)
+    return process_sessions(engine, settings, load_registry(), _publisher(settings))
 
 
 def _known(queue: str, settings: Settings) -> None:
@@ -89,7 +93,7 @@ def pause(queue: str, reason: str | None, tenant: str) -> None:
 @click.argument("queue")
 @tenant_option
 def resume(queue: str, tenant: str) -> None:
-    """Lift a pause made with the same --tenant; the reconciler publishes the waiting jobs again."""
+    """Lift a pause made with the same --tenant and publish its waiting jobs again."""
     settings = Settings()
     _known(queue, settings)
     sessions = _sessions(settings)
@@ -97,8 +101,9 @@ def resume(queue: str, tenant: str) -> None:
         held = session.get(QueuePause, (queue, tenant))
     if held is None:
         raise click.ClickException(f"{queue} is not paused for {tenant!r} (`conveyor queues list` shows pauses)")
-    marked = resume_queue(sessions, queue, tenant_id=tenant)
-    click.echo(f"resumed {queue}; {marked} waiting jobs are published again by the reconciler")
+    published = resume_queue(sessions, _publisher(settings), queue, tenant_id=tenant, registry=load_registry(),
+                             jobs_per_message=settings.jobs_per_message)  # fmt: skip
+    click.echo(f"resumed {queue}; {published} waiting jobs published again")
 
 
 @queues.command()
@@ -139,7 +144,6 @@ def retry_failed_command(
         after = datetime.now(UTC) - timedelta(hours=last)
     matching = FailedFilter(tenant, type=job_type, queue=queue, error_type=error_type, failed_after=after,
                             failed_before=until.replace(tzinfo=UTC) if until else None)  # fmt: skip
-    publisher = CeleryPublisher(make_celery(settings, name="conveyor-cli", producer=True), lean=settings.celery_lean)
-    report = retry_failed(_sessions(settings), publisher, matching, limit=limit, actor=CLI_ACTOR)
+    report = retry_failed(_sessions(settings), _publisher(settings), matching, limit=limit, actor=CLI_ACTOR)
     more = "; more match: run it again" if report.more else ""
     click.echo(f"retried {report.retried} failed jobs{more}")

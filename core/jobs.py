@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -69,6 +70,16 @@ def record_event(
 ) -> None:
     # A Core INSERT: events are never read back in the same unit of work, so the ORM's flush bookkeeping is waste.
     session.execute(insert(JobEvent), event_row(job_id, kind, attempt=attempt, worker=worker, detail=detail, now=now))
+
+
+def record_events(
+    session: Session, kind: str, events: Sequence[tuple[Job, dict[str, Any] | None]], *, now: datetime
+) -> None:
+    """The same kind of event for many jobs (a chunk of a bulk operation), each at its job's attempt with its
+    detail: one multi-row INSERT, where an INSERT per job took two thirds of a queue's resume."""
+    if events:
+        rows = [event_row(job.id, kind, attempt=job.attempt, detail=detail, now=now) for job, detail in events]
+        session.execute(insert(JobEvent), rows)
 
 
 def claim_job(

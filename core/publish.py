@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -43,7 +44,36 @@ def messages_of(jobs: Sequence[Job], registry: Registry | None = None, *, jobs_p
     due = [job for job in jobs if job.status == JobStatus.QUEUED]
     if registry is None:
         return [Message((wakeup_of(job),)) for job in due]
-    return messages([wakeup_of(job, registry.get(job.type), jobs_per_message=jobs_per_message) for job in due])
+    # A type no longer registered (its module removed since the job was made) still gets its message, alone: the
+    # worker fails it visibly instead of the job waiting unseen.
+    specs = [registry.get(job.type) if job.type in registry else None for job in due]
+    wakeups = [wakeup_of(job, spec, jobs_per_message=jobs_per_message) for job, spec in zip(due, specs, strict=True)]
+    return messages(wakeups)
+
+
+def record_message_sizes(
+    batch: Sequence[Message], jobs: Sequence[Job], *, published_at: datetime | None = None
+) -> None:
+    """Each row records the size of the message that wakes it (the reconciler weighs the broker's depth with it)
+    and, given `published_at`, when it was published."""
+    by_id = {job.id: job for job in jobs}
+    for message in batch:
+        for job_id in message.job_ids:
+            job = by_id[job_id]
+            job.message_jobs = len(message.wakeups)
+            if published_at is not None:
+                job.published_at = published_at
+
+
+def published_again(
+    jobs: Sequence[Job], registry: Registry | None, *, jobs_per_message: int, now: datetime
+) -> list[Message]:
+    """The messages that wake queued rows (loaded, in the caller's transaction) published once more after their
+    first message (a resumed queue, a failed or lost publish, a due retry), shared as a batch submit's are: a
+    million rows need 20,000 messages, not a million."""
+    batch = messages_of(jobs, registry, jobs_per_message=jobs_per_message)
+    record_message_sizes(batch, jobs, published_at=now)
+    return batch
 
 
 def publish_committed(publisher: Publisher, sessions: Sessions, batch: Sequence[Message]) -> list[uuid.UUID]:

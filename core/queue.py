@@ -129,6 +129,9 @@ class RecordingPublisher:
         self.messages.extend(batch)
         return []
 
+    def sent_ids(self) -> list[uuid.UUID]:
+        return [wakeup.job_id for wakeup in self.sent]
+
 
 class CeleryPublisher:
     """Publishes through a Celery app's pooled producer; never raises (a failed publish is the reconciler's).

@@ -3,8 +3,8 @@ jobs matching a filter. For one tenant (the API, an admin key) or for every tena
 
 A pause is a row in `queue_pauses`, read by the claim itself (core.statements.shared.paused): workers stop claiming
 at once, and the pause holds across restarts of every process. The reconciler neither wakes nor publishes a paused
-queue's jobs; a message already in the broker is acked without a claim, its job staying `queued`. Resuming marks the
-queue's queued jobs unpublished, so the reconciler's next ticks publish them again.
+queue's jobs; a message already in the broker is acked without a claim, its job staying `queued`. Resuming publishes
+the queue's queued jobs again.
 
 Drain and retry touch many rows: they go in chunks of CHUNK, each a transaction of its own (row locks held for one
 chunk, never for the whole operation), taking only rows nobody else holds (SKIP LOCKED on PostgreSQL).
@@ -16,18 +16,21 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, ColumnExpressionArgument, select, text, true, update
+from sqlalchemy import ColumnElement, ColumnExpressionArgument, select, text, true
 from sqlalchemy.orm import Session
 
 from core import metrics
 from core.db import Sessions
 from core.errors import ConveyorError
 from core.failures import GroupFilter
-from core.jobs import move, record_event, requeue_failed, workflow_job_finished
+from core.jobs import move, record_events, requeue_failed, workflow_job_finished
 from core.models import ALL_TENANTS, FAILING, WAITING, Job, QueuePause
-from core.publish import messages_of, publish_committed
+from core.publish import messages_of, publish_committed, published_again
 from core.queue import Publisher
+from core.registry import Registry
+from core.statements.shared import paused
 from core.status import JobStatus
 from core.types import utcnow
 
@@ -77,34 +80,46 @@ def pause_queue(
     return pause
 
 
-def resume_queue(sessions: Sessions, queue: str, *, tenant_id: str) -> int:
-    """Lift the tenant's (or the all-tenants) pause and mark the queue's queued jobs it held unpublished, in chunks:
-    the reconciler publishes them. Returns how many were marked (none if the queue was not paused)."""
+def resume_queue(
+    sessions: Sessions, publisher: Publisher, queue: str, *, tenant_id: str, registry: Registry, jobs_per_message: int
+) -> int:
+    """Lift the tenant's (or the all-tenants) pause and publish the queue's queued jobs it held, oldest first, in
+    chunks that each commit, then publish, in shared messages (a batch submit's): the workers have them at once.
+    Their earlier messages were acked unclaimed while the pause held (or wait behind; their jobs then run once:
+    the claim takes a queued job once). A job another pause still holds waits for that one. Returns how many were
+    published (none if the queue was not paused)."""
     with sessions() as session, session.begin():
         pause = session.get(QueuePause, (queue, tenant_id), with_for_update=True)
         if pause is None:
             return 0
         session.delete(pause)
-    marked = 0
+        resumed_at = utcnow()
+    held = (
+        select(Job)
+        .where(
+            text(WAITING),  # ix_jobs_waiting: queue, status, then published_at, in order
+            Job.status == S.QUEUED.value,
+            Job.queue == queue,
+            Job.published_at < resumed_at,  # not published since (unpublished ones are the reconciler's)
+            _of_tenant(tenant_id),
+            ~paused(),
+        )
+        .order_by(Job.published_at)
+        .limit(CHUNK)
+        .with_for_update(skip_locked=True)
+        .execution_options(populate_existing=True)
+    )
+    published = 0
     while True:
         with sessions() as session, session.begin():
-            chunk = (
-                select(Job.id)
-                .where(
-                    text(WAITING),  # ix_jobs_waiting
-                    Job.status == S.QUEUED.value,
-                    Job.queue == queue,
-                    _of_tenant(tenant_id),
-                    Job.published_at.is_not(None),
-                )
-                .limit(CHUNK)
-                .scalar_subquery()
-            )
-            marking = update(Job).where(Job.id.in_(chunk)).values(published_at=None)
-            done = len(session.execute(marking.returning(Job.id)).all())
-        marked += done
-        if done < CHUNK:
-            return marked
+            now = utcnow()
+            jobs = list(session.scalars(held))
+            record_events(session, "republished", [(job, {"by": "resume"}) for job in jobs], now=now)
+            batch = published_again(jobs, registry, jobs_per_message=jobs_per_message, now=now)
+        publish_committed(publisher, sessions, batch)
+        published += len(jobs)
+        if len(jobs) < CHUNK:
+            return published
 
 
 # --- drain -----------------------------------------------------------------------------------------------------
@@ -162,6 +177,7 @@ def cancel_matching(
                 .execution_options(populate_existing=True)
             )
             jobs = list(session.scalars(query))
+            events: list[tuple[Job, dict[str, Any] | None]] = []
             for job in jobs:
                 source = move(job, S.CANCELLED, at)
                 job.finished_at = at
@@ -169,8 +185,9 @@ def cancel_matching(
                 if error is not None:
                     job.error, detail["reason"] = error, error["message"]
                 metrics.count(session, metrics.CANCELLED, job.type, job.queue)
-                record_event(session, job.id, S.CANCELLED.value, attempt=job.attempt, detail=detail, now=at)
+                events.append((job, detail))
                 workflow_job_finished(session, job, S.CANCELLED, at)
+            record_events(session, S.CANCELLED.value, events, now=at)
         cancelled += len(jobs)
         if len(jobs) < wanted:
             return CancelReport(cancelled, more=False)

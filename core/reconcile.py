@@ -8,6 +8,7 @@ due `scheduled` and `retrying` jobs, and recovers jobs whose worker vanished (le
 from __future__ import annotations
 
 import math
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -16,10 +17,11 @@ from sqlalchemy import ColumnElement, Float, func, literal, or_, select, text
 from sqlalchemy.orm import Session
 
 from core import metrics
-from core.jobs import fail_attempt, move, published_alone, record_event, workflow_job_finished
+from core.jobs import fail_attempt, move, record_event, record_events, workflow_job_finished
 from core.models import EXPIRING, RETRYING, RUNNING, SCHEDULED, WAITING, Job
-from core.publish import wakeup_of
-from core.queue import Wakeup
+from core.publish import published_again
+from core.queue import Message, job_ids_of
+from core.registry import Registry
 from core.statements.shared import paused
 from core.status import JobStatus
 from core.types import iso_or_none, utcnow
@@ -33,12 +35,16 @@ QUEUED_UNPAUSED = text(WAITING) & (Job.status == S.QUEUED.value) & ~paused()
 
 @dataclass
 class ReconcileReport:
-    to_publish: list[Wakeup] = field(default_factory=list)
+    to_publish: list[Message] = field(default_factory=list)
     woken: int = 0
     expired: int = 0
     leases_expired: int = 0
     republished: int = 0
     workflows_swept: int = 0
+
+    @property
+    def job_ids(self) -> list[uuid.UUID]:
+        return job_ids_of(self.to_publish)
 
 
 def _batch(session: Session, *conditions: object, limit: int, order: object = Job.created_at) -> list[Job]:
@@ -54,10 +60,14 @@ def reconcile(
     republish_after: float,
     backoff_cap: float,
     broker_depth: Callable[[str], int] | None = lambda _queue: 0,
+    registry: Registry | None = None,
+    jobs_per_message: int = 1,
     batch: int = 500,
+    unpublished_batch: int = 5000,
     now: datetime | None = None,
 ) -> ReconcileReport:
-    """One tick. The caller commits, then publishes `report.to_publish`.
+    """One tick. The caller commits, then publishes `report.to_publish`: the rows it publishes share messages as a
+    batch submit's do (given the registry and `jobs_per_message` > 1).
 
     `broker_depth(queue)` is how many messages the broker holds for a queue (the default, none, makes every `queued`
     row unclaimed for `republish_after` seconds count as a lost message). None skips the search for lost messages,
@@ -65,6 +75,7 @@ def reconcile(
     only the rows that are due."""
     now = now or utcnow()
     report = ReconcileReport()
+    republished: list[Job] = []  # queued rows whose message is lost or was never sent
 
     # Each scan says its partial index's predicate (core/models.py), reads that index's range, and takes the rows
     # longest due first.
@@ -94,20 +105,23 @@ def reconcile(
     for queue, missing in lost.items():
         rows = _batch(session, QUEUED_UNPAUSED, Job.queue == queue, stale, limit=batch,
                       order=Job.published_at)  # fmt: skip
-        for job in _oldest_messages(rows, missing):
-            _republish(session, job, report, now)
+        republished.extend(_oldest_messages(rows, missing))
 
-    for status, due in ((SCHEDULED, Job.run_at), (RETRYING, Job.next_attempt_at)):
-        for job in _batch(session, text(status), due <= now, ~paused(), limit=batch, order=due):
-            source = move(job, S.QUEUED, now)
-            record_event(session, job.id, S.QUEUED.value, attempt=job.attempt, detail={"from": source.value}, now=now)
-            published_alone(job, now)
-            report.to_publish.append(wakeup_of(job))
-            report.woken += 1
-
+    # After a broker outage every job submitted meanwhile is here: a bigger batch (in shared messages) so that the
+    # workers get their backlog back in a few ticks, not one tick per 500 jobs. Before the wake-ups below, whose rows
+    # become queued without a publish time until the end of the tick.
     unpublished = Job.published_at.is_(None) & (Job.updated_at < now - UNPUBLISHED_GRACE)
-    for job in _batch(session, QUEUED_UNPAUSED, unpublished, limit=batch):
-        _republish(session, job, report, now)
+    republished.extend(_batch(session, QUEUED_UNPAUSED, unpublished, limit=unpublished_batch))
+    record_events(session, "republished", [(job, None) for job in republished], now=now)
+    report.republished = len(republished)
+
+    woken: list[Job] = []
+    for status, due in ((SCHEDULED, Job.run_at), (RETRYING, Job.next_attempt_at)):
+        woken.extend(_batch(session, text(status), due <= now, ~paused(), limit=batch, order=due))
+    record_events(session, S.QUEUED.value, [(job, {"from": move(job, S.QUEUED, now).value}) for job in woken],
+                  now=now)  # fmt: skip
+    report.woken = len(woken)
+    report.to_publish = published_again(republished + woken, registry, jobs_per_message=jobs_per_message, now=now)
     report.workflows_swept = sweep_cancellations(session, now)
     return report
 
@@ -129,13 +143,6 @@ def _run_again(session: Session, job: Job, error: dict[str, str], backoff_cap: f
     """A running attempt whose worker is gone: failed, and retried at once (still bounded by max_attempts)."""
     fail_attempt(session, job_id=job.id, attempt=job.attempt, worker=job.worker, error=error, retryable=True,
                  backoff=0.0, backoff_cap=backoff_cap, event="lease_expired", now=now)  # fmt: skip
-
-
-def _republish(session: Session, job: Job, report: ReconcileReport, now: datetime) -> None:
-    record_event(session, job.id, "republished", attempt=job.attempt, now=now)
-    published_alone(job, now)
-    report.to_publish.append(wakeup_of(job))
-    report.republished += 1
 
 
 def _missing_messages(
@@ -177,7 +184,7 @@ def _waiting_queues(session: Session) -> list[str]:
 
 def _oldest_messages(rows: list[Job], missing: float) -> list[Job]:
     """The oldest rows, up to `missing` messages' worth: FIFO queues lose their oldest messages' (they would have been
-    consumed first), and a message is republished whole (its rows, as single wake-ups)."""
+    consumed first), and a message is republished whole (its rows, sharing messages again)."""
     taken: list[Job] = []
     weight = 0.0
     for job in rows:

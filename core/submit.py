@@ -22,7 +22,7 @@ from core import metrics, statements
 from core.errors import ConveyorError, IdempotencyMismatch, PayloadInvalid, UnknownQueue, UnknownType
 from core.ids import uuid7
 from core.models import UNFINISHED, Job
-from core.publish import messages_of
+from core.publish import messages_of, record_message_sizes
 from core.queue import Message
 from core.quotas import JobRoom, UsageCache
 from core.registry import JobSpec, Registry, UnknownJobType
@@ -160,12 +160,8 @@ def submit_jobs(
             outcomes.append(_insert_keyed(session, job, request))
     made = [(o.job, r.actor) for o, r in zip(outcomes, requests, strict=True) if o.created and o.job is not None]
     created, actors = [job for job, _ in made], [actor for _, actor in made]
-    by_id = {job.id: job for job in created}
     batch = messages_of(created, registry, jobs_per_message=jobs_per_message)
-    for message in batch:
-        if len(message.wakeups) > 1:  # before the insert: the plain jobs need no UPDATE
-            for job_id in message.job_ids:
-                by_id[job_id].message_jobs = len(message.wakeups)
+    record_message_sizes(batch, created)  # before the insert: the plain jobs need no UPDATE
     if created:
         _insert(session, plain, created, actors, now)
         for (job_type, queue), made_here in collections.Counter((j.type, j.queue) for j in created).items():

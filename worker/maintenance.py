@@ -19,7 +19,7 @@ from core.models import Heartbeat
 from core.planner_stats import refresh_planner_statistics
 from core.publish import messages_of, publish_committed
 from core.queries import backlog
-from core.queue import Message, messages
+from core.queue import Message
 from core.quotas import refresh_usage
 from core.reconcile import reconcile
 from core.retention import Retention, prune
@@ -45,8 +45,10 @@ def run_reconcile(runtime: WorkerRuntime) -> dict[str, Any]:
             republish_after=settings.republish_after,
             backoff_cap=settings.retry_backoff_max,
             broker_depth=functools.partial(_broker_depth, runtime) if read_backlog else None,
+            registry=runtime.registry,
+            jobs_per_message=settings.jobs_per_message,
         )
-    failed = _publish(runtime, messages(report.to_publish))
+    failed = _publish(runtime, report.to_publish)
     tenants, analyzed = 0, []
     if read_backlog:
         with runtime.sessions() as session, session.begin():
@@ -55,8 +57,9 @@ def run_reconcile(runtime: WorkerRuntime) -> dict[str, Any]:
             analyzed = refresh_planner_statistics(session)
         set_backlog_gauges(runtime)
     _ticked(runtime, "reconcile")
-    summary = asdict(report) | {"to_publish": len(report.to_publish), "publish_failed": failed, "analyzed": analyzed,
-                                "tenants_counted": tenants, "backlog_read": read_backlog}  # fmt: skip
+    summary = asdict(report) | {"to_publish": len(report.job_ids), "messages": len(report.to_publish),
+                                "publish_failed": failed, "analyzed": analyzed, "tenants_counted": tenants,
+                                "backlog_read": read_backlog}  # fmt: skip
     if report.to_publish or report.leases_expired or report.expired or analyzed:
         log.info("reconcile: %s", summary)
     return summary

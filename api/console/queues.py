@@ -54,8 +54,9 @@ def pause(queue: str) -> Any:
 def resume(queue: str) -> Any:
     ext = conveyor()
     check_queue(queue, ext.settings.queues)
-    resume_queue(ext.sessions, queue, tenant_id=principal().tenant_id)
-    flash(f"Resumed {queue}: its waiting jobs are published again over the next ticks.")
+    published = resume_queue(ext.sessions, ext.publisher, queue, tenant_id=principal().tenant_id,
+                             registry=ext.registry, jobs_per_message=ext.settings.jobs_per_message)  # fmt: skip
+    flash(f"Resumed {queue}: its {published} waiting jobs are published again.")
     return redirect(url_for("console_queues.list_page"))
 
 

@@ -197,7 +197,7 @@ def test_reconciler_recovers_expired_lease_then_caps_attempts(session: Session) 
     assert statuses[retried.id] == "queued"  # lease_expired → retrying (no delay) → queued and published
     assert statuses[capped.id] == "failed"
     assert statuses[alive.id] == "running"
-    assert [w.job_id for w in report.to_publish] == [retried.id]
+    assert report.job_ids == [retried.id]
     failed = session.get(Job, capped.id)
     assert failed is not None and failed.error is not None and failed.error["type"] == "WorkerLost"
     assert events(session, capped) == ["lease_expired", "failed"]
@@ -209,7 +209,7 @@ def test_reconciler_wakes_due_jobs_only(session: Session, registry: Registry) ->
     later = submit(session, registry, run_at=now + timedelta(hours=1))
     report = reconcile(session, republish_after=60, backoff_cap=60, now=now + timedelta(seconds=6))
     session.commit()
-    assert [w.job_id for w in report.to_publish] == [due.id]
+    assert report.job_ids == [due.id]
     session.refresh(later)
     assert later.status == "scheduled"
 
@@ -224,10 +224,30 @@ def test_reconciler_republishes_unpublished_and_stale_queued(session: Session, r
     later = utcnow() + timedelta(seconds=5)  # past the grace the API has between its commit and its publish
     report = reconcile(session, republish_after=60, backoff_cap=60, now=later)
     session.commit()
-    assert {w.job_id for w in report.to_publish} == {unpublished.id, stale.id}
-    assert fresh.id not in {w.job_id for w in report.to_publish}
+    assert set(report.job_ids) == {unpublished.id, stale.id}
+    assert fresh.id not in set(report.job_ids)
     # published again now: the next tick leaves them alone
     assert reconcile(session, republish_after=60, backoff_cap=60, now=later).to_publish == []
+
+
+def test_reconciler_publishes_what_a_broker_outage_held_back_in_shared_messages(
+    session: Session, registry: Registry
+) -> None:
+    """Every job submitted during an outage is unpublished: they go out oldest first sharing messages, as a batch
+    submit's do, each row recording its message's size (and the job of a type no longer registered, alone)."""
+    now = utcnow()
+    held = [submit(session, registry, now=now - timedelta(seconds=30 - i)) for i in range(5)]
+    held.append(insert_job(session, JobStatus.QUEUED, type="removed", now=now - timedelta(seconds=20)))
+    mark_unpublished(session, [job.id for job in held])
+    session.commit()
+    later = utcnow() + timedelta(seconds=5)
+    report = reconcile(session, republish_after=60, backoff_cap=60, registry=registry, jobs_per_message=2, now=later)
+    session.commit()
+    assert [[w.job_id for w in m.wakeups] for m in report.to_publish] == [
+        [held[0].id, held[1].id], [held[2].id, held[3].id], [held[4].id], [held[5].id]]  # fmt: skip
+    rows = {job.id: (job.message_jobs, job.published_at) for job in session.scalars(select(Job))}
+    assert [rows[job.id] for job in held] == [(2, later)] * 4 + [(1, later)] * 2
+    assert report.republished == 6
 
 
 def race_submits(session: Session, registry: Registry, count: int, **keys: str) -> set[str]:
@@ -300,7 +320,7 @@ def test_reconciler_republishes_only_the_messages_the_broker_lacks(session: Sess
     def tick(depth: int, at: datetime) -> list[object]:
         report = reconcile(session, republish_after=60, backoff_cap=60, broker_depth=lambda _queue: depth, now=at)
         session.commit()
-        return [w.job_id for w in report.to_publish]
+        return report.job_ids
 
     # the five waiting rows' messages are in the broker: only the row whose publish failed goes out
     assert tick(5, later) == [unpublished.id]
@@ -323,7 +343,7 @@ def test_reconciler_weighs_the_broker_depth_by_jobs_per_message(session: Session
     def tick(depth: int) -> set[object]:
         report = reconcile(session, republish_after=60, backoff_cap=60, broker_depth=lambda _queue: depth, now=later)
         session.commit()
-        return {w.job_id for w in report.to_publish}
+        return set(report.job_ids)
 
     assert tick(2) == set()  # both messages there: 100 rows waiting are no loss
     assert tick(1) == {job.id for job in older}

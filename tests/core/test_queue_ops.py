@@ -1,6 +1,6 @@
 """Queue operations on each backend: a pause stops claims of the tenant's (or every tenant's) jobs in the queue and
-keeps the reconciler from waking or publishing them; resume marks them for publishing; drain cancels pending jobs in
-chunks with a reason; a bulk retry takes exactly the failed jobs its filter matches, up to its limit."""
+keeps the reconciler from waking or publishing them; resume publishes them in shared messages; drain cancels pending
+jobs in chunks with a reason; a bulk retry takes exactly the failed jobs its filter matches, up to its limit."""
 
 from __future__ import annotations
 
@@ -64,13 +64,52 @@ def test_a_pause_stops_claims_of_the_tenants_jobs_in_that_queue_only(sessions: A
     assert claim(sessions, paused) is None
     assert row(sessions, paused).status == "queued"
     assert claim(sessions, theirs) is not None and claim(sessions, elsewhere) is not None
-    assert resume_queue(sessions, "default", tenant_id="acme") == 1
-    assert row(sessions, paused).published_at is None  # for the reconciler to publish again
+    publisher = RecordingPublisher()
+    before = utcnow()
+    assert resume(sessions, registry, publisher, "acme") == 1
+    assert publisher.sent_ids() == [paused.id]  # only the held job: the others' messages were never acked unclaimed
+    assert row(sessions, paused).published_at >= before
+    with sessions() as session:
+        [event] = session.scalars(select(JobEvent).where(JobEvent.job_id == paused.id, JobEvent.kind == "republished"))
+        assert event.detail == {"by": "resume"}
     claimed = claim(sessions, paused)
     assert claimed is not None and claimed.attempt == 1
 
 
-def test_pausing_twice_keeps_the_first_pause_and_resuming_an_unpaused_queue_does_nothing(sessions: Any) -> None:
+def resume(sessions: Any, registry: Registry, publisher: RecordingPublisher, tenant: str, per_message: int = 50) -> int:
+    return resume_queue(sessions, publisher, "default", tenant_id=tenant, registry=registry,
+                        jobs_per_message=per_message)  # fmt: skip
+
+
+def test_a_resume_publishes_the_held_jobs_oldest_first_in_shared_messages(
+    sessions: Any, registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks of CHUNK, each committed then published; a publish that fails leaves its jobs to the reconciler."""
+    monkeypatch.setattr(queue_ops, "CHUNK", 3)
+    held = [submit(sessions, registry) for _ in range(7)]
+    with sessions() as session, session.begin():  # single submits, published one by one, oldest first
+        for age, job in enumerate(reversed(held)):
+            session.execute(update(Job).where(Job.id == job.id).values(published_at=utcnow() - timedelta(seconds=age)))
+    pause(sessions)
+    publisher = RecordingPublisher()
+    assert resume(sessions, registry, publisher, "acme", per_message=2) == 7
+    assert [list(m.job_ids) for m in publisher.messages] == [
+        [held[0].id, held[1].id], [held[2].id], [held[3].id, held[4].id], [held[5].id], [held[6].id]]  # fmt: skip
+    assert [row(sessions, job).message_jobs for job in held] == [2, 2, 1, 2, 2, 1, 1]
+
+    pause(sessions)
+    publisher.fail = True
+    assert resume(sessions, registry, publisher, "acme") == 7
+    assert {row(sessions, job).published_at for job in held} == {None}  # the reconciler's now
+    with sessions() as session, session.begin():
+        report = reconcile(session, republish_after=60, backoff_cap=60, registry=registry, jobs_per_message=50,
+                           now=utcnow() + timedelta(seconds=5))  # fmt: skip
+    assert [sorted(m.job_ids) for m in report.to_publish] == [sorted(job.id for job in held)]
+
+
+def test_pausing_twice_keeps_the_first_pause_and_resuming_an_unpaused_queue_does_nothing(
+    sessions: Any, registry: Registry
+) -> None:
     pause(sessions, reason="first")
     with sessions() as session:
         first = session.get_one(QueuePause, ("default", "acme")).paused_at
@@ -78,8 +117,8 @@ def test_pausing_twice_keeps_the_first_pause_and_resuming_an_unpaused_queue_does
     with sessions() as session:
         [held] = session.scalars(select(QueuePause)).all()
         assert (held.paused_at, held.reason, held.paused_by) == (first, "second", "key1")
-    assert resume_queue(sessions, "default", tenant_id="acme") == 0
-    assert resume_queue(sessions, "default", tenant_id="acme") == 0
+    assert resume(sessions, registry, RecordingPublisher(), "acme") == 0
+    assert resume(sessions, registry, RecordingPublisher(), "acme") == 0
     with sessions() as session:
         assert session.scalars(select(QueuePause)).all() == []
 
@@ -88,9 +127,11 @@ def test_an_all_tenants_pause_holds_every_tenant_until_it_is_lifted(sessions: An
     jobs = [submit(sessions, registry, tenant) for tenant in ("acme", "globex")]
     pause(sessions, tenant=ALL_TENANTS)
     pause(sessions, tenant="acme")
-    assert resume_queue(sessions, "default", tenant_id="acme") == 1  # a tenant lifts its own pause only
+    publisher = RecordingPublisher()
+    assert resume(sessions, registry, publisher, "acme") == 0  # a tenant lifts its own pause only
     assert [claim(sessions, job) for job in jobs] == [None, None]
-    assert resume_queue(sessions, "default", tenant_id=ALL_TENANTS) == 1  # globex's: acme's is marked already
+    assert resume(sessions, registry, publisher, ALL_TENANTS) == 2
+    assert sorted(publisher.sent_ids()) == sorted(job.id for job in jobs)
     assert all(claim(sessions, job) is not None for job in jobs)
 
 
@@ -111,12 +152,14 @@ def test_the_reconciler_neither_wakes_nor_publishes_a_paused_queues_jobs(session
     def tick() -> set[uuid.UUID]:
         with sessions() as session, session.begin():
             report = reconcile(session, republish_after=60, backoff_cap=60, now=now + timedelta(seconds=5))
-        return {w.job_id for w in report.to_publish}
+        return set(report.job_ids)
 
     assert tick() == {other.id}  # the other tenant's lost message only
     assert row(sessions, delayed).status == "scheduled"
-    resume_queue(sessions, "default", tenant_id="acme")
-    assert tick() == {unpublished.id, lost.id, delayed.id}
+    publisher = RecordingPublisher()
+    assert resume(sessions, registry, publisher, "acme") == 1
+    assert publisher.sent_ids() == [lost.id]  # the resume publishes what was published; the rest is the tick's
+    assert tick() == {unpublished.id, delayed.id}
 
 
 def statuses(session: Session) -> dict[str, int]:

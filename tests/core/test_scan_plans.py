@@ -21,6 +21,7 @@ from core.queries import JobFilter, last_hour_by_minute, list_jobs, queue_stats
 from core.queue import RecordingPublisher
 from core.queue_ops import FailedFilter, drain_queue, pause_queue, resume_queue, retry_failed
 from core.reconcile import reconcile, release_jobs_of
+from core.registry import load_registry
 from core.retention import Retention, prune
 from core.status import JobStatus
 from core.types import utcnow
@@ -40,9 +41,9 @@ def captured(engine: Engine) -> Iterator[list[tuple[str, Any]]]:
     their parameters."""
     sent: list[tuple[str, Any]] = []
 
-    def keep(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool) -> None:
+    def keep(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, many: bool) -> None:
         if statement.lstrip().upper().startswith(("SELECT", "UPDATE", "DELETE")) and " jobs" in statement:
-            sent.append((statement, parameters))
+            sent.append((statement, parameters[0] if many else parameters))  # executemany: one row's plan
 
     event.listen(engine, "before_cursor_execute", keep)
     try:
@@ -129,7 +130,8 @@ def run_failed_retry(_session: Session, engine: Engine) -> None:
 def run_pause_and_resume(session: Session, engine: Engine) -> None:
     pause_queue(session, "default", tenant_id="default", actor=None, reason=None)
     session.commit()
-    resume_queue(make_sessionmaker(engine), "default", tenant_id="default")
+    resume_queue(make_sessionmaker(engine), RecordingPublisher(), "default", tenant_id="default",
+                 registry=load_registry(), jobs_per_message=50)  # fmt: skip
 
 
 def run_drain(_session: Session, engine: Engine) -> None:
