@@ -100,3 +100,20 @@ def test_failed_and_retrying_jobs_get_their_failure_group_when_groups_arrive(bac
         assert jobs["failed"].error_fingerprint == jobs["retrying"].error_fingerprint == fingerprint("orders", error)
         assert (jobs["failed"].failed_at, jobs["retrying"].failed_at) == (finished, updated)
         assert (jobs["succeeded"].error_fingerprint, jobs["succeeded"].failed_at) == (None, None)
+
+
+def test_postgresql_vacuums_the_jobs_table_at_one_percent_of_it_and_the_downgrade_resets_that() -> None:
+    """Migration 0018's storage parameters (the reconciler's tick walks dead index entries until a vacuum)."""
+    with postgres_database() as url:
+        upgrade_database(url)
+        engine = make_engine(url)
+        reloptions = text("SELECT reloptions FROM pg_class WHERE relname = 'jobs'")
+        try:
+            with engine.connect() as connection:
+                options = set(connection.execute(reloptions).scalar_one())
+            assert {"autovacuum_vacuum_scale_factor=0.01", "autovacuum_analyze_threshold=10000"} <= options
+            command.downgrade(alembic_config(url), "0017")
+            with engine.connect() as connection:
+                assert connection.execute(reloptions).scalar_one() is None
+        finally:
+            engine.dispose()
