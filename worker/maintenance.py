@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from core import metrics
+from core.db import checkpoint_wal
 from core.firing import fire_due_schedules
 from core.models import Heartbeat
 from core.planner_stats import refresh_planner_statistics
@@ -31,8 +32,8 @@ log = logging.getLogger(__name__)
 
 
 def run_reconcile(runtime: WorkerRuntime) -> dict[str, Any]:
-    """One reconciler tick (core/reconcile.py), and every `backlog_interval` the reads of the whole backlog: lost
-    messages, the tenants' usage, the planner's statistics and the backlog gauges."""
+    """One reconciler tick (core/reconcile.py), SQLite's WAL checkpoint, and every `backlog_interval` the reads of
+    the whole backlog: lost messages, the tenants' usage, the planner's statistics and the backlog gauges."""
     settings = runtime.settings
     now = time.monotonic()
     read_backlog = now - runtime.backlog_read_at >= settings.backlog_interval
@@ -48,6 +49,7 @@ def run_reconcile(runtime: WorkerRuntime) -> dict[str, Any]:
             jobs_per_message=settings.jobs_per_message,
         )
     failed = _publish(runtime, report.to_publish)
+    checkpointed = checkpoint_wal(runtime.engine)
     tenants, analyzed = 0, []
     if read_backlog:
         with runtime.sessions() as session, session.begin():
@@ -58,8 +60,8 @@ def run_reconcile(runtime: WorkerRuntime) -> dict[str, Any]:
     _ticked(runtime, "reconcile")
     counts = {name: value for name, value in vars(report).items() if name != "to_publish"}  # not 5,000 wake-ups
     summary = counts | {"to_publish": len(report.job_ids), "messages": len(report.to_publish),
-                                "publish_failed": failed, "analyzed": analyzed, "tenants_counted": tenants,
-                                "backlog_read": read_backlog}  # fmt: skip
+                        "publish_failed": failed, "analyzed": analyzed, "tenants_counted": tenants,
+                        "backlog_read": read_backlog, "wal_pages_checkpointed": checkpointed}  # fmt: skip
     if report.to_publish or report.leases_expired or report.expired or analyzed:
         log.info("reconcile: %s", summary)
     return summary

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
+from core.db import SQLITE_AUTOCHECKPOINT_PAGES
 from core.models import JobEvent, TenantUsage
 from core.queue import RecordingPublisher, make_celery
 from core.registry import load_registry
@@ -64,3 +65,19 @@ def test_the_whole_backlog_is_read_once_per_backlog_interval(runtime: WorkerRunt
     runtime.backlog_read_at -= runtime.settings.backlog_interval
     assert run_reconcile(runtime)["backlog_read"]
     assert republished(session, second) and usage(session) == 2
+
+
+def test_the_tick_checkpoints_sqlites_wal_so_that_the_job_path_need_not(
+    runtime: WorkerRuntime, session: Session
+) -> None:
+    """Job-path connections leave the WAL to the tick (up to SQLITE_AUTOCHECKPOINT_PAGES); the tick copies it into
+    the database file. PostgreSQL has nothing to checkpoint."""
+    for _ in range(50):
+        insert_job(session, JobStatus.QUEUED)
+    checkpointed = run_reconcile(runtime)["wal_pages_checkpointed"]
+    if session.get_bind().dialect.name != "sqlite":
+        assert checkpointed == 0
+        return
+    assert session.connection().exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == SQLITE_AUTOCHECKPOINT_PAGES
+    session.rollback()
+    assert checkpointed > 0  # the 50 jobs' pages, which no commit of theirs checkpointed
