@@ -131,10 +131,15 @@ def checkpoint_wal(engine: Engine) -> int:
     checkpoint that follows it: this one, every maintenance tick."""
     if not is_sqlite(engine):
         return 0
-    with engine.connect() as connection:  # the driver's connection: a checkpoint runs outside a transaction
-        raw = connection.connection.dbapi_connection
-        _busy, _frames, copied = raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-    return max(copied, 0)
+    raw = engine.raw_connection()  # the driver's connection, in autocommit: a checkpoint runs outside a transaction
+    try:
+        cursor = raw.cursor()
+        cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        _busy, _frames, copied = cursor.fetchone()
+        cursor.close()
+    finally:
+        raw.close()
+    return max(int(copied), 0)
 
 
 def begin_immediate(connection: Connection) -> None:
