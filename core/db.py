@@ -135,7 +135,7 @@ def checkpoint_wal(engine: Engine) -> int:
     try:
         cursor = raw.cursor()
         cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        _busy, _frames, copied = cursor.fetchone()
+        _busy, _frames, copied = cursor.fetchone() or (0, 0, 0)  # (a PRAGMA checkpoint always answers a row)
         cursor.close()
     finally:
         raw.close()
