@@ -2,8 +2,8 @@
 
 Every job's claim and completion leave dead row versions in `jobs` and entries for them in the partial indexes the
 reconciler scans (waiting, running). Until a vacuum removes them, each tick walks past them: on this VM the tick
-went from 17 ms to 45 ms over 120,000 jobs of churn without a vacuum, and stayed at 10-15 ms with one after every
-10,000 jobs (docs/performance.md, "The jobs table's autovacuum"). PostgreSQL's default waits for dead rows worth 20 %
+went from 22 ms to 61 ms over 240,000 jobs of churn without a vacuum, and stayed at 7-15 ms with one after every
+10,000 jobs (bench/churn.py; docs/performance.md, issue 22's third slice). PostgreSQL's default waits for dead rows worth 20 %
 of the table: 2,000,000 of them in a 10,000,000-job ledger. The same for inserts (the visibility map that lets index-
 only scans skip the heap) and for ANALYZE (the planner's statistics; core/planner_stats.py covers a new table's
 first minutes, where autovacuum may be off). Storage parameters only: no rewrite, no lock beyond a moment's.
