@@ -66,8 +66,8 @@ def reconcile(
     unpublished_batch: int = 5000,
     now: datetime | None = None,
 ) -> ReconcileReport:
-    """One tick. The caller commits, then publishes `report.to_publish`: the rows it publishes share messages as a
-    batch submit's do (given the registry and `jobs_per_message` > 1).
+    """One tick. The caller commits, then publishes `report.to_publish`: the rows it wakes and those never published
+    share messages as a batch submit's do (given the registry and `jobs_per_message` > 1).
 
     `broker_depth(queue)` is how many messages the broker holds for a queue (the default, none, makes every `queued`
     row unclaimed for `republish_after` seconds count as a lost message). None skips the search for lost messages,
@@ -75,7 +75,7 @@ def reconcile(
     only the rows that are due."""
     now = now or utcnow()
     report = ReconcileReport()
-    republished: list[Job] = []  # queued rows whose message is lost or was never sent
+    lost_rows: list[Job] = []  # queued rows whose message the broker seems to have lost
 
     # Each scan says its partial index's predicate (core/models.py), reads that index's range, and takes the rows
     # longest due first.
@@ -105,15 +105,15 @@ def reconcile(
     for queue, missing in lost.items():
         rows = _batch(session, QUEUED_UNPAUSED, Job.queue == queue, stale, limit=batch,
                       order=Job.published_at)  # fmt: skip
-        republished.extend(_oldest_messages(rows, missing))
+        lost_rows.extend(_oldest_messages(rows, missing))
 
     # After a broker outage every job submitted meanwhile is here: a bigger batch (in shared messages) so that the
     # workers get their backlog back in a few ticks, not one tick per 500 jobs. Before the wake-ups below, whose rows
     # become queued without a publish time until the end of the tick.
     unpublished = Job.published_at.is_(None) & (Job.updated_at < now - UNPUBLISHED_GRACE)
-    republished.extend(_batch(session, QUEUED_UNPAUSED, unpublished, limit=unpublished_batch))
-    record_events(session, "republished", [(job, None) for job in republished], now=now)
-    report.republished = len(republished)
+    never_sent = _batch(session, QUEUED_UNPAUSED, unpublished, limit=unpublished_batch)
+    record_events(session, "republished", [(job, None) for job in lost_rows + never_sent], now=now)
+    report.republished = len(lost_rows) + len(never_sent)
 
     woken: list[Job] = []
     for status, due in ((SCHEDULED, Job.run_at), (RETRYING, Job.next_attempt_at)):
@@ -121,7 +121,12 @@ def reconcile(
     record_events(session, S.QUEUED.value, [(job, {"from": move(job, S.QUEUED, now).value}) for job in woken],
                   now=now)  # fmt: skip
     report.woken = len(woken)
-    report.to_publish = published_again(republished + woken, registry, jobs_per_message=jobs_per_message, now=now)
+    # A lost message is a guess: a message a worker holds is missing from the depth too, and its rows would be sent
+    # twice. Sent one message each, a wrong guess costs one duplicate per worker process, not a shared message's
+    # worth. The rest certainly has no message.
+    alone = published_again(lost_rows, None, jobs_per_message=1, now=now)
+    shared = published_again(never_sent + woken, registry, jobs_per_message=jobs_per_message, now=now)
+    report.to_publish = alone + shared
     report.workflows_swept = sweep_cancellations(session, now)
     return report
 
@@ -184,7 +189,7 @@ def _waiting_queues(session: Session) -> list[str]:
 
 def _oldest_messages(rows: list[Job], missing: float) -> list[Job]:
     """The oldest rows, up to `missing` messages' worth: FIFO queues lose their oldest messages' (they would have been
-    consumed first), and a message is republished whole (its rows, sharing messages again)."""
+    consumed first), and a message is republished whole (its rows, one message each)."""
     taken: list[Job] = []
     weight = 0.0
     for job in rows:

@@ -332,7 +332,8 @@ def test_reconciler_republishes_only_the_messages_the_broker_lacks(session: Sess
 
 
 def test_reconciler_weighs_the_broker_depth_by_jobs_per_message(session: Session, registry: Registry) -> None:
-    """Two messages of 50 batch jobs each: one message lost means the 50 oldest rows, as single messages."""
+    """Two messages of 50 batch jobs each: one message lost means the 50 oldest rows, as single messages (a lost
+    message is a guess: a shared one sent in error would duplicate a whole message's worth)."""
     now = utcnow()
     older = [submit(session, registry, now=now - timedelta(seconds=300)) for _ in range(50)]
     newer = [submit(session, registry, now=now - timedelta(seconds=200)) for _ in range(50)]
@@ -341,7 +342,8 @@ def test_reconciler_weighs_the_broker_depth_by_jobs_per_message(session: Session
     later = utcnow() + timedelta(seconds=5)
 
     def tick(depth: int) -> set[object]:
-        report = reconcile(session, republish_after=60, backoff_cap=60, broker_depth=lambda _queue: depth, now=later)
+        report = reconcile(session, republish_after=60, backoff_cap=60, broker_depth=lambda _queue: depth,
+                           registry=registry, jobs_per_message=50, now=later)  # fmt: skip
         session.commit()
         return set(report.job_ids)
 
