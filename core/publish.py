@@ -69,8 +69,8 @@ def published_again(
     jobs: Sequence[Job], registry: Registry | None, *, jobs_per_message: int, now: datetime
 ) -> list[Message]:
     """The messages that wake queued rows (loaded, in the caller's transaction) published once more after their
-    first message (a resumed queue, a failed or lost publish, a due retry), shared as a batch submit's are: a
-    million rows need 20,000 messages, not a million."""
+    first message (a resumed queue, a failed or lost publish, a due retry); given the registry, shared as a batch
+    submit's are: a million rows need 20,000 messages, not a million. Each row records its message's size and now."""
     batch = messages_of(jobs, registry, jobs_per_message=jobs_per_message)
     record_message_sizes(batch, jobs, published_at=now)
     return batch
