@@ -30,10 +30,11 @@ log = logging.getLogger(__name__)
 
 def wakeup_of(job: Job, spec: JobSpec | None = None, *, jobs_per_message: int = 1) -> Wakeup:
     """A job's wake-up call. Given its spec, it may share a message with up to `jobs_per_message` jobs of its type,
-    queue and priority, unless the type has a soft time limit (Celery applies that to a whole message)."""
+    queue and priority, unless the type has a soft time limit (Celery applies that to a whole message) or the job has
+    had an attempt: a retry's message is its own, so that Flower shows each attempt as the task's `retries`."""
     if spec is None:
         return Wakeup(job.id, job.type, job.queue, job.priority, request_id=job.request_id, attempts=job.attempt)
-    per_message = jobs_per_message if spec.soft_time_limit is None else 1
+    per_message = jobs_per_message if spec.soft_time_limit is None and job.attempt == 0 else 1
     return Wakeup(job.id, job.type, job.queue, job.priority, per_message, spec.time_limit, job.request_id, job.attempt)
 
 

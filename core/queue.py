@@ -90,6 +90,9 @@ def messages(wakeups: Sequence[Wakeup]) -> list[Message]:
     open_messages: dict[tuple[str, str, int], list[Wakeup]] = {}
     grouped: list[list[Wakeup]] = []
     for wakeup in wakeups:
+        if wakeup.jobs_per_message == 1:  # alone (a retry, a type with a soft time limit): nothing joins it
+            grouped.append([wakeup])
+            continue
         key = (wakeup.type, wakeup.queue, wakeup.priority)
         current = open_messages.get(key)
         if current is None or len(current) >= wakeup.jobs_per_message:

@@ -234,20 +234,23 @@ def test_reconciler_publishes_what_a_broker_outage_held_back_in_shared_messages(
     session: Session, registry: Registry
 ) -> None:
     """Every job submitted during an outage is unpublished: they go out oldest first sharing messages, as a batch
-    submit's do, each row recording its message's size (and the job of a type no longer registered, alone)."""
+    submit's do, each row recording its message's size (and the job of a type no longer registered, alone, and a retry
+    woken in the same tick, alone)."""
     now = utcnow()
     held = [submit(session, registry, now=now - timedelta(seconds=30 - i)) for i in range(5)]
     held.append(insert_job(session, JobStatus.QUEUED, type="removed", now=now - timedelta(seconds=20)))
+    retry = insert_job(session, JobStatus.RETRYING, attempt=1, now=now - timedelta(seconds=10))  # due: woken now
     mark_unpublished(session, [job.id for job in held])
     session.commit()
     later = utcnow() + timedelta(seconds=5)
     report = reconcile(session, republish_after=60, backoff_cap=60, registry=registry, jobs_per_message=2, now=later)
     session.commit()
     assert [[w.job_id for w in m.wakeups] for m in report.to_publish] == [
-        [held[0].id, held[1].id], [held[2].id, held[3].id], [held[4].id], [held[5].id]]  # fmt: skip
+        [held[0].id, held[1].id], [held[2].id, held[3].id], [held[4].id], [held[5].id], [retry.id]]  # fmt: skip
+    assert report.to_publish[-1].retries == 1  # a retry's message is its own: Flower shows it as the task's retries
     rows = {job.id: (job.message_jobs, job.published_at) for job in session.scalars(select(Job))}
     assert [rows[job.id] for job in held] == [(2, later)] * 4 + [(1, later)] * 2
-    assert report.republished == 6
+    assert report.republished == 6 and report.woken == 1
 
 
 def race_submits(session: Session, registry: Registry, count: int, **keys: str) -> set[str]:

@@ -33,6 +33,13 @@ def test_one_job_per_message_unless_the_wakeups_allow_sharing() -> None:
     assert messages([wakeup(limit=None), wakeup(limit=None)])[0].time_limit is None
 
 
+def test_a_lone_wakeup_among_shared_ones_is_joined_by_none() -> None:
+    """A retry (or a type with a soft time limit) has its own message; the jobs after it share one without it."""
+    first, retry, second = wakeup(), wakeup(per_message=1), wakeup()
+    assert [m.job_ids for m in messages([first, retry, second])] == [
+        [first.job_id, second.job_id], [retry.job_id]]  # fmt: skip
+
+
 def test_a_message_names_the_request_id_its_jobs_share_and_none_when_they_differ() -> None:
     """Concurrent POSTs share messages (their group commit's): the header is left out then, and the worker logs each
     job with the request id of its own row once it has claimed it."""
