@@ -321,8 +321,9 @@ def requeue_failed(session: Session, job: Job, *, by: str, actor: str | None, no
 
 
 def published_alone(job: Job, now: datetime) -> None:
-    """The row is (about to be) published in a message of its own, as everything but a batch submit is: the
-    reconciler weighs the broker's depth with `message_jobs`."""
+    """The row is (about to be) published in a message of its own, as a retry always is: the reconciler weighs the
+    broker's depth with `message_jobs`. Rows that may share messages (a batch submit, a resume, the reconciler's
+    never-sent rows) record theirs with core.publish.record_message_sizes."""
     job.published_at, job.message_jobs = now, 1
 
 
